@@ -1,0 +1,142 @@
+"""Loading: both key layouts, widths read from shapes, and every way a file can be wrong."""
+
+import os
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from framestream.vae_core import engine
+from framestream.vae_core.checkpoints import build_wan, diffusers_to_original, infer_wan_config, load_vae
+from framestream.vae_core.errors import FrameStreamError
+
+from conftest import WAN21_SMALL, WAN22_SMALL, diffusers_wan
+
+
+def test_original_layout_is_what_diffusers_own_converter_reads(wan21_pair):
+    """Our diffusers->original renaming, fed to diffusers' original->diffusers converter, gives the start back."""
+    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+
+    ref, _ = wan21_pair
+    original = diffusers_to_original(ref.state_dict())
+    assert "decoder.middle.0.residual.0.gamma" in original and "conv2.weight" in original
+    back = convert_wan_vae_to_diffusers(original)
+    assert set(back) == set(ref.state_dict())
+    assert all(torch.equal(back[k], v) for k, v in ref.state_dict().items())
+
+
+def test_wan22_original_layout_has_the_reference_key_names(wan22_pair):
+    """Key names of Wan2.2's vae2_2.py (nested down/up blocks, shortcuts without weights)."""
+    _, ours = wan22_pair
+    keys = set(ours.state_dict())
+    for key in ["encoder.conv1.weight", "encoder.downsamples.0.downsamples.0.residual.0.gamma",
+                "encoder.downsamples.0.downsamples.2.resample.1.weight",
+                "encoder.downsamples.1.downsamples.2.time_conv.weight", "encoder.middle.1.to_qkv.weight",
+                "encoder.head.2.weight", "conv1.weight", "conv2.weight",
+                "decoder.upsamples.0.upsamples.0.residual.2.weight", "decoder.upsamples.0.upsamples.3.time_conv.weight",
+                "decoder.upsamples.2.upsamples.3.resample.1.weight", "decoder.head.2.weight"]:
+        assert key in keys, key
+    assert ours.state_dict()["encoder.conv1.weight"].shape[1] == 12
+    assert not any("avg_shortcut" in k for k in keys)
+
+
+@pytest.mark.parametrize("config, version, z, ratio", [(WAN21_SMALL, "2.1", 16, 8), (WAN22_SMALL, "2.2", 48, 16)])
+def test_config_read_from_shapes(config, version, z, ratio):
+    ours = build_wan(diffusers_wan(config).state_dict())
+    cfg = infer_wan_config(ours.state_dict())
+    assert (cfg.version, cfg.z_dim, cfg.dim, cfg.dim_mult, cfg.num_res_blocks) == (version, z, 8, (1, 2, 4, 4), 2)
+    assert cfg.temporal_down == (False, True, True)
+    assert (ours.latent_channels, ours.spatial_ratio, ours.temporal_ratio) == (z, ratio, 4)
+
+
+def test_other_depths_and_widths_load_too():
+    """Widths and depths come from the tensors, not from a table of known models."""
+    ref = diffusers_wan(dict(base_dim=4, z_dim=16, dim_mult=[1, 2, 3, 3], num_res_blocks=1))
+    ours = build_wan(ref.state_dict())
+    assert (ours.cfg.dim, ours.cfg.dim_mult, ours.cfg.num_res_blocks) == (4, (1, 2, 3, 3), 1)
+    z = torch.randn(1, 16, 2, 2, 2)
+    with torch.no_grad():
+        expected = ref.decode(z).sample
+    got = engine.decode(ours, z)
+    assert (got - ((expected + 1) / 2).permute(0, 2, 3, 4, 1).reshape(got.shape)).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("pair", ["wan21_pair", "wan22_pair"])
+def test_both_layouts_load_from_files_and_decode_identically(pair, request, tmp_path):
+    ref, ours = request.getfixturevalue(pair)
+    save_file(ref.state_dict(), tmp_path / "diffusers.safetensors")
+    save_file({k: v.contiguous() for k, v in ours.state_dict().items()}, tmp_path / "original.safetensors")
+    z = torch.randn(1, ours.latent_channels, 2, 2, 2)
+    a = engine.decode(load_vae(str(tmp_path / "diffusers.safetensors")), z)
+    b = engine.decode(load_vae(str(tmp_path / "original.safetensors")), z)
+    assert torch.equal(a, b)
+    assert torch.equal(a, engine.decode(ours, z))
+
+
+def test_prefixed_keys_load(wan21_pair, tmp_path):
+    _, ours = wan21_pair
+    save_file({f"first_stage_model.{k}": v.contiguous() for k, v in ours.state_dict().items()}, tmp_path / "p.safetensors")
+    assert load_vae(str(tmp_path / "p.safetensors")).cfg == ours.cfg
+
+
+def test_load_in_working_precision(wan21_pair, tmp_path):
+    _, ours = wan21_pair
+    save_file({k: v.contiguous() for k, v in ours.state_dict().items()}, tmp_path / "v.safetensors")
+    vae = load_vae(str(tmp_path / "v.safetensors"), dtype=torch.bfloat16)
+    assert {p.dtype for p in vae.parameters()} == {torch.bfloat16}
+
+
+# --- bad files ------------------------------------------------------------------------------------------------
+
+
+def test_missing_file():
+    with pytest.raises(FrameStreamError, match="file not found"):
+        load_vae("/nonexistent/wan_2.1_vae.safetensors")
+
+
+@pytest.mark.parametrize("name", ["vae.pt", "vae.ckpt", "vae.pth", "vae.safetensors"])
+def test_pickle_checkpoint_refused(name, wan21_pair, tmp_path):
+    _, ours = wan21_pair
+    torch.save(ours.state_dict(), tmp_path / name)  # a pickle, whatever its name says
+    with pytest.raises(FrameStreamError, match="pickle"):
+        load_vae(str(tmp_path / name))
+
+
+def test_truncated_safetensors(wan21_pair, tmp_path):
+    _, ours = wan21_pair
+    path = tmp_path / "v.safetensors"
+    save_file({k: v.contiguous() for k, v in ours.state_dict().items()}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FrameStreamError, match="truncated or corrupt"):
+        load_vae(str(path))
+
+
+def test_corrupt_header(tmp_path):
+    path = tmp_path / "v.safetensors"
+    path.write_bytes((200).to_bytes(8, "little") + b"{not json" + b" " * 300)
+    with pytest.raises(FrameStreamError, match="truncated or corrupt"):
+        load_vae(str(path))
+
+
+def test_image_vae_refused_by_name(tmp_path):
+    """A real diffusers AutoencoderKL (the SD / Flux image VAE) and the original SD key layout."""
+    from diffusers import AutoencoderKL
+
+    image_vae = AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=4)
+    save_file(image_vae.state_dict(), tmp_path / "sd.safetensors")
+    with pytest.raises(FrameStreamError, match="image VAE .*needs a Wan 2.1 or Wan 2.2 video VAE"):
+        load_vae(str(tmp_path / "sd.safetensors"))
+    save_file({"decoder.mid.block_1.norm1.weight": torch.ones(4), "encoder.conv_in.weight": torch.ones(4, 3, 3, 3)},
+              tmp_path / "flux.safetensors")
+    with pytest.raises(FrameStreamError, match=r"image VAE \(SD 1.x / SDXL / SD3 / Flux layout\)"):
+        load_vae(str(tmp_path / "flux.safetensors"))
+
+
+def test_incomplete_wan_checkpoint(wan21_pair, tmp_path):
+    _, ours = wan21_pair
+    sd = {k: v.contiguous() for k, v in ours.state_dict().items() if not k.startswith("decoder.upsamples.3.")}
+    save_file(sd, tmp_path / "v.safetensors")
+    with pytest.raises(FrameStreamError, match="does not match its architecture"):
+        load_vae(str(tmp_path / "v.safetensors"))
+    assert os.listdir(tmp_path) == ["v.safetensors"]

@@ -1,0 +1,145 @@
+"""The ``framestream`` command: the contract end-to-end use relies on, and its one-line errors."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from framestream import cli
+from framestream.vae_core import engine
+
+from conftest import diffusers_decode_raw
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, wan21_pair):
+    ref, ours = wan21_pair
+    folder = tmp_path_factory.mktemp("cli")
+    save_file(ref.state_dict(), folder / "wan21_diffusers.safetensors")
+    save_file({k: v.contiguous() for k, v in ours.state_dict().items()}, folder / "wan21.safetensors")
+    z = torch.randn(1, 16, 3, 2, 3, generator=torch.Generator().manual_seed(0))
+    save_file({"latent_tensor": z, "latent_format_version_0": torch.tensor([])}, folder / "clip.latent")
+    save_file({"x": z[0]}, folder / "plain.safetensors")
+    return folder, z
+
+
+def run(argv, capsys):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, pattern):
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("framestream: error:")]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert pattern in lines[0], lines[0]
+
+
+def test_decode_writes_what_the_host_vaedecode_returns(files, capsys, wan21_pair):
+    folder, z = files
+    code, out, err = run(["decode", folder / "wan21_diffusers.safetensors", folder / "clip.latent",
+                          "-o", folder / "frames.safetensors", "--frames-per-step", "2"], capsys)
+    assert code == 0, err
+    frames = load_file(folder / "frames.safetensors")["frames"]
+    expected = ((diffusers_decode_raw(wan21_pair[0], z) + 1) / 2).clamp(0, 1)[0].permute(1, 2, 3, 0)
+    assert frames.shape == (9, 16, 24, 3) and frames.dtype == torch.float32
+    assert (frames - expected).abs().max() <= 1e-4
+    assert "decoded (1, 16, 3, 2, 3) -> 9 frames 24x16" in out and "peak RAM" in out
+    assert "decode: 2/2 steps" in err  # progress on stderr
+
+
+def test_decode_accepts_a_plain_one_tensor_safetensors(files, capsys, wan21_pair):
+    folder, z = files
+    code, _, err = run(["decode", folder / "wan21.safetensors", folder / "plain.safetensors", "-o",
+                        folder / "plain_frames.safetensors", "-q"], capsys)
+    assert code == 0 and err == ""
+    assert torch.equal(load_file(folder / "plain_frames.safetensors")["frames"], engine.decode(wan21_pair[1], z))
+
+
+def test_encode_writes_a_latent_the_host_loads(files, capsys, wan21_pair):
+    folder, _ = files
+    frames = torch.rand(9, 16, 16, 3, generator=torch.Generator().manual_seed(1))
+    save_file({"frames": frames}, folder / "video.safetensors")
+    code, out, err = run(["encode", folder / "wan21.safetensors", folder / "video.safetensors",
+                          "-o", folder / "out.latent"], capsys)
+    assert code == 0, err
+    saved = load_file(folder / "out.latent")
+    assert set(saved) == {"latent_tensor", "latent_format_version_0"}  # Load Latent then applies no rescale
+    assert torch.equal(saved["latent_tensor"], engine.encode(wan21_pair[1], frames))
+
+
+def test_demo_runs_and_reports(capsys, tmp_path):
+    code, out, err = run(["demo", "--frames", "5", "--size", "32", "-o", tmp_path / "demo.safetensors"], capsys)
+    assert code == 0, err
+    assert "streamed vs whole-clip decode: max |difference|" in out and "peak RAM" in out
+    assert load_file(tmp_path / "demo.safetensors")["frames"].shape == (5, 32, 32, 3)
+
+
+# --- bad input: exit code 1, one line, nothing written ------------------------------------------------------------
+
+
+def bad(folder, name, tensors):
+    save_file(tensors, folder / name)
+    return folder / name
+
+
+def test_bad_inputs_each_give_one_line_and_write_nothing(files, capsys, tmp_path):
+    folder, z = files
+    from diffusers import AutoencoderKL
+
+    image_vae = bad(tmp_path, "sd_vae.safetensors",
+                    AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=4).state_dict())
+    wrong_channels = bad(tmp_path, "flux.latent", {"latent_tensor": torch.randn(1, 4, 3, 2, 2),
+                                                   "latent_format_version_0": torch.tensor([])})
+    nan = z.clone()
+    nan[0, 0, 0, 0, 0] = float("nan")
+    nan_latent = bad(tmp_path, "nan.latent", {"latent_tensor": nan, "latent_format_version_0": torch.tensor([])})
+    two = bad(tmp_path, "two.safetensors", {"a": z, "b": z.clone()})
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes((folder / "wan21.safetensors").read_bytes()[:5000])
+    pickle = tmp_path / "vae.pt"
+    torch.save({"a": torch.ones(1)}, pickle)
+    vae, latent = folder / "wan21.safetensors", folder / "clip.latent"
+    cases = [
+        (["decode", image_vae, latent], "image VAE"),
+        (["decode", vae, wrong_channels], "latent has 4 channels but the Wan 2.1 VAE expects 16"),
+        (["decode", vae, nan_latent], "NaN/inf"),
+        (["decode", vae, two], "holds 2 tensors"),
+        (["decode", truncated, latent], "truncated or corrupt"),
+        (["decode", pickle, latent], "pickle"),
+        (["decode", tmp_path / "missing.safetensors", latent], "file not found"),
+        (["decode", vae, tmp_path / "missing.latent"], "file not found"),
+        (["decode", vae, latent, "--frames-per-step", "0"], "frames_per_step must be at least 1"),
+        (["decode", vae, latent, "--device", "cuda:7"] if not torch.cuda.is_available() else
+         ["decode", vae, latent, "--device", "nonsense"], "device"),
+    ]
+    for argv, message in cases:
+        out_path = tmp_path / "out.safetensors"
+        code, _, err = run([*argv, "-o", out_path], capsys)
+        assert_one_line_error(code, err, message)
+        assert not out_path.exists(), argv
+    code, _, err = run(["decode", vae, latent, "-o", tmp_path / "out.mp4"], capsys)
+    assert_one_line_error(code, err, "must end in .safetensors")
+    code, _, err = run(["encode", vae, latent, "-o", tmp_path / "out.latent"], capsys)
+    assert_one_line_error(code, err, "no 'frames' tensor")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".framestream", "out"))) == []
+
+
+def test_installed_command_reports_errors_cleanly(tmp_path):
+    """The console script from ``pip install .`` (CI installs it): exit code and a single line, no traceback."""
+    command = shutil.which("framestream")
+    if command is None:
+        pytest.skip("framestream is not installed on PATH (CI installs it with pip install .)")
+    result = subprocess.run([command, "decode", str(tmp_path / "none.safetensors"), str(tmp_path / "none.latent"),
+                             "-o", str(tmp_path / "o.safetensors")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("framestream: error: file not found") and "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "o.safetensors")
+    help_text = subprocess.run([sys.executable, "-m", "framestream", "--help"], capture_output=True, text=True,
+                               timeout=120, cwd=str(tmp_path))
+    assert help_text.returncode == 0 and "decode" in help_text.stdout

@@ -1,0 +1,124 @@
+"""Node adapters, tested with stand-ins for the host's objects (the real host is in test_host_comfyui.py)."""
+
+import types
+
+import pytest
+import torch
+
+from framestream import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from framestream.nodes import host
+from framestream.nodes.vae_input import video_vae
+from framestream.vae_core import engine
+from framestream.vae_core.checkpoints import build_wan
+from framestream.vae_core.errors import FrameStreamError
+
+
+class HostVAE:
+    """What Load VAE hands a node: a wrapper whose ``first_stage_model`` holds the weights in the original layout."""
+
+    def __init__(self, module):
+        self.first_stage_model = module
+        self.patcher = object()
+
+
+@pytest.fixture
+def host_vae(wan21_pair):
+    return HostVAE(build_wan(wan21_pair[0].state_dict()))
+
+
+@pytest.fixture
+def fake_host(monkeypatch):
+    """Records what the nodes ask of the host's memory manager and progress bar."""
+    log = types.SimpleNamespace(loads=[], updates=[], interrupt_at=None, checks=0)
+
+    def throw_if_interrupted():
+        log.checks += 1
+        if log.interrupt_at is not None and log.checks > log.interrupt_at:
+            raise KeyboardInterrupt("interrupted by the user")
+
+    class ProgressBar:
+        def __init__(self, total):
+            self.total = total
+
+        def update_absolute(self, value, total=None, preview=None):
+            log.updates.append((value, total))
+
+    mm = types.SimpleNamespace(
+        load_models_gpu=lambda models, memory_required=0, force_full_load=False: log.loads.append(
+            (models, memory_required, force_full_load)),
+        throw_exception_if_processing_interrupted=throw_if_interrupted,
+        free_memory=lambda *a: None,
+    )
+    monkeypatch.setattr(host, "AVAILABLE", True)
+    monkeypatch.setattr(host, "model_management", mm)
+    monkeypatch.setattr(host, "comfy_utils", types.SimpleNamespace(ProgressBar=ProgressBar))
+    return log
+
+
+def test_registered_nodes_have_tooltips_and_names():
+    assert {"FrameStreamDecode", "FrameStreamEncode"} <= set(NODE_CLASS_MAPPINGS)
+    for name, cls in NODE_CLASS_MAPPINGS.items():
+        assert name in NODE_DISPLAY_NAME_MAPPINGS and cls.CATEGORY == "FrameStream" and cls.DESCRIPTION
+        inputs = cls.INPUT_TYPES()
+        for group in inputs.values():
+            for input_name, (_, options) in group.items():
+                assert options.get("tooltip"), f"{name}.{input_name} has no tooltip"
+        assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES)
+
+
+def test_node_shares_the_hosts_parameters(host_vae):
+    model = video_vae(host_vae)
+    ours, theirs = dict(model.named_parameters()), dict(host_vae.first_stage_model.named_parameters())
+    assert ours.keys() == theirs.keys()
+    assert all(ours[k] is theirs[k] for k in ours)  # the same Parameter objects: nothing copied
+
+
+def test_decode_node_equals_engine_and_uses_host_services(host_vae, fake_host, wan21_pair):
+    z = torch.randn(1, 16, 5, 2, 3, generator=torch.Generator().manual_seed(0))
+    (frames,) = NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(host_vae, {"samples": z}, frames_per_step=2)
+    assert torch.equal(frames, engine.decode(wan21_pair[1], z))
+    [(models, memory_required, full)] = fake_host.loads
+    assert models == [host_vae.patcher] and memory_required > 0 and full
+    assert fake_host.updates[-1] == (3, 3)
+
+
+def test_encode_node_returns_a_raw_latent(host_vae, fake_host, wan21_pair):
+    frames = torch.rand(9, 16, 16, 3, generator=torch.Generator().manual_seed(1))
+    (latent,) = NODE_CLASS_MAPPINGS["FrameStreamEncode"]().encode(host_vae, frames)
+    assert set(latent) == {"samples"}
+    assert torch.equal(latent["samples"], engine.encode(wan21_pair[1], frames))
+    assert fake_host.updates[-1] == (3, 3)
+
+
+def test_interrupt_stops_the_decode(host_vae, fake_host):
+    fake_host.interrupt_at = 2
+    with pytest.raises(KeyboardInterrupt):
+        NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(host_vae, {"samples": torch.randn(1, 16, 6, 2, 2)},
+                                                          frames_per_step=1)
+    assert fake_host.updates == [(0, 6), (1, 6)]
+
+
+def test_image_vae_given_to_a_node_is_named():
+    from diffusers import AutoencoderKL
+
+    sd_vae = HostVAE(AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=4))
+    with pytest.raises(FrameStreamError, match="the VAE given to this node holds image VAE"):
+        NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(sd_vae, {"samples": torch.randn(1, 4, 8, 8)})
+    with pytest.raises(FrameStreamError, match="image VAE"):
+        NODE_CLASS_MAPPINGS["FrameStreamEncode"]().encode(sd_vae, torch.rand(1, 16, 16, 3))
+
+
+def test_something_else_on_the_vae_socket():
+    with pytest.raises(FrameStreamError, match="connect a VAE from Load VAE"):
+        video_vae("not a vae")
+
+
+def test_wrong_latent_for_the_vae_in_a_node(host_vae):
+    with pytest.raises(FrameStreamError, match="expects 16"):
+        NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(host_vae, {"samples": torch.randn(1, 48, 2, 2, 2)})
+
+
+def test_standalone_fallbacks_do_nothing_host_specific(monkeypatch, host_vae):
+    monkeypatch.setattr(host, "AVAILABLE", False)
+    host.load_for_inference(host_vae, 123)
+    host.progress_reporter()(1, 2)

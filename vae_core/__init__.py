@@ -1,0 +1,10 @@
+"""FrameStream's core: streaming causal video VAEs in pure torch (never imports the host)."""
+
+from .checkpoints import build_wan, load_vae
+from .engine import decode, encode
+from .errors import FrameStreamError
+from .sinks import CallbackSink, FrameSink, LatentSink
+from .stream import StreamState
+
+__all__ = ["build_wan", "load_vae", "decode", "encode", "FrameStreamError", "CallbackSink", "FrameSink",
+           "LatentSink", "StreamState"]

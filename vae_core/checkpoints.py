@@ -1,0 +1,205 @@
+"""Reading VAE checkpoints: safetensors only, any supported key layout, widths from shapes.
+
+A checkpoint is identified by its keys, never by its file name, so a reduced
+test model loads exactly as a real one does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Mapping
+
+import torch
+
+from .errors import FrameStreamError
+from .wan import WanConfig, WanVAE
+
+# key that betrays each family we recognise, supported or not (first match wins)
+_FAMILIES = [
+    ("decoder.middle.0.residual.0.gamma", "wan"),
+    ("decoder.mid_block.resnets.0.norm1.gamma", "wan-diffusers"),
+    ("decoder.conv_in.conv.weight", "HunyuanVideo VAE"),
+    ("decoder.up_blocks.0.res_blocks.0.conv1.conv.weight", "LTX-Video VAE"),
+    ("decoder.up_blocks.0.resnets.0.conv1.conv.weight", "CogVideoX / HunyuanVideo VAE (diffusers layout)"),
+    ("decoder.mid.block_1.norm1.weight", "image VAE (SD 1.x / SDXL / SD3 / Flux layout)"),
+    ("decoder.mid_block.resnets.0.norm1.weight", "image VAE (diffusers AutoencoderKL layout)"),
+    ("decoder.layers.0.weight", "tiny autoencoder (TAESD)"),
+]
+_PREFIXES = ("first_stage_model.", "vae.", "model.")
+_PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+
+
+def read_safetensors(path: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file, with one clear error for every way the file can be wrong."""
+    if not os.path.isfile(path):
+        raise FrameStreamError(f"file not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if path.lower().endswith(_PICKLE_SUFFIXES) or head[:2] == b"PK" or head[:1] == b"\x80":
+        raise FrameStreamError(
+            f"{path} is a pickle checkpoint; pickles can run code when loaded, so FrameStream reads only "
+            ".safetensors files (the repackaged ComfyUI VAEs are safetensors, or convert it with safetensors.torch.save_file)"
+        )
+    from safetensors import SafetensorError
+    from safetensors.torch import safe_open
+
+    try:
+        with safe_open(path, framework="pt", device=str(device)) as f:
+            return {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise FrameStreamError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from None
+
+
+def _strip_prefix(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in _PREFIXES:
+        if sd and all(k.startswith(prefix) for k in sd):
+            return {k[len(prefix) :]: v for k, v in sd.items()}
+    return dict(sd)
+
+
+def identify(sd: Mapping[str, torch.Tensor]) -> str:
+    for key, family in _FAMILIES:
+        if key in sd:
+            return family
+    return "unknown"
+
+
+def require_video_vae(sd: Mapping[str, torch.Tensor], source: str) -> str:
+    family = identify(sd)
+    if family.startswith("wan"):
+        return family
+    found = family if family != "unknown" else f"an unrecognised model (first keys: {', '.join(list(sd)[:3])})"
+    raise FrameStreamError(f"{source} holds {found}; FrameStream needs a Wan 2.1 or Wan 2.2 video VAE")
+
+
+# --- diffusers AutoencoderKLWan layout -> original layout -------------------------------------------------
+
+_RESNET_PARTS = {"norm1": "residual.0", "conv1": "residual.2", "norm2": "residual.3", "conv2": "residual.6",
+                 "conv_shortcut": "shortcut"}
+_MIDDLE = {"resnets.0": "middle.0", "attentions.0": "middle.1", "resnets.1": "middle.2"}
+
+
+def _resnet_suffix(rest: str) -> str:
+    part, _, tail = rest.partition(".")
+    return f"{_RESNET_PARTS[part]}.{tail}" if part in _RESNET_PARTS else rest
+
+
+def _count(sd: Mapping[str, torch.Tensor], pattern: str) -> int:
+    found = {int(m.group(1)) for k in sd for m in [re.match(pattern, k)] if m}
+    return max(found) + 1 if found else 0
+
+
+def diffusers_to_original(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Renames diffusers' ``AutoencoderKLWan`` keys to the original Wan layout (2.1 and 2.2)."""
+    residual = any(k.startswith("decoder.up_blocks.0.upsampler.") for k in sd)
+    blocks = _count(sd, r"decoder\.up_blocks\.0\.resnets\.(\d+)\.") - 1  # decoder stages have one extra
+    out = {}
+    for key, value in sd.items():
+        out[_rename(key, residual, blocks)] = value
+    return out
+
+
+def _rename(key: str, residual: bool, blocks: int) -> str:
+    simple = {"quant_conv.": "conv1.", "post_quant_conv.": "conv2."}
+    for old, new in simple.items():
+        if key.startswith(old):
+            return new + key[len(old) :]
+    side, _, rest = key.partition(".")
+    for old, new in {"conv_in.": "conv1.", "norm_out.": "head.0.", "conv_out.": "head.2."}.items():
+        if rest.startswith(old):
+            return f"{side}.{new}{rest[len(old):]}"
+    if rest.startswith("mid_block."):
+        group, index, tail = rest[len("mid_block.") :].split(".", 2)
+        return f"{side}.{_MIDDLE[f'{group}.{index}']}.{_resnet_suffix(tail)}"
+    m = re.match(r"(down_blocks|up_blocks)\.(\d+)\.(.*)", rest)
+    if not m:
+        return key
+    stage, tail = int(m.group(2)), m.group(3)
+    if side == "encoder" and not residual:  # 2.1 encoder is already flat
+        return f"encoder.downsamples.{stage}.{_resnet_suffix(tail)}"
+    r = re.match(r"resnets\.(\d+)\.(.*)", tail)
+    if r:
+        index, inner = int(r.group(1)), _resnet_suffix(r.group(2))
+    else:  # the stage's resampler, which follows its residual blocks
+        inner = re.sub(r"^(upsamplers\.0|upsampler|downsampler)\.", "", tail)
+        index = blocks + (1 if side == "decoder" else 0)
+    if side == "encoder":
+        return f"encoder.downsamples.{stage}.downsamples.{index}.{inner}"
+    if residual:
+        return f"decoder.upsamples.{stage}.upsamples.{index}.{inner}"
+    return f"decoder.upsamples.{stage * (blocks + 2) + index}.{inner}"
+
+
+# --- widths and depths from the tensors ---------------------------------------------------------------------
+
+
+def infer_wan_config(sd: Mapping[str, torch.Tensor]) -> WanConfig:
+    """Reads a Wan VAE's configuration from its original-layout state dict."""
+    try:
+        z_dim = sd["conv2.weight"].shape[0]
+        dim = sd["encoder.conv1.weight"].shape[0]
+        decoder_dim = sd["decoder.head.2.weight"].shape[1]
+    except KeyError as err:
+        raise FrameStreamError(f"the Wan VAE checkpoint is incomplete: missing {err}") from None
+    residual = "decoder.upsamples.0.upsamples.0.residual.2.weight" in sd
+    stages = _encoder_stages(sd, residual)
+    blocks = sum(1 for kind in stages[0] if kind[0] == "res")
+    mult = tuple([width for kind, width in stage if kind == "res"][-1] // dim for stage in stages)
+    temporal = tuple(any(kind == ("down", True) for kind in stage) for stage in stages[:-1])
+    return WanConfig("2.2" if residual else "2.1", z_dim, dim, decoder_dim, mult, blocks, temporal)
+
+
+def _encoder_stages(sd: Mapping[str, torch.Tensor], residual: bool) -> list[list[tuple]]:
+    """Per encoder stage, its layers as ("res", out_width) or ("down", is_temporal)."""
+
+    def layer(prefix: str):
+        if f"{prefix}.residual.2.weight" in sd:
+            return ("res", sd[f"{prefix}.residual.2.weight"].shape[0])
+        if f"{prefix}.resample.1.weight" in sd:
+            return ("down", f"{prefix}.time_conv.weight" in sd)
+        return None
+
+    if residual:
+        return [
+            [layer(f"encoder.downsamples.{i}.downsamples.{j}") for j in range(_count(sd, rf"encoder\.downsamples\.{i}\.downsamples\.(\d+)\."))]
+            for i in range(_count(sd, r"encoder\.downsamples\.(\d+)\."))
+        ]
+    stages, current = [], []
+    for i in range(_count(sd, r"encoder\.downsamples\.(\d+)\.")):
+        current.append(layer(f"encoder.downsamples.{i}"))
+        if current[-1][0] == "down":
+            stages.append(current)
+            current = []
+    return stages + [current]
+
+
+def to_original_layout(sd: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    sd = _strip_prefix(sd)
+    family = require_video_vae(sd, source)
+    return diffusers_to_original(sd) if family == "wan-diffusers" else dict(sd)
+
+
+def build_wan(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> WanVAE:
+    """A :class:`WanVAE` holding exactly the given tensors (no copy), whatever their layout."""
+    sd = to_original_layout(sd, source)
+    cfg = infer_wan_config(sd)
+    with torch.device("meta"):
+        model = WanVAE(cfg)
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False, assign=True)
+    except RuntimeError as err:  # shape mismatches
+        missing, unexpected = [str(err).splitlines()[1].strip()], []
+    if missing or unexpected:
+        raise FrameStreamError(
+            f"{source} looks like a {model.family} but does not match its architecture "
+            f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})"
+        )
+    return model.eval().requires_grad_(False)
+
+
+def load_vae(path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> WanVAE:
+    """Loads a video VAE file onto ``device`` in ``dtype`` (a single copy of the weights)."""
+    sd = read_safetensors(path, device)
+    sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
+    return build_wan(sd, os.path.basename(path))
