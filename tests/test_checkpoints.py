@@ -10,7 +10,7 @@ from framestream.vae_core import engine
 from framestream.vae_core.checkpoints import build_wan, diffusers_to_original, infer_wan_config, load_vae
 from framestream.vae_core.errors import FrameStreamError
 
-from conftest import WAN21_SMALL, WAN22_SMALL, diffusers_wan
+from oracle import WAN21_SMALL, WAN22_SMALL, diffusers_wan
 
 
 def test_original_layout_is_what_diffusers_own_converter_reads(wan21_pair):

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from framestream import cli
 from framestream.vae_core import engine
 
-from conftest import diffusers_decode_raw
+from oracle import diffusers_decode_raw
 
 
 @pytest.fixture(scope="module")

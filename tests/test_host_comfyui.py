@@ -248,6 +248,24 @@ def test_wrong_latent_fails_with_our_message(comfy):
     assert "latent has 4 channels but the Wan 2.1 VAE expects 16" in messages
 
 
+def test_ui_workflows_load_in_the_frontend_as_their_api_twins(comfy):
+    """Each drag-and-drop workflow, loaded by the real web frontend, runs exactly its API twin."""
+    pytest.importorskip("playwright", reason="the frontend check needs playwright and a Chromium")
+    import frontend
+
+    if not os.path.exists(frontend.CHROMIUM):
+        pytest.skip(f"no Chromium at {frontend.CHROMIUM} (set FRAMESTREAM_CHROMIUM)")
+    url, _, _ = comfy
+    names = sorted(n for n in os.listdir(os.path.join(ROOT, "workflows")) if n.endswith(".json"))
+    assert names == sorted(os.listdir(os.path.join(ROOT, "workflows", "api")))
+    with frontend.open_frontend(url) as page:
+        for name in names:
+            with open(os.path.join(ROOT, "workflows", name)) as f:
+                ui = json.load(f)
+            assert frontend.missing_node_types(page, ui) == [], name
+            assert frontend.without_meta(frontend.ui_to_api(page, ui, name)) == load_workflow(name), name
+
+
 HOST_WAN22_SCRIPT = '''
 import os
 import sys

@@ -11,7 +11,7 @@ from framestream.vae_core import engine
 from framestream.vae_core.checkpoints import build_wan
 from framestream.vae_core.stream import StreamState
 
-from conftest import diffusers_decode_raw, diffusers_wan
+from oracle import diffusers_decode_raw, diffusers_wan
 
 TOL = 1e-4
 

@@ -1,0 +1,138 @@
+"""Decode time and peak memory: FrameStream's streaming decode vs diffusers' AutoencoderKLWan.decode.
+
+Both decode the same latents with the same seeded random weights (the Wan 2.1
+architecture; ``--dim 96`` is the real width). Every measurement runs in its own
+process so that peak memory is that run's own: on the CPU the OS's peak RSS,
+on CUDA ``torch.cuda.max_memory_allocated``. "Extra" is the peak minus the
+memory held just before decoding (weights and latent), so it is what the
+decode itself needed; the output's own size is shown beside it.
+
+    python benchmarks/decode_vs_diffusers.py                      # reduced width, CPU, 9..81 frames
+    python benchmarks/decode_vs_diffusers.py --dim 96 --size 64   # the real widths
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def import_framestream():
+    """The checkout as the package ``framestream`` (whatever the folder is called)."""
+    if "framestream" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("framestream", os.path.join(ROOT, "__init__.py"),
+                                                      submodule_search_locations=[ROOT])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["framestream"] = module
+        spec.loader.exec_module(module)
+
+
+def peak_bytes(device) -> int:
+    import torch
+
+    from framestream.vae_core.runtime import peak_rss_bytes
+
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else peak_rss_bytes()
+
+
+def current_bytes(device) -> int:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device)
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def worker(args) -> dict:
+    """One decode in this process; prints its figures as JSON."""
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    import_framestream()
+    from framestream.vae_core import engine
+    from framestream.vae_core.checkpoints import build_wan
+    from framestream.vae_core.runtime import resolve_device
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    ref = AutoencoderKLWan(base_dim=args.dim, z_dim=16).eval().requires_grad_(False)
+    latent_hw = args.size // 8
+    z = torch.randn(1, 16, args.latent_frames, latent_hw, latent_hw, generator=torch.Generator().manual_seed(1))
+    if args.worker == "diffusers":
+        model = ref.to(device)
+        z = z.to(device)
+    else:
+        model = build_wan(ref.state_dict()).to(device)
+        del ref
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+    before = current_bytes(device)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        if args.worker == "diffusers":
+            out = model.decode(z).sample
+        else:
+            out = engine.decode(model, z, frames_per_step=args.frames_per_step)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "extra_bytes": peak_bytes(device) - before, "output_bytes": out.numel() * 4,
+            "frames": int(out.shape[0] if args.worker == "framestream" else out.shape[2])}
+
+
+def run_one(args, impl: str, latent_frames: int) -> dict:
+    command = [sys.executable, __file__, "--worker", impl, "--latent-frames", str(latent_frames), "--dim", str(args.dim),
+               "--size", str(args.size), "--device", args.device, "--threads", str(args.threads),
+               "--frames-per-step", str(args.frames_per_step)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dim", type=int, default=32, help="Wan 2.1 base width (96 is the real model)")
+    parser.add_argument("--size", type=int, default=128, help="frame size in pixels (square)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[3, 6, 11, 21], help="latent frames per run")
+    parser.add_argument("--frames-per-step", type=int, default=None, help="FrameStream's step (default: its default)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--worker", choices=["framestream", "diffusers"], help=argparse.SUPPRESS)
+    parser.add_argument("--latent-frames", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.frames_per_step is None:
+        import_framestream()
+        from framestream.vae_core.engine import DEFAULT_FRAMES_PER_STEP
+
+        args.frames_per_step = DEFAULT_FRAMES_PER_STEP
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+
+    mib = 2**20
+    print(f"Wan 2.1 architecture, base width {args.dim}, {args.size}x{args.size} px, device {args.device}, "
+          f"{args.threads} threads, FrameStream {args.frames_per_step} latent frames per step")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print()
+    print("| frames | diffusers s | FrameStream s | speed-up | diffusers extra MiB | FrameStream extra MiB | output MiB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for length in args.lengths:
+        theirs, ours = run_one(args, "diffusers", length), run_one(args, "framestream", length)
+        assert theirs["frames"] == ours["frames"]
+        print(f"| {ours['frames']} | {theirs['seconds']:.2f} | {ours['seconds']:.2f} | "
+              f"{theirs['seconds'] / ours['seconds']:.2f}x | {theirs['extra_bytes'] / mib:.0f} | "
+              f"{ours['extra_bytes'] / mib:.0f} | {ours['output_bytes'] / mib:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
