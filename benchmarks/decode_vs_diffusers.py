@@ -5,7 +5,11 @@ architecture; ``--dim 96`` is the real width). Every measurement runs in its own
 process so that peak memory is that run's own: on the CPU the OS's peak RSS,
 on CUDA ``torch.cuda.max_memory_allocated``. "Extra" is the peak minus the
 memory held just before decoding (weights and latent), so it is what the
-decode itself needed; the output's own size is shown beside it.
+decode itself needed; the output's own size is shown beside it. On the CPU,
+memory is measured in a second run with ``MALLOC_MMAP_THRESHOLD_`` fixed, so
+glibc returns every freed tensor to the OS and the RSS peak is the peak of live
+memory, not of allocator caching (that setting slows allocation, so the time
+comes from a run with the default allocator).
 
     python benchmarks/decode_vs_diffusers.py                      # reduced width, CPU, 9..81 frames
     python benchmarks/decode_vs_diffusers.py --dim 96 --size 64   # the real widths
@@ -91,12 +95,21 @@ def worker(args) -> dict:
             "frames": int(out.shape[0] if args.worker == "framestream" else out.shape[2])}
 
 
-def run_one(args, impl: str, latent_frames: int) -> dict:
+def run_worker(args, impl: str, latent_frames: int, env: dict) -> dict:
     command = [sys.executable, __file__, "--worker", impl, "--latent-frames", str(latent_frames), "--dim", str(args.dim),
                "--size", str(args.size), "--device", args.device, "--threads", str(args.threads),
                "--frames-per-step", str(args.frames_per_step)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_one(args, impl: str, latent_frames: int) -> dict:
+    """Time from a default run; on the CPU, memory from a run whose allocator returns freed memory at once."""
+    timed = run_worker(args, impl, latent_frames, dict(os.environ))
+    if args.device != "cpu":
+        return timed
+    measured = run_worker(args, impl, latent_frames, {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"})
+    return {**timed, "extra_bytes": measured["extra_bytes"]}
 
 
 def main() -> None:

@@ -76,7 +76,7 @@ def test_node_shares_the_hosts_parameters(host_vae):
 def test_decode_node_equals_engine_and_uses_host_services(host_vae, fake_host, wan21_pair):
     z = torch.randn(1, 16, 5, 2, 3, generator=torch.Generator().manual_seed(0))
     (frames,) = NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(host_vae, {"samples": z}, frames_per_step=2)
-    assert torch.equal(frames, engine.decode(wan21_pair[1], z))
+    assert torch.equal(frames, engine.decode(wan21_pair[1], z, frames_per_step=2))
     [(models, memory_required, full)] = fake_host.loads
     assert models == [host_vae.patcher] and memory_required > 0 and full
     assert fake_host.updates[-1] == (3, 3)

@@ -30,8 +30,12 @@ _PREFIXES = ("first_stage_model.", "vae.", "model.")
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 
 
-def read_safetensors(path: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file, with one clear error for every way the file can be wrong."""
+def read_safetensors(path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file, with one clear error for every way the file can be wrong.
+
+    Floating-point tensors are cast to ``dtype`` one at a time as they are read,
+    so a file in another precision never sits in memory twice.
+    """
     if not os.path.isfile(path):
         raise FrameStreamError(f"file not found: {path}")
     with open(path, "rb") as f:
@@ -46,9 +50,13 @@ def read_safetensors(path: str, device: str | torch.device = "cpu") -> dict[str,
 
     try:
         with safe_open(path, framework="pt", device=str(device)) as f:
-            return {key: f.get_tensor(key) for key in f.keys()}
+            return {key: _cast(f.get_tensor(key), dtype) for key in f.keys()}
     except (SafetensorError, OSError, RuntimeError, ValueError) as err:
         raise FrameStreamError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from None
+
+
+def _cast(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
 
 
 def _strip_prefix(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -200,6 +208,4 @@ def build_wan(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> Wan
 
 def load_vae(path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> WanVAE:
     """Loads a video VAE file onto ``device`` in ``dtype`` (a single copy of the weights)."""
-    sd = read_safetensors(path, device)
-    sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
-    return build_wan(sd, os.path.basename(path))
+    return build_wan(read_safetensors(path, device, dtype), os.path.basename(path))

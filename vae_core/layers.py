@@ -33,7 +33,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         normalized = F.normalize(x.float() if x.dtype != torch.float32 else x, dim=1).to(x.dtype)
-        return normalized * self.scale * self.gamma
+        return normalized.mul_(self.gamma * self.scale)  # one pass over a fresh tensor
 
 
 class NearestUpsample2x(nn.Module):
@@ -50,17 +50,17 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.residual = nn.Sequential(
             RMSNorm(in_dim),
-            nn.SiLU(),
+            nn.SiLU(inplace=True),  # in place on the norm's fresh output
             CausalConv3d(in_dim, out_dim, 3, padding=1),
             RMSNorm(out_dim),
-            nn.SiLU(),
+            nn.SiLU(inplace=True),
             nn.Identity(),  # dropout in training; keeps the checkpoint's indices
             CausalConv3d(out_dim, out_dim, 3, padding=1),
         )
         self.shortcut = CausalConv3d(in_dim, out_dim, 1) if in_dim != out_dim else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.residual(x) + self.shortcut(x)
+        return self.residual(x).add_(self.shortcut(x))
 
 
 class FrameAttention(nn.Module):

@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 
 _ACTIVE: contextvars.ContextVar["StreamState | None"] = contextvars.ContextVar("framestream_stream", default=None)
 
@@ -86,31 +85,25 @@ class CausalConv3d(torch.nn.Conv3d):
     """A 3D conv that pads only in front in time and streams its input.
 
     ``padding`` is given as for a centred conv (Wan's convention); the temporal
-    part becomes ``2 * padding_t`` frames of causal front padding.
+    part becomes ``2 * padding_t`` frames of causal front padding, supplied by
+    the stream, while the spatial part stays inside the conv (no padded copy).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
         self.front_pad = 2 * self.padding[0]
-        self.spatial_pad = (self.padding[2], self.padding[2], self.padding[1], self.padding[1], 0, 0)
-        self.padding = (0, 0, 0)
+        self.padding = (0, self.padding[1], self.padding[2])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kernel, stride = self.kernel_size[0], self.stride[0]
         if kernel == 1 and stride == 1:
-            return self._conv(x)
+            return super().forward(x)
         frames = sliding_windows(slot(self), x, kernel, stride, self.front_pad)
         if frames is None:
             return self._empty_output(x)
-        return self._conv(frames)
-
-    def _conv(self, x: torch.Tensor) -> torch.Tensor:
-        if any(self.spatial_pad):
-            x = F.pad(x, self.spatial_pad)
-        return super().forward(x)
+        return super().forward(frames)
 
     def _empty_output(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[3] + 2 * self.spatial_pad[2], x.shape[4] + 2 * self.spatial_pad[0]
-        out_h = (height - self.kernel_size[1]) // self.stride[1] + 1
-        out_w = (width - self.kernel_size[2]) // self.stride[2] + 1
+        out_h = (x.shape[3] + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1
+        out_w = (x.shape[4] + 2 * self.padding[2] - self.kernel_size[2]) // self.stride[2] + 1
         return x.new_empty(x.shape[0], self.out_channels, 0, out_h, out_w)

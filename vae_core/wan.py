@@ -58,7 +58,7 @@ def _middle(dim: int) -> nn.Sequential:
 
 
 def _head(dim: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(RMSNorm(dim), nn.SiLU(), CausalConv3d(dim, out_channels, 3, padding=1))
+    return nn.Sequential(RMSNorm(dim), nn.SiLU(inplace=True), CausalConv3d(dim, out_channels, 3, padding=1))
 
 
 def _stages(widths: list[int]) -> list[tuple[int, int, int, bool]]:
