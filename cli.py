@@ -16,7 +16,7 @@ from .vae_core import engine
 from .vae_core.checkpoints import load_vae
 from .vae_core.demo import demo_vae, moving_shapes
 from .vae_core.errors import FrameStreamError
-from .vae_core.files import read_frames, read_latent, write_frames, write_latent
+from .vae_core.files import check_writable, read_frames, read_latent, write_frames, write_latent
 from .vae_core.runtime import DTYPES, peak_memory_text, resolve_device, resolve_dtype
 
 
@@ -56,11 +56,11 @@ def _load(args) -> tuple[torch.nn.Module, torch.device, torch.dtype]:
 
 def cmd_decode(args) -> None:
     _require_suffix(args.output, (".safetensors",), "the output (OUT)")
+    check_writable(args.output)
     latent = read_latent(args.latent)
     vae, device, dtype = _load(args)
     started = time.perf_counter()
-    frames = engine.decode(vae, latent, frames_per_step=args.frames_per_step, device=device, dtype=dtype,
-                           progress=StderrProgress("decode", args.quiet))
+    frames = engine.decode(vae, latent, frames_per_step=args.frames_per_step, progress=StderrProgress("decode", args.quiet))
     write_frames(args.output, frames)
     print(f"decoded {tuple(latent.shape)} -> {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} "
           f"in {time.perf_counter() - started:.2f} s ({vae.family}, {device}, {str(dtype)[6:]}), "
@@ -69,17 +69,19 @@ def cmd_decode(args) -> None:
 
 def cmd_encode(args) -> None:
     _require_suffix(args.output, (".latent", ".safetensors"), "the output (OUT)")
+    check_writable(args.output)
     frames = read_frames(args.video)
     vae, device, dtype = _load(args)
     started = time.perf_counter()
-    latent = engine.encode(vae, frames, latents_per_step=args.latents_per_step, device=device, dtype=dtype,
-                           progress=StderrProgress("encode", args.quiet))
+    latent = engine.encode(vae, frames, latents_per_step=args.latents_per_step, progress=StderrProgress("encode", args.quiet))
     write_latent(args.output, latent)
     print(f"encoded {frames.shape[0]} frames -> latent {tuple(latent.shape)} in {time.perf_counter() - started:.2f} s"
           f" ({vae.family}, {device}, {str(dtype)[6:]}), {peak_memory_text(device)} -> {args.output}")
 
 
 def cmd_demo(args) -> None:
+    if args.output:
+        check_writable(args.output)
     device = resolve_device(args.device)
     vae = demo_vae().to(device)
     clip = moving_shapes(args.frames, args.size, args.size)
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     except FrameStreamError as err:
         print(f"framestream: error: {err}", file=sys.stderr)
         return 1
-    except torch.OutOfMemoryError:
+    except getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError):
         print("framestream: error: out of memory; try a smaller --frames-per-step, --dtype bf16 or another --device",
               file=sys.stderr)
         return 1

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from ..vae_core import engine
+from ..vae_core.inputs import require_video_latent
 from ..vae_core.memory import step_bytes
 from . import host
 from .registry import node
-from .vae_input import video_vae
+from .vae_input import ready_video_vae, video_vae
 
 
 @node("FrameStream Decode (streaming video VAE)")
@@ -39,7 +40,8 @@ class FrameStreamDecode:
     def decode(self, vae, samples, frames_per_step=engine.DEFAULT_FRAMES_PER_STEP):
         latent = samples["samples"]
         model = video_vae(vae)
+        require_video_latent(latent, model)
         height, width = latent.shape[-2] * model.spatial_ratio, latent.shape[-1] * model.spatial_ratio
-        host.load_for_inference(vae, step_bytes(model, height, width, frames_per_step, model.weight_dtype))
+        model = ready_video_vae(vae, step_bytes(model, height, width, frames_per_step, model.weight_dtype))
         frames = engine.decode(model, latent, frames_per_step=frames_per_step, progress=host.progress_reporter())
         return (frames,)

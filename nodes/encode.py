@@ -6,7 +6,7 @@ from ..vae_core import engine
 from ..vae_core.memory import step_bytes
 from . import host
 from .registry import node
-from .vae_input import video_vae
+from .vae_input import ready_video_vae, video_vae
 
 
 @node("FrameStream Encode (streaming video VAE)")
@@ -32,6 +32,6 @@ class FrameStreamEncode:
 
     def encode(self, vae, pixels):
         model = video_vae(vae)
-        host.load_for_inference(vae, step_bytes(model, pixels.shape[1], pixels.shape[2], 1, model.weight_dtype))
+        model = ready_video_vae(vae, step_bytes(model, pixels.shape[1], pixels.shape[2], 1, model.weight_dtype))
         latent = engine.encode(model, pixels, progress=host.progress_reporter())
         return ({"samples": latent},)

@@ -35,7 +35,11 @@ def progress_reporter() -> Callable[[int, int], None]:
 
 
 def load_for_inference(host_vae, memory_required: int) -> None:
-    """Asks the host's memory manager for room (it may evict other models), then loads the VAE fully."""
+    """Asks the host's memory manager for room (it may evict other models) and to load the VAE fully.
+
+    The host may still keep weights elsewhere (``--novram``, dynamic loading);
+    the caller checks where they ended up.
+    """
     if AVAILABLE and hasattr(host_vae, "patcher"):
         model_management.load_models_gpu([host_vae.patcher], memory_required=memory_required, force_full_load=True)
 

@@ -1,22 +1,44 @@
-"""Turning whatever arrives on a VAE socket into a FrameStream model, sharing its weights."""
+"""Turning whatever arrives on a VAE socket into a FrameStream model on the host's device."""
 
 from __future__ import annotations
+
+import torch
 
 from ..vae_core.checkpoints import build_wan
 from ..vae_core.errors import FrameStreamError
 from ..vae_core.model import CausalVideoVAE
+from . import host
 
 
 def video_vae(vae) -> CausalVideoVAE:
-    """The host's loaded VAE (from Load VAE) rebuilt around the same parameter objects.
+    """The host's loaded VAE (from Load VAE) rebuilt around the very same parameter objects.
 
-    ``keep_vars`` hands over the host's own ``Parameter`` objects, so no weight
-    is copied or read from disk again, and when the host's memory manager moves
-    its model between devices ours moves with it.
+    ``keep_vars`` hands over the host's own ``Parameter`` objects: no weight is
+    copied or read from disk again. Building is cheap (no tensor is touched).
     """
     if isinstance(vae, CausalVideoVAE):
         return vae
     module = getattr(vae, "first_stage_model", None)
     if module is None:
-        raise FrameStreamError(f"the vae input is a {type(vae).__name__}; connect a VAE from Load VAE")
+        raise FrameStreamError(f"the vae input is a {type(vae).__name__} without a model; connect a VAE from Load VAE")
     return build_wan(module.state_dict(keep_vars=True), source="the VAE given to this node")
+
+
+def ready_video_vae(vae, step_bytes: int) -> CausalVideoVAE:
+    """The VAE on the host's VAE device and precision, after asking the host for ``step_bytes`` of room.
+
+    The host loads its model first (this may evict the diffusion model); the
+    model is rebuilt afterwards, since loading may replace parameter objects.
+    When the host keeps weights elsewhere (``--novram``, partial or dynamic
+    loading), FrameStream decodes with its own copy on the device instead.
+    """
+    if isinstance(vae, CausalVideoVAE):
+        return vae
+    host.load_for_inference(vae, step_bytes)
+    model = video_vae(vae)
+    device, dtype = torch.device(getattr(vae, "device", model.weight_device)), getattr(vae, "vae_dtype", model.weight_dtype)
+    if all(p.device == device and p.dtype == dtype for p in model.parameters()):
+        return model
+    host.free_memory(sum(p.numel() for p in model.parameters()) * dtype.itemsize + step_bytes, device)
+    weights = {k: v.detach().to(device, dtype) for k, v in vae.first_stage_model.state_dict().items()}
+    return build_wan(weights, source="the VAE given to this node").requires_grad_(False)

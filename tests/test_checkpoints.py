@@ -1,5 +1,6 @@
 """Loading: both key layouts, widths read from shapes, and every way a file can be wrong."""
 
+import json
 import os
 
 import pytest
@@ -38,6 +39,15 @@ def test_wan22_original_layout_has_the_reference_key_names(wan22_pair):
         assert key in keys, key
     assert ours.state_dict()["encoder.conv1.weight"].shape[1] == 12
     assert not any("avg_shortcut" in k for k in keys)
+
+
+@pytest.mark.parametrize("pair, version", [("wan21_pair", "wan2.1"), ("wan22_pair", "wan2.2")])
+def test_every_key_and_shape_equals_the_hosts_module(pair, version, request):
+    """Keys and shapes of ComfyUI's own WanVAE modules at the same widths (tests/data, recorded from the host)."""
+    with open(os.path.join(os.path.dirname(__file__), "data", "comfy_wan_vae_keys.json")) as f:
+        host_keys = json.load(f)[version]
+    ours = {k: list(v.shape) for k, v in request.getfixturevalue(pair)[1].state_dict().items()}
+    assert ours == host_keys
 
 
 @pytest.mark.parametrize("config, version, z, ratio", [(WAN21_SMALL, "2.1", 16, 8), (WAN22_SMALL, "2.2", 48, 16)])
@@ -139,4 +149,3 @@ def test_incomplete_wan_checkpoint(wan21_pair, tmp_path):
     save_file(sd, tmp_path / "v.safetensors")
     with pytest.raises(FrameStreamError, match="does not match its architecture"):
         load_vae(str(tmp_path / "v.safetensors"))
-    assert os.listdir(tmp_path) == ["v.safetensors"]

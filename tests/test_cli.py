@@ -127,6 +127,14 @@ def test_bad_inputs_each_give_one_line_and_write_nothing(files, capsys, tmp_path
     assert_one_line_error(code, err, "must end in .safetensors")
     code, _, err = run(["encode", vae, latent, "-o", tmp_path / "out.latent"], capsys)
     assert_one_line_error(code, err, "no 'frames' tensor")
+    for name, frames, message in [("empty", torch.rand(0, 16, 16, 3), "no frame"),
+                                  ("bytes", torch.randint(0, 255, (5, 16, 16, 3), dtype=torch.uint8), "dtype torch.uint8"),
+                                  ("levels", torch.rand(5, 16, 16, 3) * 255, "0-255 values need / 255")]:
+        video = bad(tmp_path, f"{name}.safetensors", {"frames": frames})
+        code, _, err = run(["encode", vae, video, "-o", tmp_path / "out.latent"], capsys)
+        assert_one_line_error(code, err, message)
+    code, _, err = run(["decode", vae, latent, "-o", tmp_path / "no" / "such" / "out.safetensors"], capsys)
+    assert_one_line_error(code, err, "output folder does not exist")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".framestream", "out"))) == []
 
 

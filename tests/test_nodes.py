@@ -14,11 +14,13 @@ from framestream.vae_core.errors import FrameStreamError
 
 
 class HostVAE:
-    """What Load VAE hands a node: a wrapper whose ``first_stage_model`` holds the weights in the original layout."""
+    """What Load VAE hands a node: ``first_stage_model`` holds the weights in the original layout."""
 
-    def __init__(self, module):
+    def __init__(self, module, vae_dtype=torch.float32):
         self.first_stage_model = module
         self.patcher = object()
+        self.device = torch.device("cpu")
+        self.vae_dtype = vae_dtype
 
 
 @pytest.fixture
@@ -119,6 +121,44 @@ def test_wrong_latent_for_the_vae_in_a_node(host_vae):
 
 
 def test_standalone_fallbacks_do_nothing_host_specific(monkeypatch, host_vae):
+    def host_called(*args, **kwargs):
+        raise AssertionError("the host was called while standalone")
+
     monkeypatch.setattr(host, "AVAILABLE", False)
+    monkeypatch.setattr(host, "model_management", types.SimpleNamespace(
+        load_models_gpu=host_called, throw_exception_if_processing_interrupted=host_called, free_memory=host_called))
     host.load_for_inference(host_vae, 123)
+    host.free_memory(123, "cpu")
     host.progress_reporter()(1, 2)
+
+
+def test_parameters_the_host_replaces_while_loading_are_used(host_vae, fake_host, wan21_pair):
+    """The host may swap parameter objects when it loads (weight patches, dynamic loading): build after loading."""
+    module = host_vae.first_stage_model
+
+    def load_models_gpu(models, memory_required=0, force_full_load=False):
+        module.decoder.head[2].bias = torch.nn.Parameter(module.decoder.head[2].bias.detach() + 0.25)
+
+    host.model_management.load_models_gpu = load_models_gpu
+    z = torch.randn(1, 16, 2, 2, 2, generator=torch.Generator().manual_seed(3))
+    (frames,) = NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(host_vae, {"samples": z})
+    assert torch.equal(frames, engine.decode(build_wan(module.state_dict()), z))
+    assert not torch.equal(frames, engine.decode(wan21_pair[1], z))
+
+
+def test_weights_left_elsewhere_by_the_host_get_a_private_copy(wan21_pair, fake_host):
+    """With weights not on the host's VAE device/precision (--novram, offloading), decode still runs there."""
+    module = build_wan(wan21_pair[0].state_dict())
+    host_vae = HostVAE(module, vae_dtype=torch.float64)
+    before = dict(module.named_parameters())
+    z = torch.randn(1, 16, 2, 2, 2, generator=torch.Generator().manual_seed(4))
+    (frames,) = NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(host_vae, {"samples": z})
+    float64 = build_wan({k: v.double() for k, v in wan21_pair[0].state_dict().items()})
+    assert torch.equal(frames, engine.decode(float64, z))
+    assert all(p is before[k] and p.dtype == torch.float32 for k, p in module.named_parameters())
+
+
+def test_a_four_dimensional_latent_on_the_socket_is_an_image_latent(host_vae):
+    """[16, 16, H, W] could pass for [C, T, H, W]; on a node it is a batch of 16 image latents."""
+    with pytest.raises(FrameStreamError, match=r"image latent \[B, C, H, W\]"):
+        NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(host_vae, {"samples": torch.randn(16, 16, 4, 4)})

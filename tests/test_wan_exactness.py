@@ -92,15 +92,13 @@ def test_full_width_wan21_decode_and_encode(full_width_wan21):
     assert (engine.encode(ours, frames) - expected_latent).abs().max().item() <= TOL
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_low_precision_runs_close_to_fp32_without_copying_weights(dtype, wan21_pair):
+@pytest.mark.parametrize("dtype, max_error", [(torch.bfloat16, 0.05), (torch.float16, 0.01)])
+def test_low_precision_stays_close_to_fp32(dtype, max_error, wan21_pair):
     ref, _ = wan21_pair
     half = build_wan({k: v.to(dtype) for k, v in ref.state_dict().items()})
-    pointers = [p.data_ptr() for p in half.parameters()]
     z = torch.randn(1, 16, 3, 2, 2, generator=torch.Generator().manual_seed(8))
     full = engine.decode(build_wan(ref.state_dict()), z)
     got = engine.decode(half, z)
-    assert got.dtype == torch.float32
-    assert [p.data_ptr() for p in half.parameters()] == pointers
-    assert all(p.dtype == dtype for p in half.parameters())
-    assert (got - full).abs().mean().item() < 0.02
+    assert got.dtype == torch.float32 and all(p.dtype == dtype for p in half.parameters())
+    assert (got - full).abs().max().item() < max_error
+    assert (got - full).abs().mean().item() < max_error / 5

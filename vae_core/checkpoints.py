@@ -13,6 +13,7 @@ from typing import Mapping
 import torch
 
 from .errors import FrameStreamError
+from .files import read_safetensors
 from .wan import WanConfig, WanVAE
 
 # key that betrays each family we recognise, supported or not (first match wins)
@@ -27,36 +28,6 @@ _FAMILIES = [
     ("decoder.layers.0.weight", "tiny autoencoder (TAESD)"),
 ]
 _PREFIXES = ("first_stage_model.", "vae.", "model.")
-_PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
-
-
-def read_safetensors(path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file, with one clear error for every way the file can be wrong.
-
-    Floating-point tensors are cast to ``dtype`` one at a time as they are read,
-    so a file in another precision never sits in memory twice.
-    """
-    if not os.path.isfile(path):
-        raise FrameStreamError(f"file not found: {path}")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if path.lower().endswith(_PICKLE_SUFFIXES) or head[:2] == b"PK" or head[:1] == b"\x80":
-        raise FrameStreamError(
-            f"{path} is a pickle checkpoint; pickles can run code when loaded, so FrameStream reads only "
-            ".safetensors files (the repackaged ComfyUI VAEs are safetensors, or convert it with safetensors.torch.save_file)"
-        )
-    from safetensors import SafetensorError
-    from safetensors.torch import safe_open
-
-    try:
-        with safe_open(path, framework="pt", device=str(device)) as f:
-            return {key: _cast(f.get_tensor(key), dtype) for key in f.keys()}
-    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
-        raise FrameStreamError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from None
-
-
-def _cast(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
 
 
 def _strip_prefix(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -203,9 +174,9 @@ def build_wan(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> Wan
             f"{source} looks like a {model.family} but does not match its architecture "
             f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})"
         )
-    return model.eval().requires_grad_(False)
+    return model.eval()
 
 
 def load_vae(path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> WanVAE:
     """Loads a video VAE file onto ``device`` in ``dtype`` (a single copy of the weights)."""
-    return build_wan(read_safetensors(path, device, dtype), os.path.basename(path))
+    return build_wan(read_safetensors(path, device, dtype), os.path.basename(path)).requires_grad_(False)

@@ -38,25 +38,22 @@ def _steps(total: int, first: int, per_step: int) -> list[tuple[int, int]]:
     return spans
 
 
-def _resolve(vae: CausalVideoVAE, device, dtype) -> tuple[torch.device, torch.dtype]:
-    return torch.device(device) if device is not None else vae.weight_device, dtype or vae.weight_dtype
-
-
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: callers may still modify the returned tensors
 def decode(
     vae: CausalVideoVAE,
     latent: torch.Tensor,
     sink: Sink | None = None,
     frames_per_step: int = DEFAULT_FRAMES_PER_STEP,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
     progress: Progress = _no_progress,
 ):
-    """Decodes a raw-space latent to frames in [0, 1], ``[B*T, H, W, 3]`` by default (the host's IMAGE)."""
+    """Decodes a raw-space latent to frames in [0, 1], ``[B*T, H, W, 3]`` by default (the host's IMAGE).
+
+    Runs where the model's weights are, in their precision; the result lands on the CPU in float32.
+    """
     latent = check_latent(vae, latent)
     if frames_per_step < 1:
         raise FrameStreamError(f"frames_per_step must be at least 1, got {frames_per_step}")
-    device, dtype = _resolve(vae, device, dtype)
+    device, dtype = vae.weight_device, vae.weight_dtype
     sink = sink if sink is not None else FrameSink()
     videos, _, length = latent.shape[:3]
     spans = _steps(length, frames_per_step, frames_per_step)
@@ -79,25 +76,24 @@ def decode(
     return sink.result()
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: callers may still modify the returned tensors
 def encode(
     vae: CausalVideoVAE,
     frames: torch.Tensor,
     sink: Sink | None = None,
     latents_per_step: int = DEFAULT_LATENTS_PER_STEP,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
     progress: Progress = _no_progress,
 ):
     """Encodes one video, frames ``[T, H, W, 3]`` in [0, 1], to its raw latent mean ``[1, C, T', h, w]``.
 
     As in the host, trailing frames that do not fill a whole latent frame are
-    dropped and the frame size is cropped to whole latent pixels.
+    dropped and the frame size is cropped to whole latent pixels. Runs where the
+    model's weights are, in their precision.
     """
     frames = check_frames(vae, frames)
     if latents_per_step < 1:
         raise FrameStreamError(f"latents_per_step must be at least 1, got {latents_per_step}")
-    device, dtype = _resolve(vae, device, dtype)
+    device, dtype = vae.weight_device, vae.weight_dtype
     sink = sink if sink is not None else LatentSink()
     r = vae.temporal_ratio
     length = vae.latent_frames(frames.shape[0])

@@ -13,28 +13,71 @@ from typing import Iterator
 
 import torch
 
-from .checkpoints import read_safetensors
 from .errors import FrameStreamError
 
+_PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 LATENT_KEY = "latent_tensor"
 LATENT_VERSION_KEY = "latent_format_version_0"  # its absence makes Load Latent rescale by 1/0.18215
 FRAMES_KEY = "frames"
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def check_writable(path: str) -> None:
+    """Fails before any work is done if ``path`` cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FrameStreamError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK):
+        raise FrameStreamError(f"output folder is not writable: {folder}")
 
 
 @contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """A temporary path beside ``path`` that becomes ``path`` only if the block succeeds."""
+    check_writable(path)
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FrameStreamError(f"output folder does not exist: {folder}")
     handle, temp = tempfile.mkstemp(prefix=".framestream-", suffix=os.path.splitext(path)[1], dir=folder)
     os.close(handle)
+    os.chmod(temp, 0o644)  # mkstemp's private 0600 would survive the rename
     try:
         yield temp
         os.replace(temp, path)
+    except OSError as err:
+        raise FrameStreamError(f"could not write {path}: {err.strerror or err}") from None
     finally:
         if os.path.exists(temp):
             os.remove(temp)
+
+
+def read_safetensors(path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file, with one clear error for every way the file can be wrong.
+
+    Floating-point tensors are cast to ``dtype`` one at a time as they are read,
+    so a file in another precision never sits in memory twice.
+    """
+    if not os.path.isfile(path):
+        raise FrameStreamError(f"file not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if path.lower().endswith(_PICKLE_SUFFIXES) or head[:2] == b"PK" or head[:1] == b"\x80":
+        raise FrameStreamError(
+            f"{path} is a pickle checkpoint; pickles can run code when loaded, so FrameStream reads only "
+            ".safetensors files (the repackaged ComfyUI VAEs are safetensors, or convert it with safetensors.torch.save_file)"
+        )
+    from safetensors import SafetensorError
+    from safetensors.torch import safe_open
+
+    try:
+        with safe_open(path, framework="pt", device=str(device)) as f:
+            return {key: _cast(f.get_tensor(key), dtype) for key in f.keys()}
+    except _OUT_OF_MEMORY:
+        raise
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise FrameStreamError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from None
+
+
+def _cast(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
 
 
 def _save(tensors: dict[str, torch.Tensor], path: str) -> None:
@@ -73,7 +116,7 @@ def read_frames(path: str) -> torch.Tensor:
             f"{path} has no '{FRAMES_KEY}' tensor (found: {', '.join(list(tensors)[:4]) or 'nothing'});"
             f" expected '{FRAMES_KEY}' [T, H, W, 3] in [0, 1]"
         )
-    return tensors[FRAMES_KEY].float()
+    return tensors[FRAMES_KEY]  # dtype and range are checked where the frames are used
 
 
 def write_frames(path: str, frames: torch.Tensor) -> None:

@@ -23,7 +23,8 @@ def per_frame(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class RMSNorm(nn.Module):
     """Wan's norm: L2 over channels at each position, so it never looks across time.
 
-    Low-precision inputs are normalised in fp32, as the reference does.
+    Low-precision inputs are normalised in fp32, as diffusers does (the host does
+    not, so bf16/fp16 results differ from its VAE Decode by rounding).
     """
 
     def __init__(self, dim: int, spatial_dims: int = 3) -> None:

@@ -14,10 +14,6 @@ from .model import CausalVideoVAE
 LIVE_TENSORS_AT_FINEST_STAGE = 10
 
 
-def weights_bytes(vae: CausalVideoVAE) -> int:
-    return sum(p.numel() * p.element_size() for p in vae.parameters())
-
-
 def step_bytes(vae: CausalVideoVAE, height: int, width: int, latent_frames: int, dtype: torch.dtype) -> int:
     """Activation memory of one step producing (or consuming) ``latent_frames`` at ``height`` x ``width`` pixels."""
     itemsize = torch.empty((), dtype=dtype).element_size()

@@ -1,4 +1,4 @@
-"""Device, dtype and memory facts shared by the CLI, the nodes' fallbacks and the benchmarks."""
+"""Device, dtype and memory facts for the CLI and the benchmarks."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise FrameStreamError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FrameStreamError(f"device '{name}' asked for, but this torch build sees no CUDA GPU; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise FrameStreamError(f"device '{name}' does not exist; this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     return device
 
 

@@ -33,12 +33,6 @@ class StreamState:
     def slot(self, layer: torch.nn.Module) -> dict:
         return self._slots.setdefault(id(layer), {})
 
-    def snapshot(self) -> "StreamState":
-        """A copy that survives a failed step: layers replace, never mutate, their tensors."""
-        copy = StreamState()
-        copy._slots = {key: dict(value) for key, value in self._slots.items()}
-        return copy
-
     @contextmanager
     def active(self) -> Iterator["StreamState"]:
         token = _ACTIVE.set(self)

@@ -159,8 +159,6 @@ def unpatchify(x: torch.Tensor, p: int) -> torch.Tensor:
 
 
 class WanVAE(CausalVideoVAE):
-    temporal_ratio = 4
-
     def __init__(self, cfg: WanConfig) -> None:
         super().__init__()
         self.cfg = cfg
