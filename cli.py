@@ -43,9 +43,11 @@ class StderrProgress:
         sys.stderr.flush()
 
 
-def _require_suffix(path: str, suffixes: tuple[str, ...], what: str) -> None:
+def _check_output(path: str, suffixes: tuple[str, ...]) -> None:
+    """Before any work: the output's kind and folder."""
     if not path.lower().endswith(suffixes):
-        raise FrameStreamError(f"{what} must end in {' or '.join(suffixes)}: {path}")
+        raise FrameStreamError(f"the output (OUT) must end in {' or '.join(suffixes)}: {path}")
+    check_writable(path)
 
 
 def _load(args) -> tuple[torch.nn.Module, torch.device, torch.dtype]:
@@ -55,8 +57,7 @@ def _load(args) -> tuple[torch.nn.Module, torch.device, torch.dtype]:
 
 
 def cmd_decode(args) -> None:
-    _require_suffix(args.output, (".safetensors",), "the output (OUT)")
-    check_writable(args.output)
+    _check_output(args.output, (".safetensors",))
     latent = read_latent(args.latent)
     vae, device, dtype = _load(args)
     started = time.perf_counter()
@@ -68,8 +69,7 @@ def cmd_decode(args) -> None:
 
 
 def cmd_encode(args) -> None:
-    _require_suffix(args.output, (".latent", ".safetensors"), "the output (OUT)")
-    check_writable(args.output)
+    _check_output(args.output, (".latent", ".safetensors"))
     frames = read_frames(args.video)
     vae, device, dtype = _load(args)
     started = time.perf_counter()
