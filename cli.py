@@ -17,7 +17,7 @@ from .vae_core.checkpoints import load_vae
 from .vae_core.demo import demo_vae, moving_shapes
 from .vae_core.errors import FrameStreamError
 from .vae_core.files import check_writable, read_frames, read_latent, write_frames, write_latent
-from .vae_core.runtime import DTYPES, peak_memory_text, resolve_device, resolve_dtype
+from .vae_core.runtime import DTYPES, OUT_OF_MEMORY, peak_memory_text, resolve_device, resolve_dtype
 
 
 class StderrProgress:
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     except FrameStreamError as err:
         print(f"framestream: error: {err}", file=sys.stderr)
         return 1
-    except getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError):
+    except OUT_OF_MEMORY:
         print("framestream: error: out of memory; try a smaller --frames-per-step, --dtype bf16 or another --device",
               file=sys.stderr)
         return 1

@@ -12,7 +12,6 @@ small probe pack that saves tensors exactly (the core savers write 8-bit PNGs).
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import socket
@@ -197,38 +196,51 @@ def test_pack_loads_in_the_host(comfy):
         assert name in info and info[name]["category"] == "FrameStream"
 
 
+def workflow_with_test_vae(name: str) -> dict:
+    prompt = load_workflow(name)
+    prompt["1"]["inputs"]["vae_name"] = VAE_NAME
+    return prompt
+
+
+def add_comparison(prompt: dict, host_node: dict, ours: list, kind: str, name: str) -> None:
+    """Adds ``host_node`` (the host's own VAE node on the same inputs) and exact probes of it and of ``ours``."""
+    probe_class, socket = {"image": ("FrameStreamTestProbeImage", "images"),
+                           "latent": ("FrameStreamTestProbeLatent", "samples")}[kind]
+    host_id = str(max(int(k) for k in prompt) + 1)
+    prompt[host_id] = host_node
+    for offset, (source, label) in enumerate([([host_id, 0], "host"), (ours, "fs")], 1):
+        prompt[str(int(host_id) + offset)] = {"class_type": probe_class,
+                                              "inputs": {socket: source, "name": f"{label}_{name}"}}
+
+
+def assert_same_as_host(base, name: str, shape: tuple | None = None) -> torch.Tensor:
+    ours, theirs = probe(base, f"fs_{name}"), probe(base, f"host_{name}")
+    assert ours.shape == theirs.shape and (shape is None or ours.shape == shape)
+    assert (ours - theirs).abs().max().item() <= TOL
+    return ours
+
+
 def test_decode_workflow_matches_host_vaedecode(comfy):
     url, base, _ = comfy
-    prompt = load_workflow("wan_streaming_decode.json")
-    prompt["1"]["inputs"]["vae_name"] = VAE_NAME
-    prompt["90"] = {"class_type": "VAEDecode", "inputs": {"vae": ["1", 0], "samples": ["2", 0]}}
-    prompt["91"] = {"class_type": "FrameStreamTestProbeImage", "inputs": {"images": ["90", 0], "name": "host_decode"}}
-    prompt["92"] = {"class_type": "FrameStreamTestProbeImage", "inputs": {"images": ["3", 0], "name": "fs_decode"}}
-    result = run_prompt(url, prompt)
-    assert_success(result)
-    ours, theirs = probe(base, "fs_decode"), probe(base, "host_decode")
-    assert ours.shape == theirs.shape == (9, 24, 32, 3)
-    assert (ours - theirs).abs().max().item() <= TOL
+    prompt = workflow_with_test_vae("wan_streaming_decode.json")
+    add_comparison(prompt, {"class_type": "VAEDecode", "inputs": {"vae": ["1", 0], "samples": ["2", 0]}}, ["3", 0],
+                   "image", "decode")
+    assert_success(run_prompt(url, prompt))
+    assert_same_as_host(base, "decode", (9, 24, 32, 3))
     [video] = list((base / "output" / "FrameStream").glob("decode_*.mp4"))
     assert count_frames(video) == (9, 16.0)
 
 
 def test_roundtrip_workflow_matches_host_vaeencode(comfy):
     url, base, _ = comfy
-    prompt = load_workflow("wan_encode_decode_roundtrip.json")
-    prompt["1"]["inputs"]["vae_name"] = VAE_NAME
-    prompt["90"] = {"class_type": "VAEEncode", "inputs": {"vae": ["1", 0], "pixels": ["3", 0]}}
-    prompt["91"] = {"class_type": "FrameStreamTestProbeLatent", "inputs": {"samples": ["90", 0], "name": "host_encode"}}
-    prompt["92"] = {"class_type": "FrameStreamTestProbeLatent", "inputs": {"samples": ["4", 0], "name": "fs_encode"}}
-    prompt["93"] = {"class_type": "VAEDecode", "inputs": {"vae": ["1", 0], "samples": ["4", 0]}}
-    prompt["94"] = {"class_type": "FrameStreamTestProbeImage", "inputs": {"images": ["93", 0], "name": "host_redecode"}}
-    prompt["95"] = {"class_type": "FrameStreamTestProbeImage", "inputs": {"images": ["6", 0], "name": "fs_redecode"}}
-    result = run_prompt(url, prompt)
-    assert_success(result)
-    ours, theirs = probe(base, "fs_encode"), probe(base, "host_encode")
-    assert ours.shape == theirs.shape == (1, 16, 3, 4, 6)
-    assert (ours - theirs).abs().max().item() <= TOL
-    assert (probe(base, "fs_redecode") - probe(base, "host_redecode")).abs().max().item() <= TOL
+    prompt = workflow_with_test_vae("wan_encode_decode_roundtrip.json")
+    add_comparison(prompt, {"class_type": "VAEEncode", "inputs": {"vae": ["1", 0], "pixels": ["3", 0]}}, ["4", 0],
+                   "latent", "encode")
+    add_comparison(prompt, {"class_type": "VAEDecode", "inputs": {"vae": ["1", 0], "samples": ["4", 0]}}, ["6", 0],
+                   "image", "redecode")
+    assert_success(run_prompt(url, prompt))
+    ours = assert_same_as_host(base, "encode", (1, 16, 3, 4, 6))
+    assert_same_as_host(base, "redecode")
     [video] = list((base / "output" / "FrameStream").glob("roundtrip_*.mp4"))
     assert count_frames(video) == (9, 16.0)
     [latent_file] = list((base / "output" / "FrameStream").glob("roundtrip_*.latent"))
@@ -239,8 +251,7 @@ def test_roundtrip_workflow_matches_host_vaeencode(comfy):
 
 def test_wrong_latent_fails_with_our_message(comfy):
     url, _, _ = comfy
-    prompt = copy.deepcopy(load_workflow("wan_streaming_decode.json"))
-    prompt["1"]["inputs"]["vae_name"] = VAE_NAME
+    prompt = workflow_with_test_vae("wan_streaming_decode.json")
     prompt["2"]["inputs"]["latent"] = "sd_image.latent"
     result = run_prompt(url, prompt)
     assert result["status"]["status_str"] == "error"

@@ -14,12 +14,12 @@ from typing import Iterator
 import torch
 
 from .errors import FrameStreamError
+from .runtime import OUT_OF_MEMORY
 
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 LATENT_KEY = "latent_tensor"
 LATENT_VERSION_KEY = "latent_format_version_0"  # its absence makes Load Latent rescale by 1/0.18215
 FRAMES_KEY = "frames"
-_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def check_writable(path: str) -> None:
@@ -70,7 +70,7 @@ def read_safetensors(path: str, device: str | torch.device = "cpu", dtype: torch
     try:
         with safe_open(path, framework="pt", device=str(device)) as f:
             return {key: _cast(f.get_tensor(key), dtype) for key in f.keys()}
-    except _OUT_OF_MEMORY:
+    except OUT_OF_MEMORY:
         raise
     except (SafetensorError, OSError, RuntimeError, ValueError) as err:
         raise FrameStreamError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from None

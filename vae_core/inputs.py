@@ -8,15 +8,19 @@ from .errors import FrameStreamError
 from .model import CausalVideoVAE
 
 
+def _image_latent(latent: torch.Tensor, vae: CausalVideoVAE) -> FrameStreamError:
+    return FrameStreamError(
+        f"latent has shape {tuple(latent.shape)}, an image latent [B, C, H, W]; the {vae.family} decodes video"
+        f" latents [B, {vae.latent_channels}, T, H, W] from a video model"
+    )
+
+
 def check_latent(vae: CausalVideoVAE, latent: torch.Tensor) -> torch.Tensor:
     """A ``[B, C, T, h, w]`` view of a valid latent for ``vae``, or one clear error."""
     if not isinstance(latent, torch.Tensor):
         raise FrameStreamError(f"expected a latent tensor, got {type(latent).__name__}")
     if latent.ndim == 4 and latent.shape[0] != vae.latent_channels:
-        raise FrameStreamError(
-            f"latent has shape {tuple(latent.shape)}, an image latent [B, C, H, W]; the {vae.family} decodes video"
-            f" latents [B, {vae.latent_channels}, T, H, W] from a video model"
-        )
+        raise _image_latent(latent, vae)
     if latent.ndim == 4:
         latent = latent.unsqueeze(0)
     if latent.ndim != 5:
@@ -67,7 +71,4 @@ def check_frames(vae: CausalVideoVAE, frames: torch.Tensor) -> torch.Tensor:
 def require_video_latent(latent: torch.Tensor, vae: CausalVideoVAE) -> None:
     """A node's LATENT is always batched: a 4-D one is an image latent, never [C, T, H, W]."""
     if isinstance(latent, torch.Tensor) and latent.ndim == 4:
-        raise FrameStreamError(
-            f"the latent has shape {tuple(latent.shape)}, an image latent [B, C, H, W]; the {vae.family} decodes"
-            f" video latents [B, {vae.latent_channels}, T, H, W] from a video model"
-        )
+        raise _image_latent(latent, vae)

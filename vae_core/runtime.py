@@ -9,6 +9,8 @@ import torch
 
 from .errors import FrameStreamError
 
+# torch.OutOfMemoryError appeared in torch 2.5; older builds only have the CUDA one
+OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
