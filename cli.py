@@ -7,6 +7,7 @@ code, with nothing written to the output path.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -14,14 +15,21 @@ import torch
 
 from .vae_core import engine
 from .vae_core.checkpoints import load_vae
-from .vae_core.demo import demo_vae, moving_shapes
+from .vae_core.demo import FIXTURE_PATH, demo_vae, fixture_vae, moving_shapes
 from .vae_core.errors import FrameStreamError
 from .vae_core.files import check_writable, read_frames, read_latent, write_frames, write_latent
+from .vae_core.quality import psnr
 from .vae_core.runtime import DTYPES, OUT_OF_MEMORY, peak_memory_text, resolve_device, resolve_dtype
+from .vae_core.sinks import FrameSink
+from .vae_core.tiles import DEFAULT_OVERLAP_PX
+from .vae_core.video import VideoFileSink, read_video
 
 
 class StderrProgress:
-    """``label: done/total steps, elapsed, ETA`` on stderr, redrawn in place on a terminal."""
+    """A tqdm-style bar on stderr: ``decode  45%|#####     | 9/20 steps [00:12<00:14, 1.3 s/step]``.
+
+    Redrawn in place on a terminal; in a log, one line every few seconds.
+    """
 
     def __init__(self, label: str, quiet: bool = False) -> None:
         self.label, self.quiet = label, quiet
@@ -29,18 +37,32 @@ class StderrProgress:
         self.tty = sys.stderr.isatty()
         self.last_line = 0.0
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, preview=None) -> None:
         if self.quiet:
             return
         now = time.perf_counter()
-        elapsed = now - self.started
         if not self.tty and done not in (0, total) and now - self.last_line < 5.0:
             return
         self.last_line = now
-        eta = f", ETA {elapsed / done * (total - done):.1f} s" if done else ""
+        elapsed = now - self.started
+        filled = int(10 * done / max(total, 1))
+        eta = _clock(elapsed / done * (total - done)) if done else "?"
+        rate = f", {elapsed / done:.2f} s/step" if done else ""
         end = "\r" if self.tty and done < total else "\n"
-        sys.stderr.write(f"{self.label}: {done}/{total} steps, {elapsed:.1f} s{eta}{end}")
+        sys.stderr.write(f"{self.label} {100 * done // max(total, 1):3d}%|{'#' * filled}{' ' * (10 - filled)}| "
+                         f"{done}/{total} steps [{_clock(elapsed)}<{eta}{rate}]{end}")
         sys.stderr.flush()
+
+    def retry(self, message: str) -> None:
+        sys.stderr.write(f"\n{self.label}: {message}\n")
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes:02d}:{seconds:02d}" if minutes < 60 else f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 
 
 def _check_output(path: str, suffixes: tuple[str, ...]) -> None:
@@ -56,51 +78,113 @@ def _load(args) -> tuple[torch.nn.Module, torch.device, torch.dtype]:
     return load_vae(args.vae, device, dtype), device, dtype
 
 
+def _tile_options(args) -> dict:
+    budget = None if args.max_memory is None else int(args.max_memory * 2**30)
+    return {"tile": args.tile, "overlap": args.overlap, "budget": budget}
+
+
+def _tile_arg(text: str):
+    if text in ("auto", "none"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, none or a size in pixels, got {text!r}") from None
+
+
+def _frame_sink(args):
+    if args.output.lower().endswith(VIDEO_SUFFIXES):
+        return VideoFileSink(args.output, args.fps, crf=args.crf, lossless=args.lossless)
+    return FrameSink()
+
+
 def cmd_decode(args) -> None:
-    _check_output(args.output, (".safetensors",))
+    _check_output(args.output, (".safetensors", *VIDEO_SUFFIXES))
+    sink = _frame_sink(args)  # checks fps and crf before any work
     latent = read_latent(args.latent)
     vae, device, dtype = _load(args)
     started = time.perf_counter()
-    frames = engine.decode(vae, latent, frames_per_step=args.frames_per_step, progress=StderrProgress("decode", args.quiet))
-    write_frames(args.output, frames)
-    print(f"decoded {tuple(latent.shape)} -> {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} "
-          f"in {time.perf_counter() - started:.2f} s ({vae.family}, {device}, {str(dtype)[6:]}), "
-          f"{peak_memory_text(device)} -> {args.output}")
+    bar = StderrProgress("decode", args.quiet)
+    frames = engine.decode(vae, latent, sink=sink, frames_per_step=args.frames_per_step, progress=bar,
+                           on_retry=bar.retry, **_tile_options(args))
+    if isinstance(frames, torch.Tensor):
+        write_frames(args.output, frames)
+    count = vae.pixel_frames(latent.shape[-3]) * (latent.shape[0] if latent.ndim == 5 else 1)
+    height, width = (n * vae.spatial_ratio for n in latent.shape[-2:])
+    print(f"decoded {tuple(latent.shape)} -> {count} frames {width}x{height} in {time.perf_counter() - started:.2f} s ({vae.family}, "
+          f"{device}, {str(dtype)[6:]}), {peak_memory_text(device)} -> {args.output}")
+
+
+def _frames_source(args, vae):
+    """The input frames: a whole tensor from .safetensors, or a video file read frame by frame."""
+    if not args.video.lower().endswith(VIDEO_SUFFIXES):
+        return {"frames": read_frames(args.video)}
+    size = _size_arg(args.size)
+    reader = read_video(args.video, args.start, args.stop, args.stride, size, chunk=(1, vae.temporal_ratio))
+    return {"frames": reader, "frame_count": reader.frames}
+
+
+def _size_arg(text: str | None):
+    if text is None:
+        return None
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit()):
+        raise FrameStreamError(f"--size must be WIDTHxHEIGHT in pixels, such as 832x480; got {text!r}")
+    return int(width), int(height)
 
 
 def cmd_encode(args) -> None:
     _check_output(args.output, (".latent", ".safetensors"))
-    frames = read_frames(args.video)
     vae, device, dtype = _load(args)
+    source = _frames_source(args, vae)
     started = time.perf_counter()
-    latent = engine.encode(vae, frames, latents_per_step=args.latents_per_step, progress=StderrProgress("encode", args.quiet))
+    bar = StderrProgress("encode", args.quiet)
+    latent = engine.encode(vae, **source, latents_per_step=args.latents_per_step, progress=bar, on_retry=bar.retry,
+                           **_tile_options(args))
     write_latent(args.output, latent)
-    print(f"encoded {frames.shape[0]} frames -> latent {tuple(latent.shape)} in {time.perf_counter() - started:.2f} s"
+    print(f"encoded -> latent {tuple(latent.shape)} in {time.perf_counter() - started:.2f} s"
           f" ({vae.family}, {device}, {str(dtype)[6:]}), {peak_memory_text(device)} -> {args.output}")
 
 
 def cmd_demo(args) -> None:
     if args.output:
-        check_writable(args.output)
+        _check_output(args.output, (".safetensors", *VIDEO_SUFFIXES))
+        _frame_sink(args)  # checks fps and crf before any work
     device = resolve_device(args.device)
-    vae = demo_vae().to(device)
+    trained = os.path.exists(FIXTURE_PATH)
+    vae = (fixture_vae() if trained else demo_vae()).to(device)
     clip = moving_shapes(args.frames, args.size, args.size)
-    print(f"demo: {vae.family} at reduced width ({sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M random "
-          f"weights, seeded), a generated {args.frames}-frame {args.size}x{args.size} clip, on {device}")
+    kind = "trained weights" if trained else "seeded random weights: the trained fixture is not installed"
+    print(f"demo: {vae.family} architecture at reduced width ({sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M "
+          f"{kind}), a generated {args.frames}-frame {args.size}x{args.size} clip, on {device}")
     started = time.perf_counter()
     latent = engine.encode(vae, clip, progress=StderrProgress("encode", args.quiet))
     encoded = time.perf_counter()
     frames = engine.decode(vae, latent, frames_per_step=args.frames_per_step, progress=StderrProgress("decode", args.quiet))
     decoded = time.perf_counter()
     whole = engine.decode(vae, latent, frames_per_step=latent.shape[2])
+    tiled = engine.decode(vae, latent, tile=args.size // 2 + 32, overlap=32)
+    kept = clip[: frames.shape[0]]
     print(f"encode: {clip.shape[0]} frames -> latent {tuple(latent.shape)} in {encoded - started:.2f} s")
     print(f"decode: {latent.shape[2]} latent frames -> {frames.shape[0]} frames, {args.frames_per_step} per step, "
           f"in {decoded - encoded:.2f} s")
+    print(f"reconstruction PSNR vs the input clip: {psnr(frames, kept):.1f} dB")
     print(f"streamed vs whole-clip decode: max |difference| = {(frames - whole).abs().max().item():.2e}")
+    print(f"2x2 tiles vs whole frame: PSNR {psnr(tiled, frames):.1f} dB")
     print(peak_memory_text(device))
     if args.output:
+        _save_frames(args, frames)
+        print(f"decoded clip written to {args.output}")
+
+
+def _save_frames(args, frames: torch.Tensor) -> None:
+    sink = _frame_sink(args)
+    if isinstance(sink, FrameSink):
         write_frames(args.output, frames)
-        print(f"frames written to {args.output}")
+        return
+    sink.start((1, *frames.shape))
+    sink.write(0, 0, frames)
+    sink.result()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,31 +194,50 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
         p.add_argument("--dtype", choices=list(DTYPES), help="working precision (default: bf16 on GPU, fp32 on CPU)")
+        p.add_argument("--tile", type=_tile_arg, default="auto",
+                       help="auto (the largest tile that fits the memory, or none), none, or a tile size in pixels")
+        p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP_PX,
+                       help=f"tile overlap in pixels, blended linearly (default {DEFAULT_OVERLAP_PX})")
+        p.add_argument("--max-memory", type=float, metavar="GB",
+                       help="memory budget for the work beyond the weights (default: what the device has free)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
-    p = sub.add_parser("decode", help="latent -> frames [B*T, H, W, 3] in [0, 1] (the host's VAEDecode output)")
+    def video_output(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--fps", type=float, default=16.0, help="frame rate of a video output (default 16, Wan's)")
+        p.add_argument("--crf", type=int, default=19, help="h264 quality, 0-51, lower is better (default 19)")
+        p.add_argument("--lossless", action="store_true", help="lossless RGB h264 (large files; not for browsers)")
+
+    p = sub.add_parser("decode", help="latent -> a video file, or frames [B*T, H, W, 3] in [0, 1] (the host's IMAGE)")
     p.add_argument("vae", help="video VAE .safetensors (Wan 2.1 / 2.2, original or diffusers layout)")
     p.add_argument("latent", help="a host .latent file or a .safetensors with one [C,T,H,W] or [B,C,T,H,W] tensor")
-    p.add_argument("-o", "--output", required=True, help="OUT.safetensors, holding the tensor 'frames'")
+    p.add_argument("-o", "--output", required=True,
+                   help="OUT.mp4 (.mkv, .mov), written frame by frame, or OUT.safetensors holding the tensor 'frames'")
     p.add_argument("--frames-per-step", type=int, default=engine.DEFAULT_FRAMES_PER_STEP,
                    help=f"latent frames decoded per step (default {engine.DEFAULT_FRAMES_PER_STEP})")
+    video_output(p)
     common(p)
     p.set_defaults(run=cmd_decode)
 
-    p = sub.add_parser("encode", help="frames -> a .latent file the host's Load Latent opens")
+    p = sub.add_parser("encode", help="a video file or frames -> a .latent file the host's Load Latent opens")
     p.add_argument("vae", help="video VAE .safetensors")
-    p.add_argument("video", help="a .safetensors holding 'frames' [T, H, W, 3] in [0, 1]")
+    p.add_argument("video", help="a video file (.mp4, .mkv, .mov), read frame by frame, or a .safetensors holding "
+                                 "'frames' [T, H, W, 3] in [0, 1]")
     p.add_argument("-o", "--output", required=True, help="OUT.latent")
+    p.add_argument("--start", type=int, default=0, help="first frame of a video file to encode (default 0)")
+    p.add_argument("--stop", type=int, help="frame index to stop before (default: the end)")
+    p.add_argument("--stride", type=int, default=1, help="keep every N-th frame (default 1)")
+    p.add_argument("--size", help="resize frames of a video file to WIDTHxHEIGHT, such as 832x480")
     p.add_argument("--latents-per-step", type=int, default=engine.DEFAULT_LATENTS_PER_STEP,
                    help="latent frames produced per step after the first (each takes 4 pixel frames)")
     common(p)
     p.set_defaults(run=cmd_encode)
 
-    p = sub.add_parser("demo", help="encode and decode a generated clip with an embedded small VAE")
+    p = sub.add_parser("demo", help="encode and decode a generated clip with the bundled small trained VAE")
     p.add_argument("--frames", type=int, default=33, help="clip length in frames (default 33)")
     p.add_argument("--size", type=int, default=128, help="frame size in pixels (default 128)")
     p.add_argument("--frames-per-step", type=int, default=engine.DEFAULT_FRAMES_PER_STEP)
-    p.add_argument("-o", "--output", help="also save the decoded frames to this .safetensors")
+    p.add_argument("-o", "--output", help="also save the decoded clip: .mp4 (.mkv, .mov) or .safetensors")
+    video_output(p)
     p.add_argument("--device", default="auto")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(run=cmd_demo)
@@ -149,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"framestream: error: {err}", file=sys.stderr)
         return 1
     except OUT_OF_MEMORY:
-        print("framestream: error: out of memory; try a smaller --frames-per-step, --dtype bf16 or another --device",
+        print("framestream: error: out of memory even with the smallest tiles; try --max-memory, --dtype bf16 or another --device",
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from ..vae_core import engine
-from ..vae_core.memory import step_bytes
 from . import host
 from .registry import node
-from .vae_input import ready_video_vae, video_vae
+from .tiling_inputs import TILE_INPUTS
+from .vae_input import VAE_TOOLTIP, prepare_encode
 
 
 @node("FrameStream Encode (streaming video VAE)")
 class FrameStreamEncode:
     DESCRIPTION = (
-        "Encodes frames to a video latent through a cached causal VAE, one frame and then four at a time, so memory "
-        "does not grow with video length. Same result as VAE Encode (to fp32 rounding); the latent stays in raw VAE space."
+        "Encodes frames to a video latent through a cached causal VAE, one frame and then four at a time, tiling "
+        "the frame when memory is short. Untiled, the same result as VAE Encode (to fp32 rounding); the latent "
+        "stays in raw VAE space."
     )
     CATEGORY = "FrameStream"
     FUNCTION = "encode"
@@ -24,14 +25,14 @@ class FrameStreamEncode:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "vae": ("VAE", {"tooltip": "A Wan 2.1 or Wan 2.2 VAE from Load VAE."}),
+                "vae": ("VAE", {"tooltip": VAE_TOOLTIP}),
                 "pixels": ("IMAGE", {"tooltip": "The video's frames in order. Frames beyond the last whole group of "
                                                 "4 (after the first) are dropped, as VAE Encode does."}),
             },
+            "optional": TILE_INPUTS,
         }
 
-    def encode(self, vae, pixels):
-        model = video_vae(vae)
-        model = ready_video_vae(vae, step_bytes(model, pixels.shape[1], pixels.shape[2], 1, model.weight_dtype))
-        latent = engine.encode(model, pixels, progress=host.progress_reporter())
+    def encode(self, vae, pixels, **tiling):
+        model, options = prepare_encode(vae, pixels.shape[1], pixels.shape[2], tiling)
+        latent = engine.encode(model, pixels, progress=host.progress_reporter(), on_retry=print, **options)
         return ({"samples": latent},)

@@ -6,30 +6,42 @@ plain-library use) these functions quietly do nothing host-specific.
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 try:  # inside ComfyUI
     import comfy.model_management as model_management
     import comfy.utils as comfy_utils
+    import folder_paths
 
     AVAILABLE = True
 except ImportError:  # standalone
-    model_management = comfy_utils = None
+    model_management = comfy_utils = folder_paths = None
     AVAILABLE = False
 
+PREVIEW_SIZE = 512
 
-def progress_reporter() -> Callable[[int, int], None]:
-    """Reports steps to the host's progress bar and raises the host's interrupt between steps."""
+
+def _preview(frame):
+    """The newest frame as the host's progress-bar preview (JPEG, at most PREVIEW_SIZE px)."""
+    from PIL import Image  # the host's own dependency
+
+    pixels = frame.mul(255).add_(0.5).clamp_(0, 255).byte().numpy()
+    return ("JPEG", Image.fromarray(pixels), PREVIEW_SIZE)
+
+
+def progress_reporter() -> Callable[..., None]:
+    """Reports steps (and a preview of the newest frame) to the host's progress bar; raises its interrupt."""
     if not AVAILABLE:
-        return lambda done, total: None
+        return lambda done, total, preview=None: None
     bar = None
 
-    def report(done: int, total: int) -> None:
+    def report(done: int, total: int, preview=None) -> None:
         nonlocal bar
         model_management.throw_exception_if_processing_interrupted()
         if bar is None:
             bar = comfy_utils.ProgressBar(total)
-        bar.update_absolute(done, total)
+        bar.update_absolute(done, total, _preview(preview) if preview is not None else None)
 
     return report
 
@@ -48,3 +60,25 @@ def free_memory(memory_required: int, device) -> None:
     """Makes room for a model the host does not manage (FrameStream's own loaded VAEs)."""
     if AVAILABLE:
         model_management.free_memory(memory_required, device)
+
+
+def free_bytes(device) -> int | None:
+    """What the host reports free on ``device`` (None standalone: the core asks the device itself)."""
+    return model_management.get_free_memory(device) if AVAILABLE else None
+
+
+def output_directory() -> str:
+    return folder_paths.get_output_directory() if AVAILABLE else os.path.abspath("output")
+
+
+def input_directory() -> str:
+    return folder_paths.get_input_directory() if AVAILABLE else os.path.abspath("input")
+
+
+def video_result(path: str):
+    """The host's VIDEO for a finished file (core Save Video and previews accept it); the path standalone."""
+    try:
+        from comfy_api.latest import InputImpl
+    except ImportError:
+        return path
+    return InputImpl.VideoFromFile(path)

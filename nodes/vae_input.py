@@ -6,8 +6,13 @@ import torch
 
 from ..vae_core.checkpoints import build_wan
 from ..vae_core.errors import FrameStreamError
+from ..vae_core.inputs import require_video_latent
+from ..vae_core.memory import estimate
 from ..vae_core.model import CausalVideoVAE
 from . import host
+from .tiling_inputs import TILE_INPUTS, tile_options
+
+VAE_TOOLTIP = "A Wan 2.1 or Wan 2.2 VAE from Load VAE."
 
 
 def video_vae(vae) -> CausalVideoVAE:
@@ -42,3 +47,24 @@ def ready_video_vae(vae, step_bytes: int) -> CausalVideoVAE:
     host.free_memory(sum(p.numel() for p in model.parameters()) * dtype.itemsize + step_bytes, device)
     weights = {k: v.detach().to(device, dtype) for k, v in vae.first_stage_model.state_dict().items()}
     return build_wan(weights, source="the VAE given to this node").requires_grad_(False)
+
+
+def prepare_decode(vae, samples: dict, frames_per_step: int, tiling: dict):
+    """The model (loaded by the host, which makes room for an untiled decode), the latent and the tile options."""
+    latent = samples["samples"]
+    model = video_vae(vae)
+    require_video_latent(latent, model)
+    height, width = latent.shape[-2] * model.spatial_ratio, latent.shape[-1] * model.spatial_ratio
+    model = ready_video_vae(vae, estimate(model, height, width, frames_per_step, None).total)
+    return model, latent, _options(model, tiling)
+
+
+def prepare_encode(vae, height: int, width: int, tiling: dict):
+    model = video_vae(vae)
+    model = ready_video_vae(vae, estimate(model, height, width, 1, None, "encode").total)
+    return model, _options(model, tiling)
+
+
+def _options(model: CausalVideoVAE, tiling: dict) -> dict:
+    values = {**{name: spec[1]["default"] for name, spec in TILE_INPUTS.items()}, **tiling}
+    return tile_options(**values, free_bytes=host.free_bytes(model.weight_device))

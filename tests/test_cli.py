@@ -11,6 +11,8 @@ from safetensors.torch import load_file, save_file
 
 from framestream import cli
 from framestream.vae_core import engine
+from framestream.vae_core.demo import moving_shapes
+from framestream.vae_core.video import VideoFileSink, probe_video, read_video
 
 from oracle import diffusers_decode_raw
 
@@ -50,7 +52,7 @@ def test_decode_writes_what_the_host_vaedecode_returns(files, capsys, wan21_pair
     assert frames.shape == (9, 16, 24, 3) and frames.dtype == torch.float32
     assert (frames - expected).abs().max() <= 1e-4
     assert "decoded (1, 16, 3, 2, 3) -> 9 frames 24x16" in out and "peak RAM" in out
-    assert "decode: 2/2 steps" in err  # progress on stderr
+    assert "2/2 steps" in err  # progress on stderr
 
 
 def test_decode_accepts_a_plain_one_tensor_safetensors(files, capsys, wan21_pair):
@@ -123,8 +125,13 @@ def test_bad_inputs_each_give_one_line_and_write_nothing(files, capsys, tmp_path
         code, _, err = run([*argv, "-o", out_path], capsys)
         assert_one_line_error(code, err, message)
         assert not out_path.exists(), argv
-    code, _, err = run(["decode", vae, latent, "-o", tmp_path / "out.mp4"], capsys)
-    assert_one_line_error(code, err, "must end in .safetensors")
+    code, _, err = run(["decode", vae, latent, "-o", tmp_path / "out.gif"], capsys)
+    assert_one_line_error(code, err, "must end in .safetensors or .mp4")
+    for options, message in [(["--fps", "0"], "fps"), (["--crf", "60"], "crf"), (["--overlap", "-8"], "overlap"),
+                             (["--tile", "4"], "tile size must be at least 8"),
+                             (["--tile", "32", "--overlap", "32"], "smaller than the tile")]:
+        code, _, err = run(["decode", vae, latent, "-o", tmp_path / "out.mp4", *options], capsys)
+        assert_one_line_error(code, err, message)
     code, _, err = run(["encode", vae, latent, "-o", tmp_path / "out.latent"], capsys)
     assert_one_line_error(code, err, "no 'frames' tensor")
     for name, frames, message in [("empty", torch.rand(0, 16, 16, 3), "no frame"),
@@ -151,3 +158,33 @@ def test_installed_command_reports_errors_cleanly(tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "framestream", "--help"], capture_output=True, text=True,
                                timeout=120, cwd=str(tmp_path))
     assert help_text.returncode == 0 and "decode" in help_text.stdout
+
+
+def test_decode_to_mp4_streams_every_frame_at_the_given_rate(files, capsys, tmp_path, wan21_pair):
+    folder, z = files
+    code, out, err = run(["decode", folder / "wan21.safetensors", folder / "clip.latent", "-o", tmp_path / "clip.mp4",
+                          "--fps", "24", "--lossless"], capsys)
+    assert code == 0, err
+    info = probe_video(tmp_path / "clip.mp4")
+    assert (info.frames, info.fps, info.width, info.height) == (9, 24.0, 24, 16)
+    expected = engine.decode(wan21_pair[1], z)
+    decoded = torch.cat(list(read_video(tmp_path / "clip.mp4")))
+    assert (decoded - expected).abs().max() <= 0.5 / 255 + 1e-6  # lossless: only the 8-bit rounding
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
+
+
+def test_encode_of_a_video_file_equals_encoding_its_frames(capsys, tmp_path, wan21_pair):
+    vae_path = tmp_path / "wan21.safetensors"
+    save_file({k: v.contiguous() for k, v in wan21_pair[1].state_dict().items()}, vae_path)
+    clip = moving_shapes(13, 32, 48)
+    sink = VideoFileSink(tmp_path / "clip.mkv", 16, lossless=True)
+    sink.start((1, *clip.shape))
+    sink.write(0, 0, clip)
+    sink.result()
+    code, _, err = run(["encode", vae_path, tmp_path / "clip.mkv", "-o", tmp_path / "clip.latent", "--start", "2",
+                        "--stride", "2", "--tile", "none"], capsys)
+    assert code == 0, err
+    frames = torch.cat(list(read_video(tmp_path / "clip.mkv")))[2::2]
+    assert frames.shape[0] == 6
+    expected = engine.encode(wan21_pair[1], frames)
+    assert torch.equal(load_file(tmp_path / "clip.latent")["latent_tensor"], expected)

@@ -73,10 +73,10 @@ def test_alpha_channel_is_ignored(vae):
 
 def test_progress_reports_every_step(vae):
     calls = []
-    engine.decode(vae, latent(t=5, batch=2), frames_per_step=2, progress=lambda d, t: calls.append((d, t)))
+    engine.decode(vae, latent(t=5, batch=2), frames_per_step=2, progress=lambda d, t, preview: calls.append((d, t)))
     assert calls == [(0, 6), (1, 6), (2, 6), (3, 6), (4, 6), (5, 6), (6, 6)]
     calls.clear()
-    engine.encode(vae, torch.rand(9, 16, 16, 3), progress=lambda d, t: calls.append((d, t)))
+    engine.encode(vae, torch.rand(9, 16, 16, 3), progress=lambda d, t, preview: calls.append((d, t)))
     assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]
 
 
@@ -86,7 +86,7 @@ def test_interrupt_stops_within_one_step(vae):
     class Stop(Exception):
         pass
 
-    def progress(done, total):
+    def progress(done, total, preview):
         if done == 2:
             raise Stop
 

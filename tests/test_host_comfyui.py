@@ -94,6 +94,9 @@ def _write_inputs(base) -> None:
     (base / "input").mkdir()
     latent = torch.randn(1, 16, 3, 3, 4, generator=torch.Generator().manual_seed(1))
     save_file({"latent_tensor": latent, "latent_format_version_0": torch.tensor([])}, base / "input" / "wan_video.latent")
+    long_latent = torch.randn(1, 16, 33, 2, 3, generator=torch.Generator().manual_seed(2))  # 129 frames
+    save_file({"latent_tensor": long_latent, "latent_format_version_0": torch.tensor([])},
+              base / "input" / "wan_long_video.latent")
     save_file({"latent_tensor": torch.randn(1, 4, 3, 3, 4), "latent_format_version_0": torch.tensor([])},
               base / "input" / "sd_image.latent")
 
@@ -192,7 +195,7 @@ def test_pack_loads_in_the_host(comfy):
     assert "IMPORT FAILED" not in log or PACK_DIR_NAME not in log.split("IMPORT FAILED", 1)[1][:300]
     with urllib.request.urlopen(f"{url}/object_info") as r:
         info = json.load(r)
-    for name in ("FrameStreamDecode", "FrameStreamEncode"):
+    for name in ("FrameStreamDecode", "FrameStreamEncode", "FrameStreamDecodeToVideo", "FrameStreamEncodeVideoFile"):
         assert name in info and info[name]["category"] == "FrameStream"
 
 
@@ -247,6 +250,50 @@ def test_roundtrip_workflow_matches_host_vaeencode(comfy):
     from safetensors.torch import load_file
 
     assert torch.equal(load_file(latent_file)["latent_tensor"], ours)
+
+
+def read_file_frames(path) -> torch.Tensor:
+    from framestream.vae_core.video import read_video
+
+    return torch.cat(list(read_video(path)))
+
+
+def test_long_video_workflow_streams_to_a_file_like_host_vaedecode(comfy):
+    url, base, _ = comfy
+    prompt = workflow_with_test_vae("wan_long_video_to_file.json")
+    prompt["3"]["inputs"]["codec"] = "h264 lossless (RGB)"  # exact 8-bit frames to compare
+    prompt["4"] = {"class_type": "VAEDecode", "inputs": {"vae": ["1", 0], "samples": ["2", 0]}}
+    prompt["5"] = {"class_type": "FrameStreamTestProbeImage", "inputs": {"images": ["4", 0], "name": "host_long"}}
+    result = run_prompt(url, prompt)
+    assert_success(result)
+    [video] = list((base / "output" / "FrameStream").glob("long_*.mp4"))
+    assert count_frames(video) == (129, 16.0)
+    assert result["outputs"]["3"]["images"] == [{"filename": video.name, "subfolder": "FrameStream", "type": "output"}]
+    assert (read_file_frames(video) - probe(base, "host_long")).abs().max().item() <= 0.5 / 255 + TOL
+    assert [p.name for p in video.parent.iterdir() if p.name.startswith(".")] == []  # no partial file left
+
+
+def test_video_file_roundtrip_workflow_encodes_like_the_host(comfy):
+    url, base, _ = comfy
+    prompt = workflow_with_test_vae("wan_video_file_roundtrip.json")
+    prompt["10"] = {"class_type": "LoadVideo", "inputs": {"file": "input_video.mp4"}}
+    prompt["11"] = {"class_type": "GetVideoComponents", "inputs": {"video": ["10", 0]}}
+    add_comparison(prompt, {"class_type": "VAEEncode", "inputs": {"vae": ["1", 0], "pixels": ["11", 0]}}, ["2", 0],
+                   "latent", "file_encode")
+    assert_success(run_prompt(url, prompt))
+    assert_same_as_host(base, "file_encode", (1, 16, 3, 4, 6))
+    [video] = list((base / "output" / "FrameStream").glob("file_roundtrip_*.mp4"))
+    assert count_frames(video) == (9, 16.0)
+
+
+def test_escaping_filename_prefix_is_refused_in_the_host(comfy):
+    url, base, _ = comfy
+    prompt = workflow_with_test_vae("wan_long_video_to_file.json")
+    prompt["3"]["inputs"]["filename_prefix"] = "../outside/video"
+    result = run_prompt(url, prompt)
+    assert result["status"]["status_str"] == "error"
+    assert "leads outside the output folder" in json.dumps(result["status"]["messages"])
+    assert not (base / "outside").exists()
 
 
 def test_wrong_latent_fails_with_our_message(comfy):

@@ -29,9 +29,9 @@ def host_vae(wan21_pair):
 
 
 @pytest.fixture
-def fake_host(monkeypatch):
+def fake_host(monkeypatch, tmp_path):
     """Records what the nodes ask of the host's memory manager and progress bar."""
-    log = types.SimpleNamespace(loads=[], updates=[], interrupt_at=None, checks=0)
+    log = types.SimpleNamespace(loads=[], updates=[], previews=[], interrupt_at=None, checks=0, free=64 * 2**30)
 
     def throw_if_interrupted():
         log.checks += 1
@@ -44,16 +44,20 @@ def fake_host(monkeypatch):
 
         def update_absolute(self, value, total=None, preview=None):
             log.updates.append((value, total))
+            log.previews.append(preview)
 
     mm = types.SimpleNamespace(
         load_models_gpu=lambda models, memory_required=0, force_full_load=False: log.loads.append(
             (models, memory_required, force_full_load)),
         throw_exception_if_processing_interrupted=throw_if_interrupted,
         free_memory=lambda *a: None,
+        get_free_memory=lambda device=None: log.free,
     )
     monkeypatch.setattr(host, "AVAILABLE", True)
     monkeypatch.setattr(host, "model_management", mm)
     monkeypatch.setattr(host, "comfy_utils", types.SimpleNamespace(ProgressBar=ProgressBar))
+    monkeypatch.setattr(host, "folder_paths", types.SimpleNamespace(
+        get_output_directory=lambda: str(tmp_path / "output"), get_input_directory=lambda: str(tmp_path / "input")))
     return log
 
 
@@ -162,3 +166,73 @@ def test_a_four_dimensional_latent_on_the_socket_is_an_image_latent(host_vae):
     """[16, 16, H, W] could pass for [C, T, H, W]; on a node it is a batch of 16 image latents."""
     with pytest.raises(FrameStreamError, match=r"image latent \[B, C, H, W\]"):
         NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(host_vae, {"samples": torch.randn(16, 16, 4, 4)})
+
+
+def test_decode_node_previews_the_newest_frame(host_vae, fake_host):
+    NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(host_vae, {"samples": torch.randn(1, 16, 3, 2, 3)})
+    assert fake_host.previews[0] is None
+    kind, image, size = fake_host.previews[-1]
+    assert kind == "JPEG" and image.size == (24, 16) and size == host.PREVIEW_SIZE
+
+
+def test_decode_node_tiles_under_a_budget_and_with_custom_tiles(host_vae, fake_host, wan21_pair):
+    z = torch.randn(1, 16, 2, 20, 20, generator=torch.Generator().manual_seed(5))
+    node = NODE_CLASS_MAPPINGS["FrameStreamDecode"]()
+    (custom,) = node.decode(host_vae, {"samples": z}, tiles="custom", tile_size=64, tile_overlap=16)
+    assert torch.equal(custom, engine.decode(wan21_pair[1], z, tile=64, overlap=16))
+    fake_host.free = 1  # nothing free: auto picks the smallest tiles
+    (auto,) = node.decode(host_vae, {"samples": z}, tiles="auto", tile_overlap=8)
+    assert not torch.equal(auto, engine.decode(wan21_pair[1], z))
+    (none,) = node.decode(host_vae, {"samples": z}, tiles="none")
+    assert torch.equal(none, engine.decode(wan21_pair[1], z))
+
+
+def test_decode_to_video_node_writes_a_numbered_mp4_in_the_output_folder(host_vae, fake_host, tmp_path):
+    from framestream.vae_core.video import probe_video
+
+    node = NODE_CLASS_MAPPINGS["FrameStreamDecodeToVideo"]()
+    z = torch.randn(1, 16, 3, 2, 3)
+    for number in (1, 2):
+        out = node.decode(host_vae, {"samples": z}, 24.0, "clips/run", "h264", 19)
+        video, path = out["result"]
+        assert path == str(tmp_path / "output" / "clips" / f"run_{number:05d}.mp4")
+        info = probe_video(path)
+        assert (info.frames, info.fps, info.width, info.height) == (9, 24.0, 24, 16)
+        assert out["ui"]["images"] == [{"filename": f"run_{number:05d}.mp4", "subfolder": "clips", "type": "output"}]
+
+
+@pytest.mark.parametrize("prefix", ["../escape", "clips/../../escape", "/tmp/absolute", ""])
+def test_decode_to_video_node_refuses_prefixes_outside_the_output_folder(host_vae, fake_host, tmp_path, prefix):
+    with pytest.raises(FrameStreamError, match="filename_prefix"):
+        NODE_CLASS_MAPPINGS["FrameStreamDecodeToVideo"]().decode(host_vae, {"samples": torch.randn(1, 16, 2, 2, 2)},
+                                                                 16.0, prefix, "h264", 19)
+    assert not any((tmp_path / "output").rglob("*.mp4")) and not (tmp_path.parent / "escape_00001.mp4").exists()
+
+
+def test_interrupted_decode_to_video_leaves_no_file(host_vae, fake_host, tmp_path):
+    fake_host.interrupt_at = 2
+    with pytest.raises(KeyboardInterrupt):
+        NODE_CLASS_MAPPINGS["FrameStreamDecodeToVideo"]().decode(host_vae, {"samples": torch.randn(1, 16, 6, 2, 2)},
+                                                                 16.0, "FrameStream/video", "h264", 19)
+    assert [p for p in (tmp_path / "output").rglob("*") if p.is_file()] == []
+
+
+def test_encode_video_file_node_equals_encoding_the_frames(host_vae, fake_host, tmp_path, wan21_pair):
+    from framestream.vae_core.demo import moving_shapes
+    from framestream.vae_core.video import VideoFileSink, read_video
+
+    (tmp_path / "input").mkdir()
+    clip = moving_shapes(11, 32, 40)
+    sink = VideoFileSink(tmp_path / "input" / "clip.mkv", 16, lossless=True)
+    sink.start((1, *clip.shape))
+    sink.write(0, 0, clip)
+    sink.result()
+    node = NODE_CLASS_MAPPINGS["FrameStreamEncodeVideoFile"]()
+    assert "clip.mkv" in node.INPUT_TYPES()["required"]["file"][0]
+    (latent,) = node.encode(host_vae, "clip.mkv", start_frame=1, frame_count=5, stride=2, width=0, height=0)
+    frames = torch.cat(list(read_video(tmp_path / "input" / "clip.mkv")))[1:11:2]
+    assert torch.equal(latent["samples"], engine.encode(wan21_pair[1], frames))
+    (resized,) = node.encode(host_vae, "clip.mkv", start_frame=0, frame_count=0, stride=1, width=48, height=16)
+    assert resized["samples"].shape == (1, 16, 3, 2, 6)
+    with pytest.raises(FrameStreamError, match="both width and height"):
+        node.encode(host_vae, "clip.mkv", start_frame=0, frame_count=0, stride=1, width=48, height=0)

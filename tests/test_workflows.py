@@ -20,7 +20,14 @@ def load(*parts):
 def widget_names(cls):
     """Inputs the frontend shows as widgets (not sockets), in order."""
     inputs = {**cls.INPUT_TYPES().get("required", {}), **cls.INPUT_TYPES().get("optional", {})}
-    return [name for name, (kind, _) in inputs.items() if kind in ("INT", "FLOAT", "STRING", "BOOLEAN")]
+    return [name for name, (kind, _) in inputs.items()
+            if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN")]
+
+
+def has_upload_button(cls):
+    """The frontend stores an upload button's state after the widget values (e.g. 'image')."""
+    return any(options.get("video_upload") or options.get("image_upload")
+               for options in (spec[1] for spec in cls.INPUT_TYPES()["required"].values()))
 
 
 def test_every_ui_workflow_has_an_api_twin():
@@ -57,4 +64,6 @@ def test_ui_workflow_matches_its_twin(name):
         cls = NODE_CLASS_MAPPINGS.get(node["class_type"])
         if cls is not None:
             values = [node["inputs"][w] for w in widget_names(cls)]
-            assert nodes[node_id].get("widgets_values", []) == values, (name, node_id)
+            stored = nodes[node_id].get("widgets_values", [])
+            assert stored[: len(values)] == values, (name, node_id)
+            assert len(stored) == len(values) + has_upload_button(cls), (name, node_id)

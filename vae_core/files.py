@@ -121,3 +121,26 @@ def read_frames(path: str) -> torch.Tensor:
 
 def write_frames(path: str, frames: torch.Tensor) -> None:
     _save({FRAMES_KEY: frames.float()}, path)
+
+
+def numbered_output(root: str, prefix: str, suffix: str) -> str:
+    """``root/<prefix>_00001<suffix>`` with the next free number; a prefix that leaves ``root`` is refused.
+
+    ``prefix`` may name subfolders (``FrameStream/run``), created as needed, but
+    never an absolute path or a ``..`` that climbs out of ``root``.
+    """
+    if not prefix or not prefix.strip():
+        raise FrameStreamError("filename_prefix is empty; give a name such as FrameStream/video")
+    if os.path.isabs(prefix) or prefix.startswith(("/", "\\")) or os.path.splitdrive(prefix)[0]:
+        raise FrameStreamError(f"filename_prefix '{prefix}' is an absolute path; give a name inside the output folder")
+    root = os.path.abspath(root)
+    target = os.path.abspath(os.path.join(root, prefix))
+    if ".." in prefix.replace("\\", "/").split("/") or os.path.commonpath([root, target]) != root:
+        raise FrameStreamError(f"filename_prefix '{prefix}' leads outside the output folder; remove the '..'")
+    folder, name = os.path.split(target)
+    os.makedirs(folder, exist_ok=True)
+    taken = {entry for entry in os.listdir(folder) if entry.startswith(name + "_")}
+    number = 1
+    while f"{name}_{number:05d}{suffix}" in taken:
+        number += 1
+    return os.path.join(folder, f"{name}_{number:05d}{suffix}")

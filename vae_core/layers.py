@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .stream import CausalConv3d, first_call, sliding_windows, slot
+from .stream import CausalConv3d, first_call, sliding_windows
 
 
 def per_frame(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -115,7 +115,7 @@ class Resample(nn.Module):
         return x
 
     def _double_frames(self, x: torch.Tensor) -> torch.Tensor:
-        first = x[:, :, :1] if first_call(slot(self)) else None
+        first = x[:, :, :1] if first_call(self) else None
         later = x[:, :, 1:] if first is not None else x
         if later.shape[2]:
             y = self.time_conv(later)  # [B, 2C, t, H, W]: two output frames per input frame
@@ -124,7 +124,7 @@ class Resample(nn.Module):
         return later if first is None else torch.cat([first, later], dim=2)
 
     def _halve_frames(self, x: torch.Tensor) -> torch.Tensor:
-        first = x[:, :, :1] if first_call(slot(self)) else None
+        first = x[:, :, :1] if first_call(self) else None
         y = self.time_conv(x)
         return y if first is None else torch.cat([first, y], dim=2)
 
@@ -145,7 +145,7 @@ class AvgDown3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ft, fs = self.factor_t, self.factor_s
         if ft > 1:
-            windows = sliding_windows(slot(self), x, kernel=ft, stride=ft, front_pad=ft - 1)
+            windows = sliding_windows(self, x, kernel=ft, stride=ft, front_pad=ft - 1)
             if windows is None:
                 return x.new_empty(x.shape[0], self.out_channels, 0, x.shape[3] // fs, x.shape[4] // fs)
             x = windows
@@ -174,6 +174,6 @@ class DupUp3D(nn.Module):
         x = x.repeat_interleave(self.repeats, dim=1)
         x = x.view(b, self.out_channels, ft, fs, fs, t, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4)
         x = x.reshape(b, self.out_channels, t * ft, h * fs, w * fs)
-        if ft > 1 and first_call(slot(self)):
+        if ft > 1 and first_call(self):
             x = x[:, :, ft - 1 :]
         return x

@@ -9,9 +9,11 @@ import torch.nn as nn
 class CausalVideoVAE(nn.Module):
     """A VAE whose encoder and decoder stream along time through :mod:`stream` layers.
 
-    Subclasses describe their layers and implement ``decode_chunk`` /
-    ``encode_chunk`` for one chunk of consecutive frames; the engine decides
-    how to cut a video into chunks and where the frames go.
+    Subclasses describe their layers and split each direction in two: the part
+    at latent resolution, run on the whole frame (it is cheap there, and whole-
+    frame attention sees everything), and the high-resolution part, which the
+    engine may run tile by tile. The engine decides how to cut a video into
+    chunks and tiles and where the frames go.
 
     Convention (the host's and the reference's): the first latent frame
     stands for one pixel frame, every later one for ``temporal_ratio`` frames.
@@ -22,14 +24,37 @@ class CausalVideoVAE(nn.Module):
     temporal_ratio: int
     spatial_ratio: int
     finest_width: int  # decoder channels per full-resolution pixel, for memory estimates
+    encoder_finest_width: int  # the same for the encoder
+    # A decoder that looks ahead in time cannot stream; it decodes windows of ``temporal_core`` latent
+    # frames with ``temporal_halo`` frames of context each side, cross-fading ``temporal_blend`` of them.
+    causal_decoder: bool = True
+    temporal_core: int = 8
+    temporal_halo: int = 2
+    temporal_blend: int = 1
+
+    def decode_shared(self, z: torch.Tensor) -> torch.Tensor:
+        """``[B, latent_channels, t, h, w]`` latent -> features on the same ``h x w`` grid (whole frame)."""
+        raise NotImplementedError
+
+    def decode_tile(self, features: torch.Tensor) -> torch.Tensor:
+        """Features of a region of the grid -> ``[B, 3, t', H, W]`` pixels of that region, in about [-1, 1]."""
+        raise NotImplementedError
+
+    def encode_tile(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, t, H, W]`` pixels in [-1, 1] of a region -> features on its latent grid."""
+        raise NotImplementedError
+
+    def encode_shared(self, features: torch.Tensor) -> torch.Tensor:
+        """Whole-frame features -> the latent mean, ``[B, latent_channels, t', h, w]``."""
+        raise NotImplementedError
 
     def decode_chunk(self, z: torch.Tensor) -> torch.Tensor:
-        """``[B, latent_channels, t, h, w]`` latent -> ``[B, 3, t', H, W]`` pixels in about [-1, 1]."""
-        raise NotImplementedError
+        """One untiled chunk: latent -> pixels."""
+        return self.decode_tile(self.decode_shared(z))
 
     def encode_chunk(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, t, H, W]`` pixels in [-1, 1] -> the latent mean, ``[B, latent_channels, t', h, w]``."""
-        raise NotImplementedError
+        """One untiled chunk: pixels -> latent mean."""
+        return self.encode_shared(self.encode_tile(x))
 
     def pixel_frames(self, latent_frames: int) -> int:
         return 1 + self.temporal_ratio * (latent_frames - 1)

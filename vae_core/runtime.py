@@ -14,6 +14,12 @@ OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def release_cached_memory() -> None:
+    """Gives the CUDA caching allocator's free blocks back, so a retry sees the memory a failed step held."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` is CUDA when present, else the CPU; a named device must exist."""
     if name == "auto":

@@ -61,6 +61,11 @@ def _head(dim: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(RMSNorm(dim), nn.SiLU(inplace=True), CausalConv3d(dim, out_channels, 3, padding=1))
 
 
+def _resamples(stage: nn.Module) -> bool:
+    """Whether a stage changes the spatial grid (where tiles begin or end)."""
+    return any(isinstance(m, Resample) for m in stage.modules())
+
+
 def _stages(widths: list[int]) -> list[tuple[int, int, int, bool]]:
     """(index, in, out, is_last) for consecutive width pairs."""
     pairs = list(zip(widths[:-1], widths[1:]))
@@ -114,6 +119,7 @@ class Encoder(nn.Module):
             if not last:
                 stages.append(Resample(out_dim, "downsample3d" if temporal else "downsample2d"))
         self.downsamples = nn.Sequential(*stages)
+        self.past_downsampling = 1 + max(i for i, stage in enumerate(stages) if _resamples(stage))
         self.middle = _middle(widths[-1])
         self.head = _head(widths[-1], cfg.z_dim * 2)
 
@@ -139,6 +145,7 @@ class Decoder(nn.Module):
             if not last:
                 stages.append(Resample(out_dim, "upsample3d" if temporal else "upsample2d"))
         self.upsamples = nn.Sequential(*stages)
+        self.first_upsampling = min(i for i, stage in enumerate(stages) if _resamples(stage))
         self.head = _head(widths[-1], 3 * cfg.patch_size**2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,13 +183,24 @@ class WanVAE(CausalVideoVAE):
         """Decoder channels per full-resolution pixel at its last stage."""
         return self.cfg.decoder_dim // self.cfg.patch_size**2
 
-    def decode_chunk(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.decoder(self.conv2(z))
+    @property
+    def encoder_finest_width(self) -> int:
+        return self.cfg.dim // self.cfg.patch_size**2
+
+    def decode_shared(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.decoder.middle(self.decoder.conv1(self.conv2(z)))
+        return self.decoder.upsamples[: self.decoder.first_upsampling](x)
+
+    def decode_tile(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.decoder.head(self.decoder.upsamples[self.decoder.first_upsampling :](features))
         return unpatchify(x, self.cfg.patch_size) if self.cfg.patch_size > 1 else x
 
-    def encode_chunk(self, x: torch.Tensor) -> torch.Tensor:
+    def encode_tile(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.patch_size > 1:
             x = patchify(x, self.cfg.patch_size)
-        h = self.encoder(x)
+        return self.encoder.downsamples[: self.encoder.past_downsampling](self.encoder.conv1(x))
+
+    def encode_shared(self, features: torch.Tensor) -> torch.Tensor:
+        h = self.encoder.head(self.encoder.middle(self.encoder.downsamples[self.encoder.past_downsampling :](features)))
         z = self.cfg.z_dim  # only the mean half of conv1 is needed
         return nn.functional.conv3d(h, self.conv1.weight[:z], self.conv1.bias[:z])

@@ -1,0 +1,75 @@
+"""Tiny video VAEs whose high-resolution part is pointwise in space, so any tiling is exact.
+
+They keep real causal temporal state at every scale, so a tiled or retried run
+that loses, shifts or misplaces a carry gives a different result: the engine's
+tiling, carry bookkeeping and OOM recovery are checked to fp32 rounding.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from framestream.vae_core.model import CausalVideoVAE
+from framestream.vae_core.stream import CausalConv3d
+
+
+class PointwiseVAE(CausalVideoVAE):
+    """Spatial ratio 4 (two 2x stages), temporal ratio 1, causal temporal convs at every scale."""
+
+    family = "pointwise test VAE"
+    latent_channels, temporal_ratio, spatial_ratio = 4, 1, 4
+    finest_width = encoder_finest_width = 6
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.dec_shared = CausalConv3d(4, 6, (3, 1, 1), padding=(1, 0, 0))
+        self.dec_mid = CausalConv3d(6, 6, (3, 1, 1), padding=(1, 0, 0))
+        self.dec_out = CausalConv3d(6, 3, (3, 1, 1), padding=(1, 0, 0))
+        self.enc_in = CausalConv3d(3, 6, (3, 1, 1), padding=(1, 0, 0))
+        self.enc_mid = CausalConv3d(6, 6, (3, 1, 1), padding=(1, 0, 0))
+        self.enc_shared = CausalConv3d(6, 4, (3, 1, 1), padding=(1, 0, 0))
+
+    @staticmethod
+    def _up(x):
+        return x.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
+
+    @staticmethod
+    def _down(x):
+        return F.avg_pool3d(x, (1, 2, 2))
+
+    def decode_shared(self, z):
+        return self.dec_shared(z)
+
+    def decode_tile(self, x):
+        return torch.tanh(self.dec_out(self._up(self.dec_mid(self._up(x)))))
+
+    def encode_tile(self, x):
+        return self._down(self.enc_mid(self._down(self.enc_in(x))))
+
+    def encode_shared(self, x):
+        return self.enc_shared(x)
+
+
+class LookAheadVAE(CausalVideoVAE):
+    """A decoder that is NOT causal: two temporal convs centred in time (receptive field 2 latent frames
+    each side), then every latent frame becomes 2 pixel frames, the first latent of a clip only one."""
+
+    family = "look-ahead test VAE"
+    latent_channels, temporal_ratio, spatial_ratio = 4, 2, 1
+    finest_width = encoder_finest_width = 3
+    causal_decoder = False
+
+    def __init__(self, core: int, halo: int, blend: int, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.temporal_core, self.temporal_halo, self.temporal_blend = core, halo, blend
+        self.a = nn.Conv3d(4, 6, (3, 1, 1), padding=(1, 0, 0))
+        self.b = nn.Conv3d(6, 3, (3, 1, 1), padding=(1, 0, 0))
+
+    def decode_shared(self, z):
+        return z
+
+    def decode_tile(self, z):
+        x = torch.tanh(self.b(torch.tanh(self.a(z))))
+        return x.repeat_interleave(2, dim=2)[:, :, 1:]
