@@ -22,7 +22,7 @@ from .vae_core.quality import psnr
 from .vae_core.runtime import DTYPES, OUT_OF_MEMORY, peak_memory_text, resolve_device, resolve_dtype
 from .vae_core.sinks import FrameSink
 from .vae_core.tiles import DEFAULT_OVERLAP_PX
-from .vae_core.video import VideoFileSink, read_video
+from .vae_core.video import SUFFIXES as VIDEO_CONTAINERS, VideoFileSink, read_video
 
 
 class StderrProgress:
@@ -62,7 +62,7 @@ def _clock(seconds: float) -> str:
     return f"{minutes:02d}:{seconds:02d}" if minutes < 60 else f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
+VIDEO_SUFFIXES = tuple(VIDEO_CONTAINERS)  # what VideoFileSink writes
 
 
 def _check_output(path: str, suffixes: tuple[str, ...]) -> None:

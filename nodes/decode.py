@@ -8,6 +8,10 @@ from .registry import node
 from .tiling_inputs import TILE_INPUTS
 from .vae_input import VAE_TOOLTIP, prepare_decode
 
+DECODE_INPUTS = {
+    "vae": ("VAE", {"tooltip": VAE_TOOLTIP}),
+    "samples": ("LATENT", {"tooltip": "The video latent to decode, e.g. from a sampler or Load Latent."}),
+}
 FRAMES_PER_STEP = ("INT", {
     "default": engine.DEFAULT_FRAMES_PER_STEP, "min": 1, "max": 64,
     "tooltip": "Latent frames decoded per step (each gives 4 video frames). Higher can be faster and uses more "
@@ -30,10 +34,7 @@ class FrameStreamDecode:
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": {
-                "vae": ("VAE", {"tooltip": VAE_TOOLTIP}),
-                "samples": ("LATENT", {"tooltip": "The video latent to decode, e.g. from a sampler or Load Latent."}),
-            },
+            "required": DECODE_INPUTS,
             "optional": {"frames_per_step": FRAMES_PER_STEP, **TILE_INPUTS},
         }
 

@@ -8,10 +8,10 @@ from ..vae_core import engine
 from ..vae_core.files import numbered_output
 from ..vae_core.video import VideoFileSink
 from . import host
-from .decode import FRAMES_PER_STEP
+from .decode import DECODE_INPUTS, FRAMES_PER_STEP
 from .registry import node
 from .tiling_inputs import TILE_INPUTS
-from .vae_input import VAE_TOOLTIP, prepare_decode
+from .vae_input import prepare_decode
 
 CODECS = {"h264": False, "h264 lossless (RGB)": True}
 
@@ -34,8 +34,7 @@ class FrameStreamDecodeToVideo:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "vae": ("VAE", {"tooltip": VAE_TOOLTIP}),
-                "samples": ("LATENT", {"tooltip": "The video latent to decode, e.g. from a sampler or Load Latent."}),
+                **DECODE_INPUTS,
                 "fps": ("FLOAT", {"default": 16.0, "min": 1.0, "max": 240.0, "step": 1.0,
                                   "tooltip": "Frame rate of the file (Wan 2.1 makes 16 fps video, Wan 2.2 5B 24)."}),
                 "filename_prefix": ("STRING", {"default": "FrameStream/video",

@@ -8,6 +8,8 @@ from .registry import node
 from .tiling_inputs import TILE_INPUTS
 from .vae_input import VAE_TOOLTIP, prepare_encode
 
+LATENT_OUTPUT_TOOLTIP = "The video latent [1, C, T, H/8, W/8] (H/16 for Wan 2.2), ready for a sampler or Save Latent."
+
 
 @node("FrameStream Encode (streaming video VAE)")
 class FrameStreamEncode:
@@ -19,7 +21,7 @@ class FrameStreamEncode:
     CATEGORY = "FrameStream"
     FUNCTION = "encode"
     RETURN_TYPES = ("LATENT",)
-    OUTPUT_TOOLTIPS = ("The video latent [1, C, T, H/8, W/8] (H/16 for Wan 2.2), ready for a sampler or Save Latent.",)
+    OUTPUT_TOOLTIPS = (LATENT_OUTPUT_TOOLTIP,)
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -8,6 +8,7 @@ from ..vae_core import engine
 from ..vae_core.errors import FrameStreamError
 from ..vae_core.video import probe_video, read_video
 from . import host
+from .encode import LATENT_OUTPUT_TOOLTIP
 from .registry import node
 from .tiling_inputs import TILE_INPUTS
 from .vae_input import VAE_TOOLTIP, prepare_encode
@@ -31,7 +32,7 @@ class FrameStreamEncodeVideoFile:
     CATEGORY = "FrameStream"
     FUNCTION = "encode"
     RETURN_TYPES = ("LATENT",)
-    OUTPUT_TOOLTIPS = ("The video latent [1, C, T, H/8, W/8] (H/16 for Wan 2.2), ready for a sampler or Save Latent.",)
+    OUTPUT_TOOLTIPS = (LATENT_OUTPUT_TOOLTIP,)
 
     @classmethod
     def INPUT_TYPES(cls):

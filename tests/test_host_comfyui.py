@@ -170,6 +170,12 @@ def assert_success(result: dict) -> None:
     assert result["status"]["status_str"] == "success", [(e["node_type"], e["exception_message"]) for e in errors]
 
 
+def assert_fails_with(url: str, prompt: dict, message: str) -> None:
+    result = run_prompt(url, prompt)
+    assert result["status"]["status_str"] == "error"
+    assert message in json.dumps(result["status"]["messages"])
+
+
 def load_workflow(name: str) -> dict:
     with open(os.path.join(ROOT, "workflows", "api", name)) as f:
         return json.load(f)
@@ -290,9 +296,7 @@ def test_escaping_filename_prefix_is_refused_in_the_host(comfy):
     url, base, _ = comfy
     prompt = workflow_with_test_vae("wan_long_video_to_file.json")
     prompt["3"]["inputs"]["filename_prefix"] = "../outside/video"
-    result = run_prompt(url, prompt)
-    assert result["status"]["status_str"] == "error"
-    assert "leads outside the output folder" in json.dumps(result["status"]["messages"])
+    assert_fails_with(url, prompt, "leads outside the output folder")
     assert not (base / "outside").exists()
 
 
@@ -300,10 +304,7 @@ def test_wrong_latent_fails_with_our_message(comfy):
     url, _, _ = comfy
     prompt = workflow_with_test_vae("wan_streaming_decode.json")
     prompt["2"]["inputs"]["latent"] = "sd_image.latent"
-    result = run_prompt(url, prompt)
-    assert result["status"]["status_str"] == "error"
-    messages = json.dumps(result["status"]["messages"])
-    assert "latent has 4 channels but the Wan 2.1 VAE expects 16" in messages
+    assert_fails_with(url, prompt, "latent has 4 channels but the Wan 2.1 VAE expects 16")
 
 
 def test_ui_workflows_load_in_the_frontend_as_their_api_twins(comfy):
