@@ -18,48 +18,12 @@ from .vae_core.checkpoints import load_vae
 from .vae_core.demo import FIXTURE_PATH, demo_vae, fixture_vae, moving_shapes
 from .vae_core.errors import FrameStreamError
 from .vae_core.files import check_writable, read_frames, read_latent, write_frames, write_latent
+from .vae_core.progress import ConsoleProgress
 from .vae_core.quality import psnr
 from .vae_core.runtime import DTYPES, OUT_OF_MEMORY, peak_memory_text, resolve_device, resolve_dtype
 from .vae_core.sinks import FrameSink
 from .vae_core.tiles import DEFAULT_OVERLAP_PX
 from .vae_core.video import SUFFIXES as VIDEO_CONTAINERS, VideoFileSink, read_video
-
-
-class StderrProgress:
-    """A tqdm-style bar on stderr: ``decode  45%|#####     | 9/20 steps [00:12<00:14, 1.3 s/step]``.
-
-    Redrawn in place on a terminal; in a log, one line every few seconds.
-    """
-
-    def __init__(self, label: str, quiet: bool = False) -> None:
-        self.label, self.quiet = label, quiet
-        self.started = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-        self.last_line = 0.0
-
-    def __call__(self, done: int, total: int, preview=None) -> None:
-        if self.quiet:
-            return
-        now = time.perf_counter()
-        if not self.tty and done not in (0, total) and now - self.last_line < 5.0:
-            return
-        self.last_line = now
-        elapsed = now - self.started
-        filled = int(10 * done / max(total, 1))
-        eta = _clock(elapsed / done * (total - done)) if done else "?"
-        rate = f", {elapsed / done:.2f} s/step" if done else ""
-        end = "\r" if self.tty and done < total else "\n"
-        sys.stderr.write(f"{self.label} {100 * done // max(total, 1):3d}%|{'#' * filled}{' ' * (10 - filled)}| "
-                         f"{done}/{total} steps [{_clock(elapsed)}<{eta}{rate}]{end}")
-        sys.stderr.flush()
-
-    def retry(self, message: str) -> None:
-        sys.stderr.write(f"\n{self.label}: {message}\n")
-
-
-def _clock(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    return f"{minutes:02d}:{seconds:02d}" if minutes < 60 else f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 
 VIDEO_SUFFIXES = tuple(VIDEO_CONTAINERS)  # what VideoFileSink writes
@@ -104,7 +68,7 @@ def cmd_decode(args) -> None:
     latent = read_latent(args.latent)
     vae, device, dtype = _load(args)
     started = time.perf_counter()
-    bar = StderrProgress("decode", args.quiet)
+    bar = ConsoleProgress("decode", args.quiet)
     frames = engine.decode(vae, latent, sink=sink, frames_per_step=args.frames_per_step, progress=bar,
                            on_retry=bar.retry, **_tile_options(args))
     if isinstance(frames, torch.Tensor):
@@ -138,7 +102,7 @@ def cmd_encode(args) -> None:
     vae, device, dtype = _load(args)
     source = _frames_source(args, vae)
     started = time.perf_counter()
-    bar = StderrProgress("encode", args.quiet)
+    bar = ConsoleProgress("encode", args.quiet)
     latent = engine.encode(vae, **source, latents_per_step=args.latents_per_step, progress=bar, on_retry=bar.retry,
                            **_tile_options(args))
     write_latent(args.output, latent)
@@ -158,9 +122,9 @@ def cmd_demo(args) -> None:
     print(f"demo: {vae.family} architecture at reduced width ({sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M "
           f"{kind}), a generated {args.frames}-frame {args.size}x{args.size} clip, on {device}")
     started = time.perf_counter()
-    latent = engine.encode(vae, clip, progress=StderrProgress("encode", args.quiet))
+    latent = engine.encode(vae, clip, progress=ConsoleProgress("encode", args.quiet))
     encoded = time.perf_counter()
-    frames = engine.decode(vae, latent, frames_per_step=args.frames_per_step, progress=StderrProgress("decode", args.quiet))
+    frames = engine.decode(vae, latent, frames_per_step=args.frames_per_step, progress=ConsoleProgress("decode", args.quiet))
     decoded = time.perf_counter()
     whole = engine.decode(vae, latent, frames_per_step=latent.shape[2])
     tiled = engine.decode(vae, latent, tile=args.size // 2 + 32, overlap=32)

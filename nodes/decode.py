@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..vae_core import engine
-from . import host
 from .registry import node
 from .tiling_inputs import TILE_INPUTS
 from .vae_input import VAE_TOOLTIP, prepare_decode
@@ -40,6 +39,5 @@ class FrameStreamDecode:
 
     def decode(self, vae, samples, frames_per_step=engine.DEFAULT_FRAMES_PER_STEP, **tiling):
         model, latent, options = prepare_decode(vae, samples, frames_per_step, tiling)
-        frames = engine.decode(model, latent, frames_per_step=frames_per_step, progress=host.progress_reporter(),
-                               on_retry=print, **options)
+        frames = engine.decode(model, latent, frames_per_step=frames_per_step, **options)
         return (frames,)

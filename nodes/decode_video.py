@@ -55,8 +55,7 @@ class FrameStreamDecodeToVideo:
         path = numbered_output(root, filename_prefix, ".mp4")
         sink = VideoFileSink(path, fps, crf=crf, lossless=CODECS[codec])
         model, latent, options = prepare_decode(vae, samples, frames_per_step, tiling)
-        engine.decode(model, latent, sink=sink, frames_per_step=frames_per_step, progress=host.progress_reporter(),
-                      on_retry=print, **options)
+        engine.decode(model, latent, sink=sink, frames_per_step=frames_per_step, **options)
         folder, name = os.path.split(os.path.relpath(path, root))
         preview = {"filename": name, "subfolder": folder, "type": "output"}
         return {"ui": {"images": [preview], "animated": (True,)}, "result": (host.video_result(path), path)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..vae_core import engine
-from . import host
 from .registry import node
 from .tiling_inputs import TILE_INPUTS
 from .vae_input import VAE_TOOLTIP, prepare_encode
@@ -36,5 +35,5 @@ class FrameStreamEncode:
 
     def encode(self, vae, pixels, **tiling):
         model, options = prepare_encode(vae, pixels.shape[1], pixels.shape[2], tiling)
-        latent = engine.encode(model, pixels, progress=host.progress_reporter(), on_retry=print, **options)
+        latent = engine.encode(model, pixels, **options)
         return ({"samples": latent},)

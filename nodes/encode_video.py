@@ -72,8 +72,7 @@ class FrameStreamEncodeVideoFile:
         stop = None if frame_count == 0 else start_frame + frame_count * stride
         model, options = prepare_encode(vae, height or info.height, width or info.width, tiling)
         reader = read_video(path, start_frame, stop, stride, size, chunk=(1, model.temporal_ratio))
-        latent = engine.encode(model, reader, frame_count=reader.frames, progress=host.progress_reporter(),
-                               on_retry=print, **options)
+        latent = engine.encode(model, reader, frame_count=reader.frames, **options)
         return ({"samples": latent},)
 
 

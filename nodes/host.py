@@ -7,7 +7,8 @@ plain-library use) these functions quietly do nothing host-specific.
 from __future__ import annotations
 
 import os
-from typing import Callable
+
+from ..vae_core.progress import ConsoleProgress
 
 try:  # inside ComfyUI
     import comfy.model_management as model_management
@@ -30,20 +31,23 @@ def _preview(frame):
     return ("JPEG", Image.fromarray(pixels), PREVIEW_SIZE)
 
 
-def progress_reporter() -> Callable[..., None]:
-    """Reports steps (and a preview of the newest frame) to the host's progress bar; raises its interrupt."""
-    if not AVAILABLE:
-        return lambda done, total, preview=None: None
-    bar = None
+class Progress(ConsoleProgress):
+    """The host's progress bar with a preview of the newest frame, plus a line with ETA on the console.
 
-    def report(done: int, total: int, preview=None) -> None:
-        nonlocal bar
-        model_management.throw_exception_if_processing_interrupted()
-        if bar is None:
-            bar = comfy_utils.ProgressBar(total)
-        bar.update_absolute(done, total, _preview(preview) if preview is not None else None)
+    Each report also raises the host's interrupt, so a cancelled run stops within one step.
+    """
 
-    return report
+    def __init__(self, label: str) -> None:
+        super().__init__(f"FrameStream {label}")
+        self.bar = None
+
+    def __call__(self, done: int, total: int, preview=None) -> None:
+        if AVAILABLE:
+            model_management.throw_exception_if_processing_interrupted()
+            if self.bar is None:
+                self.bar = comfy_utils.ProgressBar(total)
+            self.bar.update_absolute(done, total, _preview(preview) if preview is not None else None)
+        super().__call__(done, total)
 
 
 def load_for_inference(host_vae, memory_required: int) -> None:

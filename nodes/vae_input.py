@@ -50,21 +50,24 @@ def ready_video_vae(vae, step_bytes: int) -> CausalVideoVAE:
 
 
 def prepare_decode(vae, samples: dict, frames_per_step: int, tiling: dict):
-    """The model (loaded by the host, which makes room for an untiled decode), the latent and the tile options."""
+    """The model (loaded by the host, which makes room for an untiled decode), the latent, and the engine's
+    options: tiles, memory budget, progress."""
     latent = samples["samples"]
     model = video_vae(vae)
     require_video_latent(latent, model)
     height, width = latent.shape[-2] * model.spatial_ratio, latent.shape[-1] * model.spatial_ratio
     model = ready_video_vae(vae, estimate(model, height, width, frames_per_step, None).total)
-    return model, latent, _options(model, tiling)
+    return model, latent, _options(model, tiling, "decode")
 
 
 def prepare_encode(vae, height: int, width: int, tiling: dict):
     model = video_vae(vae)
     model = ready_video_vae(vae, estimate(model, height, width, 1, None, "encode").total)
-    return model, _options(model, tiling)
+    return model, _options(model, tiling, "encode")
 
 
-def _options(model: CausalVideoVAE, tiling: dict) -> dict:
+def _options(model: CausalVideoVAE, tiling: dict, label: str) -> dict:
     values = {**{name: spec[1]["default"] for name, spec in TILE_INPUTS.items()}, **tiling}
-    return tile_options(**values, free_bytes=host.free_bytes(model.weight_device))
+    progress = host.Progress(label)
+    return {**tile_options(**values, free_bytes=host.free_bytes(model.weight_device)),
+            "progress": progress, "on_retry": progress.retry}

@@ -1,5 +1,7 @@
 """The streaming loop: sinks, steps, progress and interruption, and input checks."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -53,13 +55,17 @@ def test_odd_frame_sizes_are_cropped_like_the_host(vae):
     """The host crops to whole latent pixels, centred: offset (size % 8) // 2."""
     frames = torch.rand(5, 21, 35, 3, generator=torch.Generator().manual_seed(1))
     cropped = frames[:, 2:18, 1:33]
-    assert torch.equal(engine.encode(vae, frames), engine.encode(vae, cropped))
-    assert engine.encode(vae, frames).shape == (1, 16, 2, 2, 4)
+    with pytest.warns(UserWarning, match="of 16x32 px out of 5 of 21x35"):
+        latent = engine.encode(vae, frames)
+    assert torch.equal(latent, engine.encode(vae, cropped))
+    assert latent.shape == (1, 16, 2, 2, 4)
 
 
 def test_trailing_frames_that_do_not_fill_a_latent_frame_are_dropped(vae):
     frames = torch.rand(8, 16, 16, 3, generator=torch.Generator().manual_seed(2))
-    assert torch.equal(engine.encode(vae, frames), engine.encode(vae, frames[:5]))
+    with pytest.warns(UserWarning, match="encoding 5 frames of 16x16 px out of 8 of 16x16"):
+        latent = engine.encode(vae, frames)
+    assert torch.equal(latent, engine.encode(vae, frames[:5]))
 
 
 def test_odd_latent_sizes_decode(vae):
@@ -146,3 +152,12 @@ def test_bad_step_sizes(vae):
         engine.decode(vae, latent(), frames_per_step=0)
     with pytest.raises(FrameStreamError, match="latents_per_step must be at least 1"):
         engine.encode(vae, torch.rand(5, 16, 16, 3), latents_per_step=0)
+
+
+def test_encode_warns_about_the_frames_and_pixels_it_leaves_out(vae):
+    with pytest.warns(UserWarning, match=r"encoding 5 frames of 16x24 px out of 7 of 18x24: .* 1 \+ 4k frames"):
+        latent = engine.encode(vae, torch.rand(7, 18, 24, 3))
+    assert latent.shape[2:] == (2, 2, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing left out: no warning
+        engine.encode(vae, torch.rand(5, 16, 24, 3))

@@ -133,7 +133,7 @@ def test_standalone_fallbacks_do_nothing_host_specific(monkeypatch, host_vae):
         load_models_gpu=host_called, throw_exception_if_processing_interrupted=host_called, free_memory=host_called))
     host.load_for_inference(host_vae, 123)
     host.free_memory(123, "cpu")
-    host.progress_reporter()(1, 2)
+    host.Progress("decode")(1, 2)
 
 
 def test_parameters_the_host_replaces_while_loading_are_used(host_vae, fake_host, wan21_pair):
@@ -173,6 +173,17 @@ def test_decode_node_previews_the_newest_frame(host_vae, fake_host):
     assert fake_host.previews[0] is None
     kind, image, size = fake_host.previews[-1]
     assert kind == "JPEG" and image.size == (24, 16) and size == host.PREVIEW_SIZE
+
+
+def test_nodes_report_progress_with_eta_on_the_console(host_vae, fake_host, capsys):
+    NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(host_vae, {"samples": torch.randn(1, 16, 3, 2, 3)})
+    NODE_CLASS_MAPPINGS["FrameStreamEncode"]().encode(host_vae, torch.rand(5, 16, 24, 3))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "FrameStream decode   0%|          | 0/3 steps [00:00<?]"
+    assert lines[1].startswith("FrameStream decode 100%|##########| 3/3 steps [00:0")  # not a terminal: no
+    assert lines[2] == "FrameStream encode   0%|          | 0/2 steps [00:00<?]"  # redraws within 5 s
+    assert lines[3].startswith("FrameStream encode 100%|##########| 2/2 steps [00:0")
+    assert lines[3].endswith(" s/step]") and len(lines) == 4
 
 
 def test_decode_node_tiles_under_a_budget_and_with_custom_tiles(host_vae, fake_host, wan21_pair):
@@ -217,6 +228,7 @@ def test_interrupted_decode_to_video_leaves_no_file(host_vae, fake_host, tmp_pat
     assert [p for p in (tmp_path / "output").rglob("*") if p.is_file()] == []
 
 
+@pytest.mark.filterwarnings("ignore:encoding .* the rest is left out")  # the file has frames beyond 1 + 4k
 def test_encode_video_file_node_equals_encoding_the_frames(host_vae, fake_host, tmp_path, wan21_pair):
     from framestream.vae_core.demo import moving_shapes
     from framestream.vae_core.video import VideoFileSink, read_video

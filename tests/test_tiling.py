@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from framestream.vae_core import engine
+from framestream.vae_core import engine, memory
 from framestream.vae_core.errors import FrameStreamError
 from framestream.vae_core.runtime import OUT_OF_MEMORY
+from framestream.vae_core.stream import StreamState
 from framestream.vae_core.tiles import blend_weights, layout, spans
 
 from toy_models import LookAheadVAE, PointwiseVAE
@@ -153,6 +154,43 @@ def test_out_of_memory_with_the_smallest_tiles_is_raised(toy):
 
     with Always(toy, "decode_tile", 0), pytest.raises(OUT_OF_MEMORY):
         engine.decode(toy, toy_latent(t=2), overlap=4)
+
+
+class TilerOnAGpu(engine.Tiler):
+    """Believes it runs on a GPU, so it may move the carries to host RAM (on this CPU they stay where they are)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.may_offload = True
+
+
+def test_out_of_memory_with_the_smallest_tiles_moves_the_carries_to_host_ram_and_loses_nothing(toy, monkeypatch):
+    z = toy_latent(t=7)
+    expected = engine.decode(toy, z)
+    monkeypatch.setattr(engine, "Tiler", TilerOnAGpu)
+    moved, retries = [], []
+    monkeypatch.setattr(StreamState, "offload", lambda state, device: moved.append((state, device)))
+    with OutOfMemoryOnce(toy, "decode_tile", 9):  # 2x2-cell tiles with a 1-cell overlap cannot shrink
+        got = engine.decode(toy, z, tile=8, overlap=4, on_retry=retries.append)
+    assert len(retries) == 1 and retries[0].endswith("retrying it with the causal carries moved to host RAM")
+    assert [device for _, device in moved] == [torch.device("cpu")]
+    assert (got - expected).abs().max().item() < 1e-6
+
+
+def test_a_plan_with_carries_in_host_ram_starts_every_stream_there(toy):
+    tiler = engine.Tiler(toy, (9, 13), memory.Plan(None, True), 0, print)
+    assert tiler.new_state().cache_device == torch.device("cpu") and not tiler.may_offload
+    assert engine.Tiler(toy, (9, 13), memory.Plan(None, False), 0, print).new_state().cache_device is None
+
+
+def test_carries_moved_to_host_ram_keep_their_values():
+    state = StreamState()
+    layer = torch.nn.Identity()
+    state.write_frames(layer, torch.arange(6.0).view(1, 1, 2, 1, 3))
+    state.commit()
+    state.offload(torch.device("cpu"))
+    assert state.cache_device == torch.device("cpu")
+    assert torch.equal(state.read_frames(layer, torch.zeros(1)), torch.arange(6.0).view(1, 1, 2, 1, 3))
 
 
 @pytest.mark.parametrize("core, halo", [(1, 2), (3, 2), (4, 3), (2, 5)])

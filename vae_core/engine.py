@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import warnings
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -57,14 +58,19 @@ def steps(total: int, first: int, per_step: int) -> list[tuple[int, int]]:
 class Tiler:
     """Runs one step's high-resolution part tile by tile and blends the tiles, shrinking them after an OOM."""
 
-    def __init__(self, vae: CausalVideoVAE, grid: tuple[int, int], tile_px: int | None, overlap_px: int,
-                 on_retry: Retry) -> None:
+    def __init__(self, vae: CausalVideoVAE, grid: tuple[int, int], plan: memory.Plan, overlap_px: int,
+                 on_retry: Retry, cache_device: torch.device | str | None = None) -> None:
+        tile_px, r = plan.tile_px, vae.spatial_ratio
         if overlap_px < 0:
             raise FrameStreamError(f"tile overlap must be 0 or more pixels, got {overlap_px}")
-        if tile_px is not None and tile_px < vae.spatial_ratio:
-            raise FrameStreamError(f"tile size must be at least {vae.spatial_ratio} px for the {vae.family}, got {tile_px}")
-        r = vae.spatial_ratio
+        if tile_px is not None and tile_px < r:
+            raise FrameStreamError(f"tile size must be at least {r} px for the {vae.family}, got {tile_px}")
         self.grid, self.on_retry = grid, on_retry
+        # where carries live: the compute device (None) unless asked, planned or forced by running out of memory
+        if cache_device is None and plan.offload_carries:
+            cache_device = "cpu"
+        self.cache_device = torch.device(cache_device) if cache_device is not None else None
+        self.may_offload = self.cache_device is None and vae.weight_device.type != "cpu"
         overlap = -(-overlap_px // r)  # whole latent pixels, rounded up
         if tile_px is not None and overlap >= tile_px // r:
             raise FrameStreamError(
@@ -74,6 +80,9 @@ class Tiler:
         tile = None if tile_px is None or tile_px // r >= max(grid) else tile_px // r
         self.layout = layout(*grid, tile, overlap)
         self._sums: dict[int, torch.Tensor] = {}
+
+    def new_state(self) -> StreamState:
+        return StreamState(self.cache_device)
 
     def shrink(self) -> bool:
         """Halves the tiles (never below overlap + 1 cells); False when they cannot get smaller."""
@@ -121,24 +130,29 @@ class Tiler:
             except OUT_OF_MEMORY:
                 state.rollback()
                 failed = self.tile_px(1)
-                if not self.shrink():
+                if self.shrink():
+                    change = f"smaller tiles ({failed} -> {self.layout.tile} latent px)"
+                elif self.may_offload:
+                    self.may_offload, self.cache_device = False, torch.device("cpu")
+                    state.offload(self.cache_device)
+                    change = "the causal carries moved to host RAM"
+                else:
                     raise
             else:
                 state.commit()
                 return result
             release_cached_memory()  # outside the except block: the traceback no longer pins the step's tensors
-            self.on_retry(f"out of memory in {describe}; retrying it with smaller tiles ({failed} -> "
-                          f"{self.layout.tile} latent px)")
+            self.on_retry(f"out of memory in {describe}; retrying it with {change}")
 
 
-def _resolve_tile(vae: CausalVideoVAE, tile, overlap: int, height: int, width: int, per_step: int,
-                  budget: int | None) -> int | None:
+def _plan(vae: CausalVideoVAE, tile, overlap: int, height: int, width: int, per_step: int,
+          budget: int | None) -> memory.Plan:
     if tile is None or tile == "none":
-        return None
+        return memory.Plan(None, False)
     if tile == "auto":
-        return memory.auto_tile(vae, height, width, per_step, overlap, budget)
+        return memory.plan(vae, height, width, per_step, overlap, budget)
     if isinstance(tile, int) and not isinstance(tile, bool):
-        return tile
+        return memory.Plan(tile, False)
     raise FrameStreamError(f"tile must be 'auto', 'none' or a size in pixels, got {tile!r}")
 
 
@@ -185,8 +199,8 @@ def decode(
     sink = sink if sink is not None else FrameSink()
     videos, _, length, h, w = latent.shape
     r = vae.spatial_ratio
-    tile_px = _resolve_tile(vae, tile, overlap, h * r, w * r, frames_per_step, budget)
-    tiler = Tiler(vae, (h, w), tile_px, overlap, on_retry)
+    plan = _plan(vae, tile, overlap, h * r, w * r, frames_per_step, budget)
+    tiler = Tiler(vae, (h, w), plan, overlap, on_retry, cache_device)
     windows = temporal.windows(vae, length, frames_per_step)
     total = videos * len(windows)
 
@@ -202,7 +216,7 @@ def decode(
             stitcher = temporal.Stitcher(functools.partial(sink.write, batch))
             for window in windows:
                 if window.fresh_stream:
-                    state = StreamState(cache_device)
+                    state = tiler.new_state()
                 z = latent[batch : batch + 1, :, window.start : window.stop]
                 with state.active():
                     pixels = tiler.step(state, functools.partial(decode_window, state, z),
@@ -260,6 +274,7 @@ def encode(
     pixels. Runs where the model's weights are, in their precision.
     """
     if isinstance(frames, torch.Tensor):
+        raw_size = tuple(frames.shape[1:3])  # before check_frames crops it
         frames, chunks = check_frames(vae, frames), None
         frame_count = frames.shape[0]
     elif frame_count is None or frame_count < 1:
@@ -279,9 +294,10 @@ def encode(
     length = vae.latent_frames(frame_count)
     spans = steps(vae.pixel_frames(length), 1, r * latents_per_step)
     height, width = frames.shape[1] // ratio, frames.shape[2] // ratio
-    tile_px = _resolve_tile(vae, tile, overlap, height * ratio, width * ratio, latents_per_step, budget)
-    tiler = Tiler(vae, (height, width), tile_px, overlap, on_retry)
-    state = StreamState(cache_device)
+    _note_what_is_dropped(vae, (frame_count, *raw_size), (vae.pixel_frames(length), height * ratio, width * ratio))
+    plan = _plan(vae, tile, overlap, height * ratio, width * ratio, latents_per_step, budget)
+    tiler = Tiler(vae, (height, width), plan, overlap, on_retry, cache_device)
+    state = tiler.new_state()
 
     def encode_step(group: torch.Tensor) -> torch.Tensor:
         pixels = (group.to(device, torch.float32).permute(3, 0, 1, 2).unsqueeze(0) * 2.0 - 1.0).to(dtype)  # never in place: the caller's frames
@@ -310,3 +326,11 @@ def encode(
                 progress(step, len(spans), None)
 
     return _finish(sink, loop)
+
+
+def _note_what_is_dropped(vae: CausalVideoVAE, given: tuple[int, int, int], kept: tuple[int, int, int]) -> None:
+    """Warns about the frames and edge pixels that do not fill a latent frame or pixel (the host drops them silently)."""
+    if given != kept:
+        warnings.warn(f"encoding {kept[0]} frames of {kept[1]}x{kept[2]} px out of {given[0]} of {given[1]}x{given[2]}: "
+                      f"the VAE takes 1 + {vae.temporal_ratio}k frames of sides that are multiples of "
+                      f"{vae.spatial_ratio} px; the rest is left out", stacklevel=4)  # the caller of encode

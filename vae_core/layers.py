@@ -33,8 +33,10 @@ class RMSNorm(nn.Module):
         self.gamma = nn.Parameter(torch.ones(dim, *([1] * spatial_dims)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        normalized = F.normalize(x.float() if x.dtype != torch.float32 else x, dim=1).to(x.dtype)
-        return normalized.mul_(self.gamma * self.scale)  # one pass over a fresh tensor
+        x32 = x.float() if x.dtype != torch.float32 else x
+        # F.normalize's math; its vector_norm over the strided channel axis is ~8x slower on the CPU
+        norm = x32.square().sum(1, keepdim=True).sqrt_().clamp_min_(1e-12)
+        return (x32 / norm).to(x.dtype).mul_(self.gamma * self.scale)  # one pass over a fresh tensor
 
 
 class NearestUpsample2x(nn.Module):

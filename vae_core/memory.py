@@ -4,11 +4,13 @@ Peak memory of a streamed step is modelled in three parts:
 
 * the causal carries, for the whole frame, twice while a step runs (see
   :mod:`stream`); measured once per model by streaming two latent frames
-  through it on a one-cell grid, since carries scale exactly with frame area;
+  through it on a one-cell grid, since carries scale exactly with frame area.
+  Kept in host RAM instead (for 720p Wan 2.1 they are 8 GiB in bf16), only
+  the tile at work has its extent on the device;
 * one tile's activations at the finest stage, which dominate:
   ``LIVE_AT_FINEST`` tensors of the finest width over the step's pixel frames
   and the tile's pixels (the constant is fitted and checked in
-  ``benchmarks/memory_plan.py``);
+  ``benchmarks/tiling_and_memory.py``);
 * the step's blended output in fp32, and the weights (not part of a budget).
 """
 
@@ -24,6 +26,9 @@ from .stream import StreamState
 
 LIVE_AT_FINEST = 6.0
 MIN_TILE_PX = 128
+# the estimate lands within a few percent of measured peaks (benchmarks/tiling_and_memory.py, "plan");
+# tiles are planned against this share of a budget so that the budget itself holds
+PLANNED_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -59,13 +64,13 @@ def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode") -> int:
 
 
 def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_px: int | None,
-             direction: str = "decode") -> Estimate:
-    """Peak bytes beyond the weights for frames of ``height`` x ``width`` px, ``per_step`` latent frames a step."""
+             direction: str = "decode", offload_carries: bool = False) -> Estimate:
+    """Peak device bytes beyond the weights for frames of ``height`` x ``width`` px, ``per_step`` latent frames a step."""
     r = vae.spatial_ratio
     itemsize = vae.weight_dtype.itemsize
-    cells = (height // r) * (width // r)
-    carries = 2 * carry_bytes_per_cell(vae, direction) * cells
     tile_h, tile_w = (height, width) if tile_px is None else (min(tile_px, height), min(tile_px, width))
+    carry_cells = (tile_h // r) * (tile_w // r) if offload_carries else (height // r) * (width // r)
+    carries = 2 * carry_bytes_per_cell(vae, direction) * carry_cells
     frames = vae.temporal_ratio * per_step
     width_at_finest = vae.finest_width if direction == "decode" else vae.encoder_finest_width
     activations = int(LIVE_AT_FINEST * width_at_finest * frames * tile_h * tile_w * itemsize)
@@ -73,22 +78,35 @@ def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_p
     return Estimate(carries, activations, output)
 
 
-def auto_tile(vae: CausalVideoVAE, height: int, width: int, per_step: int, overlap_px: int,
-              budget: int | None, direction: str = "decode") -> int | None:
-    """The largest square tile (px, a multiple of the latent pixel) whose estimate fits ``budget``.
+@dataclass(frozen=True)
+class Plan:
+    tile_px: int | None  # None: the whole frame
+    offload_carries: bool  # keep the causal carries in host RAM
 
-    None when the whole frame fits; the smallest tile when nothing fits (the
-    engine then still shrinks tiles if a step runs out of memory).
+
+def plan(vae: CausalVideoVAE, height: int, width: int, per_step: int, overlap_px: int, budget: int | None,
+         direction: str = "decode", device: torch.device | None = None) -> Plan:
+    """The cheapest way to fit ``budget`` (by default the free memory): the whole frame, else the largest tiles,
+    else, on a GPU, the same with the carries in host RAM (moving them costs transfers every step).
+
+    When nothing fits, the smallest tiles (with carries in RAM on a GPU); the
+    engine then still reacts to running out of memory. ``device`` is where the
+    work runs (the weights' device by default).
     """
-    budget = free_bytes(vae.weight_device) if budget is None else budget
-    if estimate(vae, height, width, per_step, None, direction).total <= budget:
-        return None
+    device = vae.weight_device if device is None else device
+    budget = PLANNED_SHARE * (free_bytes(device) if budget is None else budget)
     r = vae.spatial_ratio
     smallest = max(MIN_TILE_PX, 2 * math.ceil(overlap_px / r) * r + r)
-    tile = max(height, width) // r * r
-    while tile > smallest and estimate(vae, height, width, per_step, tile, direction).total > budget:
-        tile -= r
-    return max(tile, smallest)
+    placements = (False, True) if device.type != "cpu" else (False,)
+    for offload in placements:
+        if estimate(vae, height, width, per_step, None, direction, offload).total <= budget:
+            return Plan(None, offload)
+        tile = max(height, width) // r * r
+        while tile >= smallest:
+            if estimate(vae, height, width, per_step, tile, direction, offload).total <= budget:
+                return Plan(tile, offload)
+            tile -= r
+    return Plan(smallest, placements[-1])
 
 
 def free_bytes(device: torch.device) -> int:

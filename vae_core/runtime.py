@@ -45,7 +45,18 @@ def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
 
 
 def peak_rss_bytes() -> int:
-    """The process's peak resident memory so far, from the OS."""
+    """The process's peak resident memory so far, from the OS.
+
+    On Linux this is ``VmHWM``: ``ru_maxrss`` survives ``exec``, so a process
+    started by a large parent would report the parent's peak as its own.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
 

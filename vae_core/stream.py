@@ -88,6 +88,14 @@ class StreamState:
         finally:
             self.window = None
 
+    def offload(self, device: torch.device) -> None:
+        """Keeps the carries on ``device`` from now on (host RAM when the GPU runs short), the committed ones too."""
+        self.cache_device = device
+        for values in self._committed.values():
+            for key, value in values.items():
+                if isinstance(value, torch.Tensor):
+                    values[key] = value.to(device)
+
     def commit(self) -> None:
         """Adopts everything the step wrote; call once the whole step (all tiles) succeeded."""
         for key, values in self._pending.items():
@@ -180,7 +188,25 @@ class CausalConv3d(torch.nn.Conv3d):
             return self._empty_output(x)
         return super().forward(frames)
 
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if _one_dnn_serves(x):
+            return torch.ops.aten.mkldnn_convolution(x, weight, bias, self.padding, self.stride, self.dilation,
+                                                     self.groups)
+        return super()._conv_forward(x, weight, bias)
+
     def _empty_output(self, x: torch.Tensor) -> torch.Tensor:
         out_h = (x.shape[3] + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1
         out_w = (x.shape[4] + 2 * self.padding[2] - self.kernel_size[2]) // self.stride[2] + 1
         return x.new_empty(x.shape[0], self.out_channels, 0, out_h, out_w)
+
+
+def _one_dnn_serves(x: torch.Tensor) -> bool:
+    """Whether a CPU float32 conv should go to oneDNN directly.
+
+    For batch 1 and kernels of at most 3, torch sends a 3-D conv whose
+    ``C * T * H`` is below 20480 to its native path, which builds an im2col
+    buffer 27x the input and runs 5-10x slower. Narrow models and spatial tiles
+    land there on every call; oneDNN computes the same conv without the buffer.
+    """
+    return x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available() \
+        and torch.backends.mkldnn.enabled

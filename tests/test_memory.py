@@ -1,0 +1,87 @@
+"""The memory plan: the carry probe against a real stream, the estimate's arithmetic, and tile choice."""
+
+import pytest
+import torch
+
+from framestream.vae_core import memory
+from framestream.vae_core.stream import StreamState
+
+
+def test_carry_probe_matches_the_carries_of_a_real_stream(wan21_pair):
+    vae = wan21_pair[1]
+    state = StreamState()
+    with state.active():
+        for _ in range(3):  # carries stop growing once every layer has its full history
+            vae.decode_chunk(torch.randn(1, 16, 1, 3, 5))
+            state.commit()
+    assert state.carry_bytes() == memory.carry_bytes_per_cell(vae) * 3 * 5
+
+
+def test_encode_carry_probe_matches_the_carries_of_a_real_stream(wan21_pair):
+    vae = wan21_pair[1]
+    state = StreamState()
+    with state.active():
+        for frames in (1, 4, 4):
+            vae.encode_chunk(torch.randn(1, 3, frames, 16, 24))
+            state.commit()
+    assert state.carry_bytes() == memory.carry_bytes_per_cell(vae, "encode") * 2 * 3
+
+
+def test_estimate_is_carries_plus_one_tile_of_activations_plus_the_output(wan21_pair):
+    vae = wan21_pair[1]
+    per_cell = memory.carry_bytes_per_cell(vae)
+    whole = memory.estimate(vae, 64, 96, 2, None)
+    tiled = memory.estimate(vae, 64, 96, 2, 48)
+    frames = 4 * 2
+    assert whole.carries == tiled.carries == 2 * per_cell * 8 * 12  # whole frame, twice while a step runs
+    assert whole.activations == int(memory.LIVE_AT_FINEST * vae.finest_width * frames * 64 * 96 * 4)
+    assert tiled.activations == int(memory.LIVE_AT_FINEST * vae.finest_width * frames * 48 * 48 * 4)
+    assert whole.output == tiled.output == 2 * 3 * frames * 64 * 96 * 4
+    assert whole.total == whole.carries + whole.activations + whole.output
+
+
+def test_plan_keeps_the_whole_frame_when_it_fits(wan21_pair):
+    vae = wan21_pair[1]
+    need = memory.estimate(vae, 256, 256, 1, None).total
+    assert memory.plan(vae, 256, 256, 1, 64, int(need / memory.PLANNED_SHARE) + 1) == memory.Plan(None, False)
+
+
+@pytest.mark.parametrize("tile", [136, 200])
+def test_plan_takes_the_largest_tile_that_fits_the_planned_share_of_the_budget(wan21_pair, tile):
+    vae = wan21_pair[1]
+    budget = memory.estimate(vae, 256, 256, 1, tile).total / memory.PLANNED_SHARE
+    assert memory.plan(vae, 256, 256, 1, 64, budget) == memory.Plan(tile, False)
+    assert memory.estimate(vae, 256, 256, 1, tile + vae.spatial_ratio).total > memory.PLANNED_SHARE * budget
+
+
+def test_plan_falls_back_to_the_smallest_tile_when_nothing_fits(wan21_pair):
+    vae = wan21_pair[1]
+    assert memory.plan(vae, 512, 512, 1, 32, 1) == memory.Plan(memory.MIN_TILE_PX, False)
+    assert memory.plan(vae, 512, 512, 1, 80, 1).tile_px == 2 * 80 + 8  # two overlaps and one owned cell
+
+
+def test_plan_reads_free_memory_when_no_budget_is_given(wan21_pair, monkeypatch):
+    vae = wan21_pair[1]
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 1)
+    assert memory.plan(vae, 512, 512, 1, 32, None).tile_px == memory.MIN_TILE_PX
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 2**50)
+    assert memory.plan(vae, 512, 512, 1, 64, None).tile_px is None
+
+
+def test_offloaded_carries_count_only_the_tile_at_work(wan21_pair):
+    vae = wan21_pair[1]
+    kept = memory.estimate(vae, 512, 512, 1, 200)
+    offloaded = memory.estimate(vae, 512, 512, 1, 200, offload_carries=True)
+    assert offloaded.carries == 2 * memory.carry_bytes_per_cell(vae) * 25 * 25
+    assert (offloaded.activations, offloaded.output) == (kept.activations, kept.output)
+
+
+def test_on_a_gpu_the_plan_moves_carries_to_host_ram_only_when_no_tile_fits_otherwise(wan21_pair):
+    vae, gpu = wan21_pair[1], torch.device("cuda")
+    smallest_kept = memory.estimate(vae, 1024, 1024, 1, 136).total
+    assert memory.plan(vae, 1024, 1024, 1, 64, smallest_kept / memory.PLANNED_SHARE, device=gpu) == \
+        memory.Plan(136, False)
+    budget = memory.estimate(vae, 1024, 1024, 1, 400, offload_carries=True).total / memory.PLANNED_SHARE
+    assert budget < smallest_kept  # so keeping the carries on the device fits no tile
+    assert memory.plan(vae, 1024, 1024, 1, 64, budget, device=gpu) == memory.Plan(400, True)
+    assert memory.plan(vae, 1024, 1024, 1, 64, budget) == memory.Plan(136, False)  # on the CPU: nowhere to move them
