@@ -161,7 +161,7 @@ class TilerOnAGpu(engine.Tiler):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.may_offload = True
+        self.on_gpu = True
 
 
 def test_out_of_memory_with_the_smallest_tiles_moves_the_carries_to_host_ram_and_loses_nothing(toy, monkeypatch):

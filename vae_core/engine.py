@@ -70,7 +70,7 @@ class Tiler:
         if cache_device is None and plan.offload_carries:
             cache_device = "cpu"
         self.cache_device = torch.device(cache_device) if cache_device is not None else None
-        self.may_offload = self.cache_device is None and vae.weight_device.type != "cpu"
+        self.on_gpu = vae.weight_device.type != "cpu"
         overlap = -(-overlap_px // r)  # whole latent pixels, rounded up
         if tile_px is not None and overlap >= tile_px // r:
             raise FrameStreamError(
@@ -80,6 +80,11 @@ class Tiler:
         tile = None if tile_px is None or tile_px // r >= max(grid) else tile_px // r
         self.layout = layout(*grid, tile, overlap)
         self._sums: dict[int, torch.Tensor] = {}
+
+    @property
+    def may_offload(self) -> bool:
+        """Whether running out of memory may still move the carries to host RAM."""
+        return self.on_gpu and self.cache_device is None
 
     def new_state(self) -> StreamState:
         return StreamState(self.cache_device)
@@ -133,7 +138,7 @@ class Tiler:
                 if self.shrink():
                     change = f"smaller tiles ({failed} -> {self.layout.tile} latent px)"
                 elif self.may_offload:
-                    self.may_offload, self.cache_device = False, torch.device("cpu")
+                    self.cache_device = torch.device("cpu")
                     state.offload(self.cache_device)
                     change = "the causal carries moved to host RAM"
                 else:
