@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ..vae_core import engine
+from ..vae_core.sinks import FrameSink, Sink
+from ..vae_core.stitch import StitchSink
 from .registry import node
 from .tiling_inputs import TILE_INPUTS
 from .vae_input import VAE_TOOLTIP, prepare_decode
@@ -16,6 +18,21 @@ FRAMES_PER_STEP = ("INT", {
     "tooltip": "Latent frames decoded per step (each gives 4 video frames). Higher can be faster and uses more "
                "memory; the result is the same for every value.",
 })
+
+SEGMENT_INPUTS = {
+    "segment_overlap": ("INT", {"default": 0, "min": 0, "max": 64,
+                                "tooltip": "0: the batch's videos one after another. 1 or more: the batch holds "
+                                           "consecutive segments of one video (Keyframe Interpolation makes them) "
+                                           "sharing this many frames, which are written once. Each segment is "
+                                           "decoded with its own causal cache."}),
+    "crossfade": ("BOOLEAN", {"default": False,
+                              "tooltip": "Blend the shared frames linearly from one segment into the next "
+                                         "instead of keeping the earlier segment's."}),
+}
+
+
+def segments_sink(sink: Sink, segment_overlap: int = 0, crossfade: bool = False) -> Sink:
+    return StitchSink(sink, segment_overlap, crossfade) if segment_overlap else sink
 
 
 @node("FrameStream Decode (streaming video VAE)")
@@ -34,10 +51,12 @@ class FrameStreamDecode:
     def INPUT_TYPES(cls):
         return {
             "required": DECODE_INPUTS,
-            "optional": {"frames_per_step": FRAMES_PER_STEP, **TILE_INPUTS},
+            "optional": {"frames_per_step": FRAMES_PER_STEP, **TILE_INPUTS, **SEGMENT_INPUTS},
         }
 
-    def decode(self, vae, samples, frames_per_step=engine.DEFAULT_FRAMES_PER_STEP, **tiling):
+    def decode(self, vae, samples, frames_per_step=engine.DEFAULT_FRAMES_PER_STEP, segment_overlap=0,
+               crossfade=False, **tiling):
         model, latent, options = prepare_decode(vae, samples, frames_per_step, tiling)
-        frames = engine.decode(model, latent, frames_per_step=frames_per_step, **options)
+        sink = segments_sink(FrameSink(), segment_overlap, crossfade)
+        frames = engine.decode(model, latent, sink=sink, frames_per_step=frames_per_step, **options)
         return (frames,)

@@ -8,7 +8,7 @@ from ..vae_core import engine
 from ..vae_core.files import numbered_output
 from ..vae_core.video import VideoFileSink
 from . import host
-from .decode import DECODE_INPUTS, FRAMES_PER_STEP
+from .decode import DECODE_INPUTS, FRAMES_PER_STEP, SEGMENT_INPUTS, segments_sink
 from .registry import node
 from .tiling_inputs import TILE_INPUTS
 from .vae_input import prepare_decode
@@ -46,14 +46,14 @@ class FrameStreamDecodeToVideo:
                 "crf": ("INT", {"default": 19, "min": 0, "max": 51,
                                 "tooltip": "h264 quality: lower is better and larger; 17-23 is typical."}),
             },
-            "optional": {"frames_per_step": FRAMES_PER_STEP, **TILE_INPUTS},
+            "optional": {"frames_per_step": FRAMES_PER_STEP, **TILE_INPUTS, **SEGMENT_INPUTS},
         }
 
     def decode(self, vae, samples, fps, filename_prefix, codec, crf, frames_per_step=engine.DEFAULT_FRAMES_PER_STEP,
-               **tiling):
+               segment_overlap=0, crossfade=False, **tiling):
         root = host.output_directory()
         path = numbered_output(root, filename_prefix, ".mp4")
-        sink = VideoFileSink(path, fps, crf=crf, lossless=CODECS[codec])
+        sink = segments_sink(VideoFileSink(path, fps, crf=crf, lossless=CODECS[codec]), segment_overlap, crossfade)
         model, latent, options = prepare_decode(vae, samples, frames_per_step, tiling)
         engine.decode(model, latent, sink=sink, frames_per_step=frames_per_step, **options)
         folder, name = os.path.split(os.path.relpath(path, root))

@@ -12,13 +12,27 @@ from ..vae_core.progress import ConsoleProgress
 
 try:  # inside ComfyUI
     import comfy.model_management as model_management
+    import comfy.samplers as samplers
     import comfy.utils as comfy_utils
     import folder_paths
 
     AVAILABLE = True
+    CFGGuider = samplers.CFGGuider
 except ImportError:  # standalone
-    model_management = comfy_utils = folder_paths = None
+    model_management = samplers = comfy_utils = folder_paths = None
     AVAILABLE = False
+
+    class CFGGuider:
+        """Stand-in base so the guider node imports outside the host; sampling with it needs the host."""
+
+        def __init__(self, model_patcher) -> None:
+            self.model_patcher, self.cfg, self.original_conds = model_patcher, 1.0, {}
+
+        def inner_set_conds(self, conds: dict) -> None:
+            self.original_conds.update(conds)
+
+        def set_cfg(self, cfg: float) -> None:
+            self.cfg = cfg
 
 PREVIEW_SIZE = 512
 
@@ -86,3 +100,14 @@ def video_result(path: str):
     except ImportError:
         return path
     return InputImpl.VideoFromFile(path)
+
+
+def guided_predictions(guider, conds: list, x, sigma, model_options: dict) -> list:
+    """The model's denoised predictions for each conditioning (None gives zeros), batched the host's way."""
+    return samplers.calc_cond_batch(guider.inner_model, conds, x, sigma, model_options)
+
+
+def text_cfg(guider, positive, negative, cfg: float, x, sigma, model_options: dict, cond, uncond):
+    """Text CFG through the host's own function, so CFG patches (rescale, post-CFG hooks) still apply."""
+    return samplers.cfg_function(guider.inner_model, positive, negative, cfg, x, sigma, model_options=model_options,
+                                 cond=cond, uncond=uncond)

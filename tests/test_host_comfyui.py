@@ -68,6 +68,60 @@ NODE_CLASS_MAPPINGS = {"FrameStreamTestProbeImage": FrameStreamTestProbeImage,
                        "FrameStreamTestProbeLatent": FrameStreamTestProbeLatent}
 '''
 
+# stand-ins for the text and CLIP-vision encoders, for test_host_long_video.py
+PROBE_PACK += '''
+import torch
+import comfy.clip_vision
+from safetensors.torch import save_file
+
+
+class FrameStreamTestText:
+    """Stands in for CLIPTextEncode: fixed random embeddings of T5's width."""
+    CATEGORY, FUNCTION, RETURN_TYPES = "testing", "encode", ("CONDITIONING",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 0})}}
+
+    def encode(self, seed):
+        tokens = torch.randn(1, 12, 4096, generator=torch.Generator().manual_seed(seed))
+        return ([[tokens, {"pooled_output": None}]],)
+
+
+class FrameStreamTestClipVision:
+    """Stands in for CLIPVisionEncode: 257 tokens of width 1280 per image, each image's own."""
+    CATEGORY, FUNCTION, RETURN_TYPES = "testing", "encode", ("CLIP_VISION_OUTPUT",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",)}}
+
+    def encode(self, image):
+        base = torch.randn(257, 1280, generator=torch.Generator().manual_seed(0))
+        out = comfy.clip_vision.Output()
+        out.penultimate_hidden_states = base * (1 + image.mean(dim=(1, 2, 3))).view(-1, 1, 1)
+        return (out,)
+
+
+class FrameStreamTestProbeConditioning(FrameStreamTestProbeImage):
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"conditioning": ("CONDITIONING",), "name": ("STRING", {"default": "probe"})}}
+
+    def save(self, conditioning, name):
+        options = conditioning[0][1]
+        tensors = {"latent": options["concat_latent_image"], "mask": options["concat_mask"],
+                   "clip": options["clip_vision_output"].penultimate_hidden_states}
+        save_file({k: v.contiguous().float() for k, v in tensors.items()},
+                  os.path.join(folder_paths.get_output_directory(), name + ".safetensors"))
+        return {}
+
+
+NODE_CLASS_MAPPINGS.update({"FrameStreamTestText": FrameStreamTestText,
+                            "FrameStreamTestClipVision": FrameStreamTestClipVision,
+                            "FrameStreamTestProbeConditioning": FrameStreamTestProbeConditioning})
+'''
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -8,23 +8,7 @@ import torch
 from framestream.vae_core.errors import FrameStreamError
 from framestream.vae_core.image_attention import (ImageStrength, ScaledImageValues, apply_patches,
                                                   image_strength_patches)
-
-TEXT_TOKENS = 512  # diffusers' Wan attention takes the last 512 context tokens as text
-
-
-def wan_i2v(seed=0, image=True):
-    from diffusers import WanTransformer3DModel
-
-    torch.manual_seed(seed)
-    extra = dict(image_dim=24, added_kv_proj_dim=16) if image else {}
-    model = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=36,
-                                  out_channels=16, text_dim=32, freq_dim=32, ffn_dim=32, num_layers=3, **extra)
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for param in model.parameters():  # zero-initialised gates and biases would hide mistakes
-            param.copy_(0.2 * torch.randn(param.shape, generator=gen))
-    return model.eval().requires_grad_(False)
-
+from wan_dit import TEXT_TOKENS, wan_i2v
 
 @pytest.fixture(scope="module")
 def model():
@@ -44,7 +28,12 @@ def run(model, **kw):
 
 def patched(model, strength, **options):
     control = ImageStrength(strength, **{k: options.pop(k) for k in ("start_sigma", "end_sigma") if k in options})
-    return apply_patches(copy.deepcopy(model), image_strength_patches(model, control, **options)), control
+    ours = copy.deepcopy(model)
+    return apply_patches(ours, image_strength_patches(ours, control, **options)), control
+
+
+def patched_blocks(model):
+    return [isinstance(vars(block.attn2.add_v_proj).get("forward"), ScaledImageValues) for block in model.blocks]
 
 
 def without_image_values(model, blocks=None):
@@ -102,8 +91,18 @@ def test_outside_the_sigma_range_the_model_is_untouched(model):
 def test_only_the_chosen_blocks_are_scaled(model):
     ours, _ = patched(model, 0.0, first_block=1, last_block=1)
     assert torch.equal(run(ours), run(without_image_values(model, blocks={1})))
-    assert [type(block.attn2.add_v_proj) for block in ours.blocks] == [torch.nn.Linear, ScaledImageValues,
-                                                                       torch.nn.Linear]
+    assert patched_blocks(ours) == [False, True, False]
+
+
+def test_parameters_keep_their_names_so_host_weight_patches_still_apply(model):
+    ours, _ = patched(model, 0.5)
+    assert list(ours.state_dict()) == list(model.state_dict())
+
+
+def test_patching_an_already_patched_model_does_not_stack_strengths(model):
+    once, _ = patched(model, 0.5)
+    twice = apply_patches(once, image_strength_patches(once, ImageStrength(0.5)))
+    assert torch.equal(run(twice), run(patched(model, 0.5)[0]))
 
 
 def test_the_original_model_is_unchanged(model):
@@ -111,7 +110,7 @@ def test_the_original_model_is_unchanged(model):
     expected = run(model)
     ours, _ = patched(model, 0.0)
     run(ours)
-    assert all(type(block.attn2.add_v_proj) is torch.nn.Linear for block in model.blocks)
+    assert not any(patched_blocks(model))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(run(model), expected)
 

@@ -43,21 +43,24 @@ class ImageStrength:
         return self.strength if inside else 1.0
 
 
-class ScaledImageValues(nn.Module):
-    """An image V projection whose output is multiplied by the strength of the current call.
+class ScaledImageValues:
+    """An image V projection's own forward, with the output multiplied by the strength of the current call.
 
-    At strength 1 the original projection's output is returned untouched, so
-    the model is bit-for-bit the unpatched one.
+    It is set as the projection's ``forward`` (an instance attribute), so the
+    module, its parameters and their names stay as they were: the host's LoRA
+    and low-VRAM loading still find ``...v_img.weight``. It calls the class's
+    forward, never an instance patch left by an earlier run, so strengths do not
+    stack. At strength 1 the output is returned untouched (bit-for-bit).
     """
 
     def __init__(self, values: nn.Linear, control: ImageStrength) -> None:
-        super().__init__()
-        self.values, self.control = values, control
+        self.forward = type(values).forward.__get__(values)
+        self.control = control
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         strength = self.control.current()
-        out = self.values(x)
-        return out if strength == 1.0 else out.mul_(strength)
+        out = self.forward(x, *args, **kwargs)
+        return out if strength == 1.0 else out * strength
 
 
 def image_value_projections(model: nn.Module) -> dict[str, tuple[int, nn.Linear]]:
@@ -83,7 +86,8 @@ def image_value_projections(model: nn.Module) -> dict[str, tuple[int, nn.Linear]
 
 def image_strength_patches(model: nn.Module, control: ImageStrength, first_block: int = 0,
                            last_block: int | None = None) -> dict[str, ScaledImageValues]:
-    """Replacement modules for the image V projections of blocks ``first_block``..``last_block`` (inclusive).
+    """Replacement forwards for the image V projections of blocks ``first_block``..``last_block`` (inclusive),
+    keyed by the attribute they replace (``blocks.N.cross_attn.v_img.forward``).
 
     The model is not changed: the host applies the result as object patches on
     a clone, and :func:`apply_patches` sets them on a model a caller owns.
@@ -94,12 +98,12 @@ def image_strength_patches(model: nn.Module, control: ImageStrength, first_block
     if not 0 <= first_block <= last or last > blocks[-1]:
         raise FrameStreamError(f"block range {first_block}..{last_block} is outside this model's blocks "
                                f"{blocks[0]}..{blocks[-1]}; give first_block <= last_block within it")
-    return {name: ScaledImageValues(module, control) for name, (block, module) in projections.items()
+    return {f"{name}.forward": ScaledImageValues(module, control) for name, (block, module) in projections.items()
             if first_block <= block <= last}
 
 
-def apply_patches(model: nn.Module, patches: dict[str, nn.Module]) -> nn.Module:
-    """Sets each patch in place of the module of that qualified name (on a model the caller owns)."""
+def apply_patches(model: nn.Module, patches: dict) -> nn.Module:
+    """Sets each patch as the attribute of that qualified name (on a model the caller owns)."""
     for name, patch in patches.items():
         parent, _, attribute = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, attribute, patch)

@@ -1,0 +1,83 @@
+"""FrameStreamUnconditionalGuider: text CFG plus LVDM's unconditional guidance on the known frames."""
+
+from __future__ import annotations
+
+import math
+
+from ..vae_core.errors import FrameStreamError
+from ..vae_core.guidance import add_frame_guidance
+from . import host
+from .frame_conditioning import CATEGORY, FREE_KEY
+from .registry import node
+
+
+def without_known_frames(conditioning):
+    """The positive conditioning with every known frame removed: the grey clip's latent and an all-ones mask
+    that FrameStream's conditioning nodes stored next to the known ones."""
+    free = []
+    for tensor, options in conditioning:
+        if FREE_KEY not in options:
+            raise FrameStreamError(
+                "frame_guidance needs conditioning from FrameStream Keyframe Interpolation or Extend Video (it "
+                "carries the same conditioning without known frames); set frame_guidance to 0 for other conditioning"
+            )
+        free.append([tensor, {**options, **options[FREE_KEY]}])
+    return free
+
+
+class FrameGuider(host.CFGGuider):
+    """``D(neg) + cfg (D(pos) - D(neg)) + w (D(pos) - D(pos, no known frames))``, all with the known frames
+    except the last; see vae_core.guidance. Text CFG goes through the host's CFG function, so CFG patches
+    still apply."""
+
+    frame_guidance = 0.0
+
+    def set_conds(self, positive, negative) -> None:
+        conds = {"positive": positive, "negative": negative}
+        if self.frame_guidance != 0.0:
+            conds["free"] = without_known_frames(positive)
+        self.inner_set_conds(conds)
+
+    def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 (the host's signature)
+        positive, negative, free = (self.conds.get(name) for name in ("positive", "negative", "free"))
+        if math.isclose(self.cfg, 1.0) and not model_options.get("disable_cfg1_optimization", False):
+            negative = None  # as the host: at cfg 1 the negative prediction has weight 0
+        out = host.guided_predictions(self, [positive, negative, free], x, timestep, model_options)
+        guided = host.text_cfg(self, out[0], out[1], self.cfg, x, timestep, model_options, positive, negative)
+        return add_frame_guidance(guided, out[0], out[2] if free is not None else None, self.frame_guidance)
+
+
+@node("FrameStream Unconditional Guider (LVDM frame guidance)")
+class FrameStreamUnconditionalGuider:
+    DESCRIPTION = (
+        "A guider for SamplerCustomAdvanced: text CFG plus LVDM's unconditional guidance, which pushes each step "
+        "away from what the model makes without the known frames: out = CFG + w (D(known) - D(none)). At cfg 1 "
+        "this is LVDM's (1 + w) D(known) - w D(none). Costs a third model call per step when w is not 0."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "get_guider"
+    RETURN_TYPES = ("GUIDER",)
+    OUTPUT_TOOLTIPS = ("Connect to SamplerCustomAdvanced.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The Wan I2V / FLF2V model (optionally through Image Attention "
+                                               "Strength)."}),
+                "positive": ("CONDITIONING", {"tooltip": "Positive from Keyframe Interpolation or Extend Video."}),
+                "negative": ("CONDITIONING", {"tooltip": "Negative from the same node."}),
+                "cfg": ("FLOAT", {"default": 5.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
+                                  "tooltip": "Text guidance scale, as in KSampler (Wan: 5)."}),
+                "frame_guidance": ("FLOAT", {"default": 0.1, "min": -2.0, "max": 10.0, "step": 0.01,
+                                             "tooltip": "w: how much more the known frames steer the video. LVDM "
+                                                        "uses 0.1; 0 = plain CFG (two calls per step)."}),
+            },
+        }
+
+    def get_guider(self, model, positive, negative, cfg, frame_guidance):
+        guider = FrameGuider(model)
+        guider.frame_guidance = frame_guidance
+        guider.set_conds(positive, negative)
+        guider.set_cfg(cfg)
+        return (guider,)

@@ -1,0 +1,213 @@
+"""The long-video workflows inside a real ComfyUI on CPU, with small random-weight Wan I2V / FLF2V models.
+
+Runs only with ``COMFYUI_DIR`` (see test_host_comfyui.py, whose server fixture
+it reuses). The models are the host's own ``WanModel`` at width 128 (the host
+reads one head per 128 channels), written by the host's interpreter. Text and
+CLIP-vision encoders are replaced by probe nodes that return tensors of the
+real sizes (4096-wide text tokens, 257 x 1280 image tokens per image; they are
+in test_host_comfyui's probe pack), since no T5 or CLIP weights exist here;
+everything else is the shipped workflow.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from test_host_comfyui import (COMFYUI_DIR, VAE_NAME, assert_fails_with, assert_success, comfy,  # noqa: F401
+                               count_frames, load_workflow, probe, run_prompt)
+
+pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run host tests")
+
+SIZE, LENGTH = 32, 9  # 4x4 latents, 3 latent frames per clip
+
+HOST_DIT_SCRIPT = '''
+import os
+import sys
+sys.path.insert(0, os.getcwd())
+sys.argv = [sys.argv[0], "--cpu"]
+import comfy.options
+comfy.options.enable_args_parsing()
+import torch
+import comfy.ops
+from safetensors.torch import save_file
+from comfy.ldm.wan.model import WanModel
+
+out = os.environ["FRAMESTREAM_DIT_DIR"]
+for name, model_type, in_dim, extra in [("i2v", "i2v", 36, {}), ("flf2v", "i2v", 36, {"flf_pos_embed_token_number": 514}),
+                                        ("t2v", "t2v", 16, {})]:
+    torch.manual_seed(0)
+    model = WanModel(model_type=model_type, in_dim=in_dim, dim=128, ffn_dim=64, num_heads=1, num_layers=2, out_dim=16,
+                     operations=comfy.ops.disable_weight_init, **extra)
+    with torch.no_grad():  # the host's layers skip weight init
+        for p in model.parameters():
+            p.normal_(0, p[0].numel() ** -0.5 if p.ndim > 1 else 0.05)
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, os.path.join(out, f"test_wan_{name}.safetensors"))
+    if name == "i2v":  # the reference for strength 0: image values that add exactly nothing
+        for k in weights:
+            if ".cross_attn.v_img." in k:
+                weights[k] = torch.zeros_like(weights[k])
+        save_file(weights, os.path.join(out, "test_wan_i2v_no_image_values.safetensors"))
+'''
+
+
+
+@pytest.fixture(scope="module")
+def host(comfy):  # noqa: F811  (the server fixture imported above)
+    """The server, with the test DiTs, keyframe images and a clip latent written into its folders."""
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    url, base, log = comfy
+    (base / "models" / "diffusion_models").mkdir(parents=True, exist_ok=True)
+    script = base / "host_dit.py"
+    script.write_text(HOST_DIT_SCRIPT)
+    done = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), str(script)], cwd=COMFYUI_DIR,
+                          env={**os.environ, "FRAMESTREAM_DIT_DIR": str(base / "models" / "diffusion_models")},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    gen = torch.Generator().manual_seed(5)
+    for name, size in [("start_frame", (48, 40)), ("keyframe_1", (48, 32)), ("keyframe_2", (48, 32)),
+                       ("keyframe_3", (48, 32))]:
+        pixels = (torch.rand(size[1], size[0], 3, generator=gen) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(base / "input" / f"{name}.png")
+    clip = torch.randn(1, 16, 3, SIZE // 8, SIZE // 8, generator=gen)
+    save_file({"latent_tensor": clip, "latent_format_version_0": torch.tensor([])}, base / "input" / "wan_clip.latent")
+    return url, base, clip
+
+
+def small(prompt: dict, unet: str) -> dict:
+    """The workflow with the test models, probe encoders, 32x32 px, 9-frame clips and 2 sampling steps."""
+    prompt = copy.deepcopy(prompt)
+    for node_id, node in list(prompt.items()):
+        kind, inputs = node["class_type"], node["inputs"]
+        if kind == "CLIPTextEncode":
+            prompt[node_id] = {"class_type": "FrameStreamTestText", "inputs": {"seed": int(node_id)}}
+        elif kind == "CLIPVisionEncode":
+            prompt[node_id] = {"class_type": "FrameStreamTestClipVision", "inputs": {"image": inputs["image"]}}
+        elif kind in ("CLIPLoader", "CLIPVisionLoader"):
+            del prompt[node_id]
+        elif kind == "UNETLoader":
+            inputs["unet_name"] = unet
+        elif kind == "VAELoader":
+            inputs["vae_name"] = VAE_NAME
+        for key, value in {"width": SIZE, "height": SIZE, "length": LENGTH, "segment_frames": LENGTH,
+                           "steps": 2}.items():
+            if key in inputs and not isinstance(inputs[key], list):
+                inputs[key] = value
+    return prompt
+
+
+def add(prompt: dict, node: dict) -> str:
+    node_id = str(max(int(k) for k in prompt) + 1)
+    prompt[node_id] = node
+    return node_id
+
+
+def add_probe(prompt: dict, source: list, name: str, kind: str = "Latent") -> None:
+    socket = {"Latent": "samples", "Conditioning": "conditioning"}[kind]
+    add(prompt, {"class_type": f"FrameStreamTestProbe{kind}", "inputs": {socket: source, "name": name}})
+
+
+def sampled_with(prompt: dict, model: list, name: str) -> None:
+    """Another KSampler like the workflow's, on ``model``, probed."""
+    sampler = copy.deepcopy(prompt["12"])
+    shift = add(prompt, {"class_type": "ModelSamplingSD3", "inputs": {"model": model, "shift": 8.0}})
+    sampler["inputs"]["model"] = [shift, 0]
+    add_probe(prompt, [add(prompt, sampler), 0], name)
+
+
+def test_image_strength_is_exact_in_the_host(host):
+    """λ = 0 samples exactly like the model whose image values are zero; λ = 1 exactly like the model itself."""
+    url, base, _ = host
+    prompt = small(load_workflow("wan_i2v_image_strength.json"), "test_wan_i2v.safetensors")
+    prompt["10"]["inputs"]["strength"] = 0.0
+    add_probe(prompt, ["12", 0], "strength_0")
+    zeroed = add(prompt, {"class_type": "UNETLoader",
+                          "inputs": {"unet_name": "test_wan_i2v_no_image_values.safetensors", "weight_dtype": "default"}})
+    sampled_with(prompt, [zeroed, 0], "no_image_values")
+    unit = add(prompt, {"class_type": "FrameStreamImageAttention",
+                        "inputs": {**prompt["10"]["inputs"], "strength": 1.0}})
+    sampled_with(prompt, [unit, 0], "strength_1")
+    sampled_with(prompt, ["1", 0], "unpatched")
+    assert_success(run_prompt(url, prompt))
+    assert torch.equal(probe(base, "strength_0"), probe(base, "no_image_values"))
+    assert torch.equal(probe(base, "strength_1"), probe(base, "unpatched"))
+    assert not torch.allclose(probe(base, "strength_0"), probe(base, "unpatched"), atol=1e-3)
+    [video] = list((base / "output" / "FrameStream").glob("i2v_*.mp4"))
+    assert count_frames(video) == (LENGTH, 16.0)
+
+
+def test_strength_node_refuses_a_text_to_video_model_in_the_host(host):
+    url, _, _ = host
+    prompt = small(load_workflow("wan_i2v_image_strength.json"), "test_wan_t2v.safetensors")
+    assert_fails_with(url, prompt, "no image cross-attention")
+
+
+def test_keyframe_segments_are_the_hosts_first_last_frame_conditioning(host):
+    """Each segment's conditioning equals WanFirstLastFrameToVideo's for its two keyframes; the stitched file
+    holds every frame once."""
+    url, base, _ = host
+    prompt = small(load_workflow("wan_keyframes_to_video.json"), "test_wan_flf2v.safetensors")
+    prompt["13"]["inputs"]["perturbation"] = 0.0  # exactly the host's conditioning
+    add_probe(prompt, ["13", 0], "fs_keyframes", "Conditioning")
+    for segment in (0, 1):
+        images = [add(prompt, {"class_type": "ImageFromBatch",
+                               "inputs": {"image": ["11", 0], "batch_index": segment + i, "length": 1}})
+                  for i in (0, 1)]
+        vision = [add(prompt, {"class_type": "FrameStreamTestClipVision", "inputs": {"image": [i, 0]}}) for i in images]
+        flf = add(prompt, {"class_type": "WanFirstLastFrameToVideo", "inputs": {
+            "positive": ["3", 0], "negative": ["4", 0], "vae": ["5", 0], "width": SIZE, "height": SIZE,
+            "length": LENGTH, "batch_size": 1, "start_image": [images[0], 0], "end_image": [images[1], 0],
+            "clip_vision_start_image": [vision[0], 0], "clip_vision_end_image": [vision[1], 0]}})
+        add_probe(prompt, [flf, 0], f"host_keyframes_{segment}", "Conditioning")
+    assert_success(run_prompt(url, prompt))
+    from safetensors.torch import load_file
+
+    ours = load_file(base / "output" / "fs_keyframes.safetensors")
+    assert ours["latent"].shape == (2, 16, 3, 4, 4) and ours["clip"].shape == (2, 514, 1280)
+    for segment in (0, 1):
+        theirs = load_file(base / "output" / f"host_keyframes_{segment}.safetensors")
+        assert (ours["latent"][segment] - theirs["latent"][0]).abs().max().item() <= 1e-4
+        assert torch.equal(ours["mask"], theirs["mask"])
+        assert torch.equal(ours["clip"][segment], theirs["clip"][0])
+    [video] = list((base / "output" / "FrameStream").glob("keyframes_*.mp4"))
+    assert count_frames(video) == (2 * (LENGTH - 1) + 1, 16.0)
+
+
+def test_extension_joins_latents_and_frame_guidance_is_affine_in_w(host):
+    """The extended clip is one latent decoded in one stream. With one Euler step the sample is affine in the
+    denoised prediction, so in w: w = 0 is the host's CFGGuider, and w = 0.5 lies halfway between 0 and 1."""
+    url, base, clip = host
+    prompt = small(load_workflow("wan_extend_clip.json"), "test_wan_i2v.safetensors")
+    add_probe(prompt, ["17", 0], "joined")
+    one_step = add(prompt, {"class_type": "BasicScheduler",
+                            "inputs": {"model": ["11", 0], "scheduler": "simple", "steps": 1, "denoise": 1.0}})
+    euler = add(prompt, {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}})
+
+    def sample(guider: str, name: str) -> None:
+        out = add(prompt, {"class_type": "SamplerCustomAdvanced", "inputs": {
+            "noise": ["13", 0], "guider": [guider, 0], "sampler": [euler, 0], "sigmas": [one_step, 0],
+            "latent_image": ["10", 2]}})
+        add_probe(prompt, [out, 0], name)
+
+    for w in (0.0, 0.5, 1.0):
+        sample(add(prompt, {"class_type": "FrameStreamUnconditionalGuider",
+                            "inputs": {**prompt["12"]["inputs"], "frame_guidance": w}}), f"w_{w}")
+    sample(add(prompt, {"class_type": "CFGGuider", "inputs": {"model": ["11", 0], "positive": ["10", 0],
+                                                              "negative": ["10", 1], "cfg": 5.0}}), "cfg_guider")
+    assert_success(run_prompt(url, prompt))
+    joined = probe(base, "joined")
+    assert joined.shape == (1, 16, 3 + 3 - 1, 4, 4) and torch.equal(joined[:, :, :3], clip)
+    [video] = list((base / "output" / "FrameStream").glob("extended_*.mp4"))
+    assert count_frames(video) == (4 * 4 + 1, 16.0)
+    w0, w05, w1 = (probe(base, f"w_{w}") for w in (0.0, 0.5, 1.0))
+    assert torch.equal(w0, probe(base, "cfg_guider"))
+    assert (w05 - (w0 + w1) / 2).abs().max().item() <= 1e-4 * max(1.0, w1.abs().max().item())
+    assert not torch.allclose(w0, w1, atol=1e-3)
