@@ -38,9 +38,11 @@ import folder_paths
 from safetensors.torch import save_file
 
 
-def _save(tensor, name):
+def _save(tensor, name, **more):
     os.makedirs(folder_paths.get_output_directory(), exist_ok=True)
-    save_file({"value": tensor.contiguous().float()}, os.path.join(folder_paths.get_output_directory(), name + ".safetensors"))
+    tensors = {"value": tensor, **more}
+    save_file({k: v.contiguous().float() for k, v in tensors.items()},
+              os.path.join(folder_paths.get_output_directory(), name + ".safetensors"))
     return {}
 
 
@@ -72,7 +74,6 @@ NODE_CLASS_MAPPINGS = {"FrameStreamTestProbeImage": FrameStreamTestProbeImage,
 PROBE_PACK += '''
 import torch
 import comfy.clip_vision
-from safetensors.torch import save_file
 
 
 class FrameStreamTestText:
@@ -110,11 +111,8 @@ class FrameStreamTestProbeConditioning(FrameStreamTestProbeImage):
 
     def save(self, conditioning, name):
         options = conditioning[0][1]
-        tensors = {"latent": options["concat_latent_image"], "mask": options["concat_mask"],
-                   "clip": options["clip_vision_output"].penultimate_hidden_states}
-        save_file({k: v.contiguous().float() for k, v in tensors.items()},
-                  os.path.join(folder_paths.get_output_directory(), name + ".safetensors"))
-        return {}
+        return _save(options["concat_latent_image"], name, mask=options["concat_mask"],
+                     clip=options["clip_vision_output"].penultimate_hidden_states)
 
 
 NODE_CLASS_MAPPINGS.update({"FrameStreamTestText": FrameStreamTestText,

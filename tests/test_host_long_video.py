@@ -171,10 +171,10 @@ def test_keyframe_segments_are_the_hosts_first_last_frame_conditioning(host):
     from safetensors.torch import load_file
 
     ours = load_file(base / "output" / "fs_keyframes.safetensors")
-    assert ours["latent"].shape == (2, 16, 3, 4, 4) and ours["clip"].shape == (2, 514, 1280)
+    assert ours["value"].shape == (2, 16, 3, 4, 4) and ours["clip"].shape == (2, 514, 1280)
     for segment in (0, 1):
         theirs = load_file(base / "output" / f"host_keyframes_{segment}.safetensors")
-        assert (ours["latent"][segment] - theirs["latent"][0]).abs().max().item() <= 1e-4
+        assert (ours["value"][segment] - theirs["value"][0]).abs().max().item() <= 1e-4
         assert torch.equal(ours["mask"], theirs["mask"])
         assert torch.equal(ours["clip"][segment], theirs["clip"][0])
     [video] = list((base / "output" / "FrameStream").glob("keyframes_*.mp4"))

@@ -4,7 +4,8 @@ from .checkpoints import build_wan, load_vae
 from .engine import decode, encode
 from .errors import FrameStreamError
 from .sinks import CallbackSink, FrameSink, LatentSink
+from .stitch import StitchSink
 from .stream import StreamState
 
 __all__ = ["build_wan", "load_vae", "decode", "encode", "FrameStreamError", "CallbackSink", "FrameSink",
-           "LatentSink", "StreamState"]
+           "LatentSink", "StitchSink", "StreamState"]

@@ -134,8 +134,8 @@ def interpolation(keyframes: torch.Tensor, segment_frames: int, width: int, heig
     for segment in segments:
         clip = grey_clip(segment_frames, height, width, images[segment.first_key], images[segment.last_key])
         latents.append(encode(clip, segment_frames))
+        _check_wan21(latents[-1])
     concat = torch.cat(latents)
-    _check_wan21(concat)
     t, h, w = concat.shape[2:]
     known = torch.zeros(t, dtype=torch.bool)
     known[[0, -1]] = True
@@ -173,7 +173,8 @@ def extension(previous: torch.Tensor, context_frames: int, length: int, encode: 
     known = torch.arange(latent_frames) < context_frames
     concat = perturb_known(concat, known, perturbation, seed)
     h, w = free.shape[-2:]
-    mask = known_mask(latent_frames, h, w, TEMPORAL_RATIO * context_frames - TEMPORAL_RATIO + 1)
+    context_pixels = 1 + TEMPORAL_RATIO * (context_frames - 1)  # the video frames the context latents stand for
+    mask = known_mask(latent_frames, h, w, context_pixels)
     return FrameConditioning(concat, mask, free, torch.ones(1, 4, latent_frames, h, w))
 
 
