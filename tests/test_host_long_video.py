@@ -49,11 +49,11 @@ for name, model_type, in_dim, extra in [("i2v", "i2v", 36, {}), ("flf2v", "i2v",
             p.normal_(0, p[0].numel() ** -0.5 if p.ndim > 1 else 0.05)
     weights = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(weights, os.path.join(out, f"test_wan_{name}.safetensors"))
-    if name == "i2v":  # the reference for strength 0: image values that add exactly nothing
+    if model_type == "i2v":  # the reference for strength 0: image values that add exactly nothing
         for k in weights:
             if ".cross_attn.v_img." in k:
                 weights[k] = torch.zeros_like(weights[k])
-        save_file(weights, os.path.join(out, "test_wan_i2v_no_image_values.safetensors"))
+        save_file(weights, os.path.join(out, f"test_wan_{name}_no_image_values.safetensors"))
 '''
 
 
@@ -152,11 +152,24 @@ def test_strength_node_refuses_a_text_to_video_model_in_the_host(host):
 
 def test_keyframe_segments_are_the_hosts_first_last_frame_conditioning(host):
     """Each segment's conditioning equals WanFirstLastFrameToVideo's for its two keyframes; the stitched file
-    holds every frame once."""
+    holds every frame once; image strength 0 on the FLF2V model equals zeroed image values."""
     url, base, _ = host
     prompt = small(load_workflow("wan_keyframes_to_video.json"), "test_wan_flf2v.safetensors")
     prompt["13"]["inputs"]["perturbation"] = 0.0  # exactly the host's conditioning
     add_probe(prompt, ["13", 0], "fs_keyframes", "Conditioning")
+    # image strength on the FLF2V model (514 image tokens): lambda = 0 is the model with zeroed image values
+    zeroed = add(prompt, {"class_type": "UNETLoader", "inputs": {
+        "unet_name": "test_wan_flf2v_no_image_values.safetensors", "weight_dtype": "default"}})
+    patched = add(prompt, {"class_type": "FrameStreamImageAttention", "inputs": {
+        "model": ["1", 0], "strength": 0.0, "start_percent": 0.0, "end_percent": 1.0, "first_block": 0,
+        "last_block": -1}})
+    for model, name in ((zeroed, "flf_no_image_values"), (patched, "flf_strength_0")):
+        shifted = add(prompt, {"class_type": "ModelSamplingSD3", "inputs": {"model": [model, 0], "shift": 8.0}})
+        guider = add(prompt, {"class_type": "FrameStreamUnconditionalGuider",
+                              "inputs": {**prompt["15"]["inputs"], "model": [shifted, 0]}})
+        sampled = add(prompt, {"class_type": "SamplerCustomAdvanced",
+                               "inputs": {**prompt["19"]["inputs"], "guider": [guider, 0]}})
+        add_probe(prompt, [sampled, 0], name)
     for segment in (0, 1):
         images = [add(prompt, {"class_type": "ImageFromBatch",
                                "inputs": {"image": ["11", 0], "batch_index": segment + i, "length": 1}})
@@ -177,6 +190,7 @@ def test_keyframe_segments_are_the_hosts_first_last_frame_conditioning(host):
         assert (ours["value"][segment] - theirs["value"][0]).abs().max().item() <= 1e-4
         assert torch.equal(ours["mask"], theirs["mask"])
         assert torch.equal(ours["clip"][segment], theirs["clip"][0])
+    assert torch.equal(probe(base, "flf_strength_0"), probe(base, "flf_no_image_values"))
     [video] = list((base / "output" / "FrameStream").glob("keyframes_*.mp4"))
     assert count_frames(video) == (2 * (LENGTH - 1) + 1, 16.0)
 
