@@ -12,6 +12,7 @@ from .registry import node
 from .vae_input import VAE_TOOLTIP, prepare_encode, video_vae
 
 FREE_KEY = "framestream_free"  # the same conditioning with no known frame, for FrameStreamUnconditionalGuider
+CONTEXT_KEY = "framestream_context_frames"  # on Extend Video's latent, so Join Latents drops exactly those
 CATEGORY = "FrameStream/long video"
 
 SIZE = {"default": 832, "min": 16, "max": 8192, "step": 16}
@@ -146,7 +147,8 @@ class FrameStreamExtendVideo:
         height, width = previous.shape[-2] * model.spatial_ratio, previous.shape[-1] * model.spatial_ratio
         frames = extension(previous, context_frames, length, _encoder(vae, height, width), height, width,
                            perturbation, perturbation_seed)
-        return _outputs(positive, negative, frames, clip_vision_output)
+        positive, negative, latent = _outputs(positive, negative, frames, clip_vision_output)
+        return positive, negative, {**latent, CONTEXT_KEY: context_frames}  # samplers keep extra latent keys
 
 
 @node("FrameStream Join Latents (extension)")
@@ -155,7 +157,8 @@ class FrameStreamJoinLatents:
     CATEGORY = CATEGORY
     FUNCTION = "join"
     RETURN_TYPES = ("LATENT",)
-    OUTPUT_TOOLTIPS = ("The whole video's latent; decode it in one go (one causal stream, no seam).",)
+    OUTPUT_TOOLTIPS = ("The whole video's latent; decode it in one go (one causal stream, no decoder restart at "
+                       "the join).",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -163,10 +166,21 @@ class FrameStreamJoinLatents:
             "required": {
                 "previous": ("LATENT", {"tooltip": "The clip that was extended."}),
                 "continuation": ("LATENT", {"tooltip": "The sampler's output for the extension."}),
-                "context_frames": ("INT", {"default": 1, "min": 0, "max": 64,
-                                           "tooltip": "The same context_frames as in Extend Video."}),
+            },
+            "optional": {
+                "context_frames": ("INT", {"default": -1, "min": -1, "max": 64,
+                                           "tooltip": "-1: what Extend Video used (the sampler's latent carries "
+                                                      "it). Set it only for a continuation saved and loaded again."}),
             },
         }
 
-    def join(self, previous, continuation, context_frames):
-        return ({"samples": join(previous["samples"], continuation["samples"], context_frames)},)
+    def join(self, previous, continuation, context_frames=-1):
+        carried = continuation.get(CONTEXT_KEY)
+        if context_frames < 0 and carried is None:
+            raise FrameStreamError("the continuation does not say how many context frames it repeats (it was saved "
+                                   "and loaded, or did not come from Extend Video); set context_frames")
+        if context_frames >= 0 and carried is not None and context_frames != carried:
+            raise FrameStreamError(f"context_frames is {context_frames} but Extend Video used {carried}; "
+                                   "set -1 to use Extend Video's")
+        context = carried if context_frames < 0 else context_frames
+        return ({"samples": join(previous["samples"], continuation["samples"], context)},)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from ..vae_core.errors import FrameStreamError
 from ..vae_core.guidance import add_frame_guidance
 from . import host
@@ -26,9 +24,11 @@ def without_known_frames(conditioning):
 
 
 class FrameGuider(host.CFGGuider):
-    """``D(neg) + cfg (D(pos) - D(neg)) + w (D(pos) - D(pos, no known frames))``, all with the known frames
-    except the last; see vae_core.guidance. Text CFG goes through the host's CFG function, so CFG patches
-    still apply."""
+    """The host's CFG step plus ``w (D(pos) - D(pos, no known frames))``; see vae_core.guidance.
+
+    The CFG step is the host's own sampling function, so CFG patches (rescale, skip-layer guidance, APG and
+    other pre/post-CFG hooks) apply as they do in CFGGuider; the frame-free prediction is one more call.
+    """
 
     frame_guidance = 0.0
 
@@ -39,20 +39,20 @@ class FrameGuider(host.CFGGuider):
         self.inner_set_conds(conds)
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 (the host's signature)
-        positive, negative, free = (self.conds.get(name) for name in ("positive", "negative", "free"))
-        if math.isclose(self.cfg, 1.0) and not model_options.get("disable_cfg1_optimization", False):
-            negative = None  # as the host: at cfg 1 the negative prediction has weight 0
-        out = host.guided_predictions(self, [positive, negative, free], x, timestep, model_options)
-        guided = host.text_cfg(self, out[0], out[1], self.cfg, x, timestep, model_options, positive, negative)
-        return add_frame_guidance(guided, out[0], out[2] if free is not None else None, self.frame_guidance)
+        guided, positive = host.text_cfg_and_positive(self, x, timestep, model_options, seed)
+        if self.frame_guidance == 0.0:
+            return guided
+        free = host.prediction(self, self.conds["free"], x, timestep, model_options)
+        return add_frame_guidance(guided, positive, free, self.frame_guidance)
 
 
 @node("FrameStream Unconditional Guider (LVDM frame guidance)")
 class FrameStreamUnconditionalGuider:
     DESCRIPTION = (
         "A guider for SamplerCustomAdvanced: text CFG plus LVDM's unconditional guidance, which pushes each step "
-        "away from what the model makes without the known frames: out = CFG + w (D(known) - D(none)). At cfg 1 "
-        "this is LVDM's (1 + w) D(known) - w D(none). Costs a third model call per step when w is not 0."
+        "away from what the model makes without the known frames (grey frames, nothing masked known; the "
+        "CLIP-vision tokens stay): out = CFG + w (D(known) - D(no known frames)). At cfg 1 this is LVDM's "
+        "(1 + w) D(known) - w D(none). Costs one more model call per step when w is not 0."
     )
     CATEGORY = CATEGORY
     FUNCTION = "get_guider"

@@ -12,15 +12,18 @@ from ..vae_core.progress import ConsoleProgress
 
 try:  # inside ComfyUI
     import comfy.model_management as model_management
+    import comfy.patcher_extension as patcher_extension
     import comfy.samplers as samplers
     import comfy.utils as comfy_utils
     import folder_paths
 
     AVAILABLE = True
     CFGGuider = samplers.CFGGuider
+    APPLY_MODEL = patcher_extension.WrappersMP.APPLY_MODEL
 except ImportError:  # standalone
-    model_management = samplers = comfy_utils = folder_paths = None
+    model_management = patcher_extension = samplers = comfy_utils = folder_paths = None
     AVAILABLE = False
+    APPLY_MODEL = "apply_model"
 
     class CFGGuider:
         """Stand-in base so the guider node imports outside the host; sampling with it needs the host."""
@@ -102,12 +105,34 @@ def video_result(path: str):
     return InputImpl.VideoFromFile(path)
 
 
-def guided_predictions(guider, conds: list, x, sigma, model_options: dict) -> list:
-    """The model's denoised predictions for each conditioning (None gives zeros), batched the host's way."""
-    return samplers.calc_cond_batch(guider.inner_model, conds, x, sigma, model_options)
+def before_each_model_call(patcher, key: str, note) -> None:
+    """Calls ``note(model_sampling, sigma)`` before every call of the patched model, with the model's sampling
+    settings at that moment (after any ModelSampling node placed later in the graph). Chains with other
+    nodes' wrappers instead of replacing them."""
+
+    def wrapper(executor, x, t, *args, **kwargs):
+        note(executor.class_obj.model_sampling, float(t.max()))
+        return executor(x, t, *args, **kwargs)
+
+    patcher.add_wrapper_with_key(APPLY_MODEL, key, wrapper)
 
 
-def text_cfg(guider, positive, negative, cfg: float, x, sigma, model_options: dict, cond, uncond):
-    """Text CFG through the host's own function, so CFG patches (rescale, post-CFG hooks) still apply."""
-    return samplers.cfg_function(guider.inner_model, positive, negative, cfg, x, sigma, model_options=model_options,
-                                 cond=cond, uncond=uncond)
+def text_cfg_and_positive(guider, x, sigma, model_options: dict, seed):
+    """The host's own CFG step (its batching, calc-cond-batch, pre-CFG, CFG and post-CFG hooks all apply)
+    and the positive prediction it used."""
+    seen = {}
+
+    def keep_positive(args):
+        seen["positive"] = args["cond_denoised"]
+        return args["denoised"]
+
+    options = {**model_options,
+               "sampler_post_cfg_function": [*model_options.get("sampler_post_cfg_function", []), keep_positive]}
+    guided = samplers.sampling_function(guider.inner_model, x, sigma, guider.conds.get("negative"),
+                                        guider.conds.get("positive"), guider.cfg, model_options=options, seed=seed)
+    return guided, seen["positive"]
+
+
+def prediction(guider, conditioning, x, sigma, model_options: dict):
+    """The model's denoised prediction for one more conditioning."""
+    return samplers.calc_cond_batch(guider.inner_model, [conditioning], x, sigma, model_options)[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..vae_core.errors import FrameStreamError
 from ..vae_core.image_attention import ImageStrength, image_strength_patches
+from . import host
 from .registry import node
 
 
@@ -28,13 +29,16 @@ class FrameStreamImageAttention:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": ("MODEL", {"tooltip": "A Wan 2.1/2.2 image-to-video or first-last-frame model."}),
+                "model": ("MODEL", {"tooltip": "A Wan 2.1 image-to-video or first-last-frame model (Wan 2.2 "
+                                               "I2V has no CLIP image branch to scale)."}),
                 "strength": ("FLOAT", {"default": 1.0, "min": -2.0, "max": 4.0, "step": 0.05,
                                        "tooltip": "λ: the image branch's weight. 1 is the model as trained; "
-                                                  "0.5-0.8 loosens, 1.2-1.5 tightens, 0 ignores the image."}),
-                "start_percent": _percent("Where in sampling the strength starts (0 = first step).", 0.0),
-                "end_percent": _percent("Where it ends (1 = last step). Early steps set layout and motion, "
-                                        "late steps detail.", 1.0),
+                                                  "0.5-0.8 loosens, 1.2-1.5 tightens, 0 ignores the image; "
+                                                  "negative values push away from it."}),
+                "start_percent": _percent("Where in the noise schedule the strength starts, as in the host's "
+                                          "other percent inputs (0 = the start, pure noise).", 0.0),
+                "end_percent": _percent("Where it ends (1 = the end). The noisy start sets layout and motion, "
+                                        "the end detail.", 1.0),
             },
             "optional": {
                 "first_block": ("INT", {"default": 0, "min": 0, "max": 99,
@@ -48,21 +52,18 @@ class FrameStreamImageAttention:
         if start_percent > end_percent:
             raise FrameStreamError(f"start_percent {start_percent} is after end_percent {end_percent}; "
                                    "give start_percent <= end_percent")
-        sampling = model.get_model_object("model_sampling")
-        start = float("inf") if start_percent <= 0.0 else sampling.percent_to_sigma(start_percent)
-        control = ImageStrength(strength, start, sampling.percent_to_sigma(end_percent))
+        control = ImageStrength(strength)
         patches = image_strength_patches(model.get_model_object("diffusion_model"), control, first_block,
                                          None if last_block < 0 else last_block)
         patched = model.clone()
         for name, forward in patches.items():
             patched.add_object_patch(f"diffusion_model.{name}", forward)
-        previous = patched.model_options.get("model_function_wrapper")
 
-        def note_sigma(apply_model, args):
-            control.sigma = float(args["timestep"].max())
-            if previous is not None:
-                return previous(apply_model, args)
-            return apply_model(args["input"], args["timestep"], **args["c"])
+        def note_step(sampling, sigma: float) -> None:
+            """Percents become sigmas with the sampling settings of this call (a later shift node counts)."""
+            control.start_sigma = float("inf") if start_percent <= 0.0 else sampling.percent_to_sigma(start_percent)
+            control.end_sigma = sampling.percent_to_sigma(end_percent)
+            control.sigma = sigma
 
-        patched.set_model_unet_function_wrapper(note_sigma)
+        host.before_each_model_call(patched, "framestream_image_strength", note_step)
         return (patched,)

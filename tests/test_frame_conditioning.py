@@ -76,6 +76,8 @@ def test_perturbation_noises_only_the_known_frames_in_the_models_normalised_spac
     assert not torch.allclose(known[0], known[1])
     again = interpolation(keys, 9, SIZE, SIZE, encoder(vae), perturbation=0.5, seed=7)
     assert torch.equal(again.concat_latent, noisy.concat_latent)
+    wrapped = interpolation(keys, 9, SIZE, SIZE, encoder(vae), perturbation=0.5, seed=2**64 - 1)  # no overflow
+    assert torch.equal(wrapped.concat_latent[1], interpolation(keys[1:], 9, SIZE, SIZE, encoder(vae), 0.5, 0).concat_latent[0])
     z = torch.randn(1, 16, 2, 3, 3)
     assert torch.allclose(denormalise(normalise(z)), z, atol=1e-5)
 

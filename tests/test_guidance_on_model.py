@@ -1,10 +1,12 @@
 """Frame guidance on a real model: diffusers' WanTransformer3DModel (reduced, I2V layout) as a flow denoiser.
 
 The guider combines denoised predictions ``D = x - sigma * v``; LVDM states
-its guidance on the network's outputs. These tests run both on the same model
-calls and the same known-frame conditioning (mask and latent channels, as the
-host feeds an I2V model) and check they agree, so the combination in
-``vae_core.guidance`` is the documented one and not merely self-consistent.
+its guidance on the network's outputs, ``(1 + w) eps(z, c) - w eps(z)``. This
+runs both on the same model calls and known-frame conditioning (mask and latent
+channels, as the host feeds an I2V model) and checks they agree. It holds
+because the weights sum to 1; a combination whose weights did not (or with
+the frame term's sign flipped) would fail. Text CFG with the host's own CFG
+function is checked in the host test (w = 0 is the host's CFGGuider).
 """
 
 import pytest
@@ -56,11 +58,3 @@ def test_at_cfg_one_it_is_lvdm_unconditional_guidance_on_model_outputs(calls, w)
     got = combine(denoised(x, pos), denoised(x, neg), denoised(x, free), cfg=1.0, frame_guidance=w)
     assert torch.allclose(got, denoised(x, lvdm), atol=1e-5)
     assert not torch.allclose(got, denoised(x, pos), atol=1e-3)  # the model's free call really differs
-
-
-@pytest.mark.parametrize("cfg, w", [(5.0, 0.0), (5.0, 0.3), (3.5, 1.0)])
-def test_with_text_cfg_it_adds_the_frame_term_to_classifier_free_guidance(calls, cfg, w):
-    x, pos, neg, free = calls
-    expected = neg + cfg * (pos - neg) + w * (pos - free)
-    got = combine(denoised(x, pos), denoised(x, neg), denoised(x, free), cfg=cfg, frame_guidance=w)
-    assert torch.allclose(got, denoised(x, expected), atol=1e-4)

@@ -115,10 +115,10 @@ def add_probe(prompt: dict, source: list, name: str, kind: str = "Latent") -> No
     add(prompt, {"class_type": f"FrameStreamTestProbe{kind}", "inputs": {socket: source, "name": name}})
 
 
-def sampled_with(prompt: dict, model: list, name: str) -> None:
+def sampled_with(prompt: dict, model: list, name: str, shift: float = 8.0) -> None:
     """Another KSampler like the workflow's, on ``model``, probed."""
     sampler = copy.deepcopy(prompt["12"])
-    shift = add(prompt, {"class_type": "ModelSamplingSD3", "inputs": {"model": model, "shift": 8.0}})
+    shift = add(prompt, {"class_type": "ModelSamplingSD3", "inputs": {"model": model, "shift": shift}})
     sampler["inputs"]["model"] = [shift, 0]
     add_probe(prompt, [add(prompt, sampler), 0], name)
 
@@ -142,6 +142,22 @@ def test_image_strength_is_exact_in_the_host(host):
     assert not torch.allclose(probe(base, "strength_0"), probe(base, "unpatched"), atol=1e-3)
     [video] = list((base / "output" / "FrameStream").glob("i2v_*.mp4"))
     assert count_frames(video) == (LENGTH, 16.0)
+
+
+def test_the_strength_range_is_read_at_sampling_time_after_a_shift(host):
+    """end_percent 0.6 at shift 3 (set after the strength node) is sigma 0.67, so both of the 2 steps (sigma 1
+    and about 0.75) get λ = 0: the run equals the zeroed checkpoint's. Read at the checkpoint's shift 8 it
+    would be sigma 0.84, and the second step would run unpatched."""
+    url, base, _ = host
+    prompt = small(load_workflow("wan_i2v_image_strength.json"), "test_wan_i2v.safetensors")
+    prompt["10"]["inputs"].update(strength=0.0, end_percent=0.6)
+    prompt["11"]["inputs"]["shift"] = 3.0
+    add_probe(prompt, ["12", 0], "range_strength_0")
+    zeroed = add(prompt, {"class_type": "UNETLoader",
+                          "inputs": {"unet_name": "test_wan_i2v_no_image_values.safetensors", "weight_dtype": "default"}})
+    sampled_with(prompt, [zeroed, 0], "range_no_image_values", shift=3.0)
+    assert_success(run_prompt(url, prompt))
+    assert torch.equal(probe(base, "range_strength_0"), probe(base, "range_no_image_values"))
 
 
 def test_strength_node_refuses_a_text_to_video_model_in_the_host(host):

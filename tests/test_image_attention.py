@@ -122,7 +122,7 @@ def test_a_model_without_an_image_branch_is_refused():
 
 @pytest.mark.parametrize("first, last", [(2, 1), (0, 3), (-1, 1)])
 def test_a_block_range_outside_the_model_is_refused(model, first, last):
-    with pytest.raises(FrameStreamError, match=r"outside this model's blocks 0\.\.2"):
+    with pytest.raises(FrameStreamError, match=r"outside this model's 3 blocks 0\.\.2"):
         image_strength_patches(model, ImageStrength(0.5), first_block=first, last_block=last)
 
 

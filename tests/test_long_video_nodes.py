@@ -1,6 +1,7 @@
 """The long-video nodes with stand-ins for the host's objects (the real host is in test_host_comfyui.py)."""
 
 import copy
+import functools
 import types
 
 import pytest
@@ -64,9 +65,16 @@ def test_extend_then_join_gives_one_latent_with_the_context_once(vae):
     positive, _, latent = NODES["FrameStreamExtendVideo"]().condition(PROMPT, PROMPT, vae, clip, 13, 2, 0.0, 0)
     assert latent["samples"].shape == (1, 16, 4, 4, 4)
     assert torch.equal(positive[0][1]["concat_latent_image"][:, :, :2], clip["samples"][:, :, -2:])
-    continuation = {"samples": torch.randn(1, 16, 4, 4, 4)}
-    (joined,) = NODES["FrameStreamJoinLatents"]().join(clip, continuation, 2)
+    assert latent["framestream_context_frames"] == 2
+    continuation = {**latent, "samples": torch.randn(1, 16, 4, 4, 4)}  # samplers keep the latent's other keys
+    (joined,) = NODES["FrameStreamJoinLatents"]().join(clip, continuation)
     assert joined["samples"].shape[2] == 3 + 4 - 2
+    with pytest.raises(FrameStreamError, match="context_frames is 1 but Extend Video used 2"):
+        NODES["FrameStreamJoinLatents"]().join(clip, continuation, 1)
+    with pytest.raises(FrameStreamError, match="does not say how many context frames"):
+        NODES["FrameStreamJoinLatents"]().join(clip, {"samples": continuation["samples"]})
+    (loaded,) = NODES["FrameStreamJoinLatents"]().join(clip, {"samples": continuation["samples"]}, 2)
+    assert torch.equal(loaded["samples"], joined["samples"])
 
 
 def test_extend_refuses_a_latent_of_another_model(vae):
@@ -94,37 +102,59 @@ def test_frame_guidance_swaps_in_the_frame_free_conditioning(vae):
 class ModelPatcher:
     """What a MODEL socket carries, reduced to what the strength node uses."""
 
-    def __init__(self, diffusion_model):
-        self.model = types.SimpleNamespace(diffusion_model=diffusion_model,
-                                           model_sampling=types.SimpleNamespace(percent_to_sigma=lambda p: 1.0 - p))
-        self.object_patches, self.model_options = {}, {}
+    def __init__(self, diffusion_model, shift=1.0):
+        self.model = types.SimpleNamespace(diffusion_model=diffusion_model, model_sampling=FlowSampling(shift))
+        self.object_patches, self.wrappers = {}, {}
 
     def get_model_object(self, name):
         return getattr(self.model, name)
 
     def clone(self):
         other = copy.copy(self)
-        other.object_patches, other.model_options = dict(self.object_patches), dict(self.model_options)
+        other.object_patches = dict(self.object_patches)
+        other.wrappers = {kind: {key: list(w) for key, w in keyed.items()} for kind, keyed in self.wrappers.items()}
         return other
 
     def add_object_patch(self, name, obj):
         self.object_patches[name] = obj
 
-    def set_model_unet_function_wrapper(self, wrapper):
-        self.model_options["model_function_wrapper"] = wrapper
+    def add_wrapper_with_key(self, kind, key, wrapper):
+        self.wrappers.setdefault(kind, {}).setdefault(key, []).append(wrapper)
 
-    def sample_once(self, sigma, inputs):
-        """Applies the object patches to a copy and calls the model through the wrapper, as the host does."""
+    def sample_once(self, sigma, inputs, sampling=None):
+        """Applies the object patches to a copy and calls the model through the apply-model wrappers, as the
+        host does; ``sampling`` stands for a ModelSampling node placed after the patch."""
         model = copy.deepcopy(self.model.diffusion_model)
         for name, patch in self.object_patches.items():
             parent, _, attribute = name.removeprefix("diffusion_model.").rpartition(".")
             setattr(model.get_submodule(parent), attribute, patch)
+        owner = types.SimpleNamespace(model_sampling=sampling or self.model.model_sampling)
 
-        def apply_model(x, timestep, **c):
-            return model(hidden_states=x, timestep=timestep * 1000, return_dict=False, **c)[0]
+        def call(x, t, **c):
+            return model(hidden_states=x, timestep=t * 1000, return_dict=False, **c)[0]
 
-        args = {"input": inputs["hidden_states"], "timestep": torch.tensor([sigma]), "c": inputs["c"]}
-        return self.model_options["model_function_wrapper"](apply_model, args)
+        for wrapper in reversed([w for ws in self.wrappers.get("apply_model", {}).values() for w in ws]):
+            call = functools.partial(wrapper, Executor(call, owner))
+        return call(inputs["hidden_states"], torch.tensor([sigma]), **inputs["c"])
+
+
+class Executor:
+    def __init__(self, call, owner):
+        self.call, self.class_obj = call, owner
+
+    def __call__(self, *args, **kwargs):
+        return self.call(*args, **kwargs)
+
+
+class FlowSampling:
+    """The host's flow-model percent_to_sigma with a shift."""
+
+    def __init__(self, shift):
+        self.shift = shift
+
+    def percent_to_sigma(self, percent):
+        t = 1.0 - percent
+        return self.shift * t / (1 + (self.shift - 1) * t) if 0 < percent < 1 else float(percent <= 0)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +168,7 @@ def dit_inputs():
 def test_strength_node_patches_a_clone_and_scales_only_inside_its_step_range(dit_inputs):
     model = ModelPatcher(wan_i2v())
     (patched,) = NODES["FrameStreamImageAttention"]().patch(model, 0.0, 0.5, 1.0)  # sigma 0.5 .. 0
-    assert not model.object_patches and "model_function_wrapper" not in model.model_options
+    assert not model.object_patches and not model.wrappers
     assert sorted(patched.object_patches) == [f"diffusion_model.blocks.{i}.attn2.add_v_proj.forward" for i in range(3)]
     (plain,) = NODES["FrameStreamImageAttention"]().patch(model, 1.0, 0.0, 1.0)
     (zero,) = NODES["FrameStreamImageAttention"]().patch(model, 0.0, 0.0, 1.0)
@@ -148,9 +178,22 @@ def test_strength_node_patches_a_clone_and_scales_only_inside_its_step_range(dit
     assert not torch.allclose(late, plain.sample_once(0.3, dit_inputs), atol=1e-3)
 
 
+def test_the_step_range_follows_a_shift_applied_after_the_node(dit_inputs):
+    """end_percent 0.6 is sigma 0.4 unshifted but 0.84 at shift 8 (a ModelSampling node after this one), so a
+    step at sigma 0.6 is inside the range unshifted and after it once shifted."""
+    model = ModelPatcher(wan_i2v())
+    (patched,) = NODES["FrameStreamImageAttention"]().patch(model, 0.0, 0.0, 0.6)
+    (zero,) = NODES["FrameStreamImageAttention"]().patch(model, 0.0, 0.0, 1.0)
+    (plain,) = NODES["FrameStreamImageAttention"]().patch(model, 1.0, 0.0, 1.0)
+    assert torch.equal(patched.sample_once(0.6, dit_inputs), zero.sample_once(0.6, dit_inputs))
+    assert torch.equal(patched.sample_once(0.6, dit_inputs, FlowSampling(8.0)), plain.sample_once(0.6, dit_inputs))
+
+
 def test_strength_node_refuses_a_text_to_video_model_and_a_reversed_range():
     with pytest.raises(FrameStreamError, match="no image cross-attention"):
         NODES["FrameStreamImageAttention"]().patch(ModelPatcher(wan_i2v(image=False)), 0.5, 0.0, 1.0)
+    with pytest.raises(FrameStreamError, match="block range 5..2 is outside this model's 3 blocks 0..2"):
+        NODES["FrameStreamImageAttention"]().patch(ModelPatcher(wan_i2v()), 0.5, 0.0, 1.0, first_block=5)
     with pytest.raises(FrameStreamError, match="start_percent 0.8 is after end_percent 0.2"):
         NODES["FrameStreamImageAttention"]().patch(ModelPatcher(wan_i2v()), 0.5, 0.8, 0.2)
 

@@ -123,7 +123,7 @@ def interpolation(keyframes: torch.Tensor, segment_frames: int, width: int, heig
 
     Segment ``i`` is exactly what WanFirstLastFrameToVideo builds from keyframes
     ``i`` and ``i + 1`` (resized the same way), with its known latent frames
-    perturbed to ``perturbation`` (seed ``seed + i``).
+    perturbed to ``perturbation`` (seed ``seed + i``, wrapped below 2**64).
     """
     if not isinstance(keyframes, torch.Tensor) or keyframes.ndim != 4 or keyframes.shape[-1] < 3:
         shape = tuple(keyframes.shape) if isinstance(keyframes, torch.Tensor) else type(keyframes).__name__
@@ -139,7 +139,8 @@ def interpolation(keyframes: torch.Tensor, segment_frames: int, width: int, heig
     t, h, w = concat.shape[2:]
     known = torch.zeros(t, dtype=torch.bool)
     known[[0, -1]] = True
-    concat = torch.cat([perturb_known(latent, known, perturbation, seed + i) for i, latent in enumerate(concat.split(1))])
+    seeds = [(seed + i) % 2**64 for i in range(len(segments))]  # the generator takes seeds below 2**64
+    concat = torch.cat([perturb_known(latent, known, perturbation, s) for s, latent in zip(seeds, concat.split(1))])
     free = encode(grey_clip(segment_frames, height, width), segment_frames)
     return FrameConditioning(concat, known_mask(t, h, w, 1, 1), free, torch.ones(1, 4, t, h, w))
 
@@ -156,7 +157,7 @@ def extension(previous: torch.Tensor, context_frames: int, length: int, encode: 
     check_segment_frames(length)
     if previous.ndim != 5 or previous.shape[0] != 1:
         raise FrameStreamError(f"the clip to extend has latent shape {tuple(previous.shape)}; expected one video "
-                               "latent [1, C, T, h, w]")
+                               "latent [1, C, T, h, w] (pick one video of a batch with Latent From Batch)")
     _check_wan21(previous)
     latent_frames = (length - 1) // TEMPORAL_RATIO + 1
     if not 1 <= context_frames < min(latent_frames, previous.shape[2] + 1):

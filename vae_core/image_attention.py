@@ -79,7 +79,8 @@ def image_value_projections(model: nn.Module) -> dict[str, tuple[int, nn.Linear]
     if not found:
         raise FrameStreamError(
             "this model has no image cross-attention (no cross_attn.v_img or attn2.add_v_proj); image strength "
-            "needs a Wan image-to-video or first-last-frame model"
+            "needs a Wan 2.1 image-to-video or first-last-frame model (Wan 2.2 I2V and text-to-video models have "
+            "no CLIP image branch)"
         )
     return found
 
@@ -96,7 +97,7 @@ def image_strength_patches(model: nn.Module, control: ImageStrength, first_block
     blocks = sorted({block for block, _ in projections.values()})
     last = blocks[-1] if last_block is None else last_block
     if not 0 <= first_block <= last or last > blocks[-1]:
-        raise FrameStreamError(f"block range {first_block}..{last_block} is outside this model's blocks "
+        raise FrameStreamError(f"block range {first_block}..{last} is outside this model's {len(blocks)} blocks "
                                f"{blocks[0]}..{blocks[-1]}; give first_block <= last_block within it")
     return {f"{name}.forward": ScaledImageValues(module, control) for name, (block, module) in projections.items()
             if first_block <= block <= last}
