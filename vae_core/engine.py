@@ -209,8 +209,10 @@ def decode(
     windows = temporal.windows(vae, length, frames_per_step)
     total = videos * len(windows)
 
-    def decode_window(state: StreamState, z: torch.Tensor) -> torch.Tensor:
-        shared = vae.decode_shared(z.to(device, dtype))
+    def decode_window(state: StreamState, batch: int, window: temporal.TemporalWindow) -> torch.Tensor:
+        first, last = max(0, window.start - vae.shared_halo), min(length, window.stop + vae.shared_halo)
+        z = latent[batch : batch + 1, :, first:last].to(device, dtype)
+        shared = vae.decode_shared(z)[:, :, window.start - first : window.stop - first]
         return tiler.run(state, vae.decode_tile, shared, in_scale=1, out_scale=r)
 
     def loop() -> None:
@@ -222,9 +224,8 @@ def decode(
             for window in windows:
                 if window.fresh_stream:
                     state = tiler.new_state()
-                z = latent[batch : batch + 1, :, window.start : window.stop]
                 with state.active():
-                    pixels = tiler.step(state, functools.partial(decode_window, state, z),
+                    pixels = tiler.step(state, functools.partial(decode_window, state, batch, window),
                                         f"latent frames {window.start}-{window.stop - 1}")
                 frames = _to_frames(pixels).cpu()
                 del pixels

@@ -27,10 +27,13 @@ class CausalVideoVAE(nn.Module):
     encoder_finest_width: int  # the same for the encoder
     # A decoder that looks ahead in time cannot stream; it decodes windows of ``temporal_core`` latent
     # frames with ``temporal_halo`` frames of context each side, cross-fading ``temporal_blend`` of them.
+    # The latent-resolution stages (decode_shared, cheap) see ``shared_halo`` more frames each side, so the
+    # expensive stages need a halo covering only their own reach.
     causal_decoder: bool = True
     temporal_core: int = 8
     temporal_halo: int = 2
     temporal_blend: int = 1
+    shared_halo: int = 0
 
     def decode_shared(self, z: torch.Tensor) -> torch.Tensor:
         """``[B, latent_channels, t, h, w]`` latent -> features on the same ``h x w`` grid (whole frame)."""

@@ -145,18 +145,23 @@ def first_call(layer: torch.nn.Module) -> bool:
     return state is None or not state.seen(layer)
 
 
-def sliding_windows(layer: torch.nn.Module, x: torch.Tensor, kernel: int, stride: int, front_pad: int) -> torch.Tensor | None:
+def sliding_windows(layer: torch.nn.Module, x: torch.Tensor, kernel: int, stride: int, front_pad: int,
+                    replicate: bool = False) -> torch.Tensor | None:
     """Frames of ``x`` plus the ones ``layer`` carried, covering every window completed so far.
 
-    The stream is the whole sequence with ``front_pad`` zero frames in front;
-    windows of ``kernel`` frames start every ``stride`` frames. Returns the span
-    covering every window that is complete so far (or None when none is), and
-    carries the frames the next windows still need.
+    The stream is the whole sequence with ``front_pad`` frames in front, zeros
+    (Wan) or copies of the first frame (``replicate``, LTX-Video); windows of
+    ``kernel`` frames start every ``stride`` frames. Returns the span covering
+    every window that is complete so far (or None when none is), and carries
+    the frames the next windows still need.
     """
     state = _ACTIVE.get()
     carried = state.read_frames(layer, x) if state is not None else None
     if carried is None and front_pad:
-        carried = x.new_zeros(x.shape[0], x.shape[1], front_pad, *x.shape[3:])
+        if replicate:
+            carried = x[:, :, :1].expand(-1, -1, front_pad, -1, -1)
+        else:
+            carried = x.new_zeros(x.shape[0], x.shape[1], front_pad, *x.shape[3:])
     frames = x if carried is None else torch.cat([carried, x], dim=2)
     count = (frames.shape[2] - kernel) // stride + 1 if frames.shape[2] >= kernel else 0
     if state is not None:
@@ -166,7 +171,17 @@ def sliding_windows(layer: torch.nn.Module, x: torch.Tensor, kernel: int, stride
     return frames[:, :, : (count - 1) * stride + kernel]
 
 
-class CausalConv3d(torch.nn.Conv3d):
+class Conv3d(torch.nn.Conv3d):
+    """nn.Conv3d that sends small CPU float32 convs to oneDNN (see :func:`_one_dnn_serves`)."""
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if _one_dnn_serves(x) and self.padding_mode == "zeros":
+            return torch.ops.aten.mkldnn_convolution(x, weight, bias, self.padding, self.stride, self.dilation,
+                                                     self.groups)
+        return super()._conv_forward(x, weight, bias)
+
+
+class CausalConv3d(Conv3d):
     """A 3D conv that pads only in front in time and streams its input.
 
     ``padding`` is given as for a centred conv (Wan's convention); the temporal
@@ -187,12 +202,6 @@ class CausalConv3d(torch.nn.Conv3d):
         if frames is None:
             return self._empty_output(x)
         return super().forward(frames)
-
-    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if _one_dnn_serves(x):
-            return torch.ops.aten.mkldnn_convolution(x, weight, bias, self.padding, self.stride, self.dilation,
-                                                     self.groups)
-        return super()._conv_forward(x, weight, bias)
 
     def _empty_output(self, x: torch.Tensor) -> torch.Tensor:
         out_h = (x.shape[3] + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1

@@ -1,0 +1,372 @@
+"""The LTX-Video VAE (0.9.x): 8x32x32 compression, 128 latent channels, described layer by layer.
+
+Module names follow diffusers' ``AutoencoderKLLTXVideo``, so its checkpoints load
+as they are (:mod:`ltx_checkpoints` renames the original layout).
+
+Why it streams the way it does:
+
+* The encoder is causal: every temporal conv pads its front with copies of the
+  first frame, so it streams through :func:`stream.sliding_windows` like Wan's.
+* The decoder is not: its convs pad both ends by replicating the edge frames
+  and look one frame ahead. It cannot stream; the engine decodes overlapping
+  windows with a halo of latent frames on each side (:mod:`temporal`). Every
+  norm is per position (RMS over channels, LayerNorm over channels), so nothing
+  but the convs' reach couples frames, and a halo covering the decoder's reach
+  gives the whole-clip result. A smaller halo trades exactness for memory.
+* Optional timestep conditioning (0.9.1 and later) scales and shifts per
+  channel; it depends only on the decode timestep, not on the window.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import FrameStreamError
+from .model import CausalVideoVAE
+from .stream import Conv3d, sliding_windows
+
+
+@dataclass(frozen=True)
+class LTXConfig:
+    latent_channels: int = 128
+    patch_size: int = 4
+    encoder_widths: tuple[int, ...] = (128, 256, 512, 512)
+    encoder_layers: tuple[int, ...] = (4, 3, 3, 3, 4)  # resnets per down block, then the mid block
+    encoder_scaling: tuple[bool, ...] = (True, True, True, False)
+    decoder_widths: tuple[int, ...] = (128, 256, 512, 512)  # listed finest first, as in diffusers' config
+    decoder_layers: tuple[int, ...] = (4, 3, 3, 3, 4)
+    decoder_scaling: tuple[bool, ...] = (True, True, True, False)
+    upsample_residual: tuple[bool, ...] = (False, False, False, False)
+    upsample_factor: tuple[int, ...] = (1, 1, 1, 1)
+    timestep_conditioning: bool = False
+
+
+class LTXConv(nn.Module):
+    """A 3D conv padded in time by repeating edge frames: in front only (causal, streams) or at both ends."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, stride=1, causal: bool = True) -> None:
+        super().__init__()
+        self.causal = causal
+        stride = stride if isinstance(stride, tuple) else (stride,) * 3
+        self.conv = Conv3d(in_channels, out_channels, kernel, stride=stride, padding=(0, kernel // 2, kernel // 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel, stride = self.conv.kernel_size[0], self.conv.stride[0]
+        if kernel == 1:
+            return self.conv(x)
+        if self.causal:
+            frames = sliding_windows(self, x, kernel, stride, kernel - 1, replicate=True)
+            if frames is None:
+                h, w = (x.shape[3] - 1) // self.conv.stride[1] + 1, (x.shape[4] - 1) // self.conv.stride[2] + 1
+                return x.new_empty(x.shape[0], self.conv.out_channels, 0, h, w)
+            return self.conv(frames)
+        pad = (kernel - 1) // 2
+        return self.conv(torch.cat([x[:, :, :1].expand(-1, -1, pad, -1, -1), x,
+                                    x[:, :, -1:].expand(-1, -1, pad, -1, -1)], dim=2))
+
+
+def rms_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """RMS over channels at each position (LTX's parameter-free norm), in fp32."""
+    x32 = x.float()
+    return (x32 * torch.rsqrt(x32.square().mean(1, keepdim=True) + eps)).to(x.dtype)
+
+
+def channel_layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return norm(x.movedim(1, -1)).movedim(-1, 1)
+
+
+class TimestepEmbedding(nn.Module):
+    """Sinusoidal features of the decode timestep (256, cos first) through two linear layers."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.timestep_embedder = nn.Module()
+        self.timestep_embedder.linear_1 = nn.Linear(256, dim)
+        self.timestep_embedder.linear_2 = nn.Linear(dim, dim)
+
+    def forward(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        half = 128
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+        angles = t.float()[:, None] * freqs[None]
+        features = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1).to(dtype)
+        layers = self.timestep_embedder
+        return layers.linear_2(F.silu(layers.linear_1(features)))
+
+
+class ResnetBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, causal: bool, conditioned: bool = False) -> None:
+        super().__init__()
+        self.conv1 = LTXConv(in_channels, out_channels, causal=causal)
+        self.conv2 = LTXConv(out_channels, out_channels, causal=causal)
+        self.norm3 = self.conv_shortcut = None
+        if in_channels != out_channels:
+            self.norm3 = nn.LayerNorm(in_channels, eps=1e-6)
+            self.conv_shortcut = LTXConv(in_channels, out_channels, kernel=1, causal=causal)
+        self.scale_shift_table = nn.Parameter(torch.zeros(4, in_channels)) if conditioned else None
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
+        h = rms_norm(x)
+        if self.scale_shift_table is not None:
+            shift1, scale1, shift2, scale2 = (temb.unflatten(1, (4, -1)) +
+                                              self.scale_shift_table[None, ..., None, None, None]).unbind(1)
+            h = h * (1 + scale1) + shift1
+        h = self.conv1(F.silu(h))
+        h = rms_norm(h)
+        if self.scale_shift_table is not None:
+            h = h * (1 + scale2) + shift2
+        h = self.conv2(F.silu(h))
+        if self.norm3 is not None:
+            x = self.conv_shortcut(channel_layer_norm(self.norm3, x))
+        return h + x
+
+
+def _space_time_to_depth(x: torch.Tensor, stride: tuple[int, int, int]) -> torch.Tensor:
+    st, sh, sw = stride
+    x = x.unflatten(4, (-1, sw)).unflatten(3, (-1, sh)).unflatten(2, (-1, st))
+    return x.permute(0, 1, 3, 5, 7, 2, 4, 6).flatten(1, 4)
+
+
+def _depth_to_space_time(x: torch.Tensor, stride: tuple[int, int, int]) -> torch.Tensor:
+    b, _, t, h, w = x.shape
+    st, sh, sw = stride
+    x = x.reshape(b, -1, st, sh, sw, t, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4)
+    return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+
+
+class Downsampler(nn.Module):
+    """0.9.5's space/time-to-depth downsampler with an averaged shortcut (causal: one copy of frame 0 in front)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.stride = stride
+        self.group_size = in_channels * math.prod(stride) // out_channels
+        self.conv = LTXConv(in_channels, out_channels // math.prod(stride))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        st = self.stride[0]
+        if st > 1:
+            x = sliding_windows(self, x, st, st, st - 1, replicate=True)
+            if x is None:
+                raise FrameStreamError("LTX temporal downsampling needs whole frame groups per step")
+        shortcut = _space_time_to_depth(x, self.stride).unflatten(1, (-1, self.group_size)).mean(dim=2)
+        return _space_time_to_depth(self.conv(x), self.stride) + shortcut
+
+
+class Upsampler(nn.Module):
+    """2x depth-to-space (and time) upsampling; the first output frame of a clip is dropped (8T - 7 frames)."""
+
+    def __init__(self, in_channels: int, residual: bool, factor: int) -> None:
+        super().__init__()
+        self.residual, self.factor = residual, factor
+        self.conv = LTXConv(in_channels, in_channels * 8 // factor, causal=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stride = (2, 2, 2)
+        y = _depth_to_space_time(self.conv(x), stride)[:, :, 1:]
+        if self.residual:
+            shortcut = _depth_to_space_time(x, stride).repeat(1, 8 // self.factor, 1, 1, 1)[:, :, 1:]
+            y = y + shortcut
+        return y
+
+
+class DownBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, layers: int, scaling: bool, kind: str) -> None:
+        super().__init__()
+        self.resnets = nn.ModuleList(ResnetBlock(in_channels, in_channels, True) for _ in range(layers))
+        self.downsamplers = self.conv_out = None
+        if scaling and kind == "conv":
+            self.downsamplers = nn.ModuleList([LTXConv(in_channels, in_channels, stride=(2, 2, 2))])
+        elif scaling:
+            stride = {"spatial": (1, 2, 2), "temporal": (2, 1, 1), "spatiotemporal": (2, 2, 2)}[kind]
+            self.downsamplers = nn.ModuleList([Downsampler(in_channels, out_channels, stride)])
+        if in_channels != out_channels and kind == "conv":
+            self.conv_out = ResnetBlock(in_channels, out_channels, True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for resnet in self.resnets:
+            x = resnet(x)
+        if self.downsamplers is not None:
+            x = self.downsamplers[0](x)
+        return self.conv_out(x) if self.conv_out is not None else x
+
+
+class MidBlock(nn.Module):
+    def __init__(self, channels: int, layers: int, causal: bool, conditioned: bool = False) -> None:
+        super().__init__()
+        self.time_embedder = TimestepEmbedding(channels * 4) if conditioned else None
+        self.resnets = nn.ModuleList(ResnetBlock(channels, channels, causal, conditioned) for _ in range(layers))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        temb = self.time_embedder(t, x.dtype).view(x.shape[0], -1, 1, 1, 1) if self.time_embedder else None
+        for resnet in self.resnets:
+            x = resnet(x, temb)
+        return x
+
+
+class UpBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, layers: int, scaling: bool, conditioned: bool,
+                 residual: bool, factor: int) -> None:
+        super().__init__()
+        self.time_embedder = TimestepEmbedding(in_channels * 4) if conditioned else None
+        self.conv_in = ResnetBlock(in_channels, out_channels, False, conditioned) if in_channels != out_channels \
+            else None
+        self.upsamplers = nn.ModuleList([Upsampler(out_channels * factor, residual, factor)]) if scaling else None
+        self.resnets = nn.ModuleList(ResnetBlock(out_channels, out_channels, False, conditioned)
+                                     for _ in range(layers))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        if self.conv_in is not None:
+            x = self.conv_in(x, t)  # diffusers hands the raw timestep to conv_in too
+        temb = self.time_embedder(t, x.dtype).view(x.shape[0], -1, 1, 1, 1) if self.time_embedder else None
+        if self.upsamplers is not None:
+            x = self.upsamplers[0](x)
+        for resnet in self.resnets:
+            x = resnet(x, temb)
+        return x
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: LTXConfig, kinds: tuple[str, ...]) -> None:
+        super().__init__()
+        widths, p = cfg.encoder_widths, cfg.patch_size
+        self.conv_in = LTXConv(3 * p * p, widths[0])
+        version_095 = kinds[0] != "conv"
+        blocks, out = [], widths[0]
+        count = len(widths) - (1 if version_095 else 0)
+        for i in range(count):
+            inp = out
+            out = widths[i + 1] if (version_095 or i + 1 < count) else widths[i]
+            blocks.append(DownBlock(inp, out, cfg.encoder_layers[i], cfg.encoder_scaling[i], kinds[i]))
+        self.down_blocks = nn.ModuleList(blocks)
+        self.mid_block = MidBlock(out, cfg.encoder_layers[-1], causal=True)
+        self.conv_out = LTXConv(out, cfg.latent_channels + 1)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: LTXConfig) -> None:
+        super().__init__()
+        widths, layers = cfg.decoder_widths[::-1], cfg.decoder_layers[::-1]
+        scaling, residual, factor = cfg.decoder_scaling[::-1], cfg.upsample_residual[::-1], cfg.upsample_factor[::-1]
+        c = cfg.timestep_conditioning
+        self.conv_in = LTXConv(cfg.latent_channels, widths[0], causal=False)
+        self.mid_block = MidBlock(widths[0], layers[0], causal=False, conditioned=c)
+        blocks, out = [], widths[0]
+        for i in range(len(widths)):
+            inp, out = out // factor[i], widths[i] // factor[i]
+            blocks.append(UpBlock(inp, out, layers[i + 1], scaling[i], c, residual[i], factor[i]))
+        self.up_blocks = nn.ModuleList(blocks)
+        self.conv_out = LTXConv(out, 3 * cfg.patch_size**2, causal=False)
+        if c:
+            self.timestep_scale_multiplier = nn.Parameter(torch.tensor(1000.0))
+            self.time_embedder = TimestepEmbedding(out * 2)
+            self.scale_shift_table = nn.Parameter(torch.zeros(2, out))
+
+
+class LTXVideoVAE(CausalVideoVAE):
+    family = "LTX-Video VAE"
+    causal_decoder = False
+
+    def __init__(self, cfg: LTXConfig, down_kinds: tuple[str, ...] = ("conv",) * 4) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.latent_channels = cfg.latent_channels
+        self.spatial_ratio = cfg.patch_size * 2 ** sum(cfg.decoder_scaling)
+        self.temporal_ratio = 2 ** sum(cfg.decoder_scaling)
+        self.decode_timestep: float | None = None  # 0.9.1+ (timestep-conditioned decoders): e.g. 0.05
+        self.encoder = Encoder(cfg, down_kinds)
+        self.decoder = Decoder(cfg)
+        self.first_upsampling = next((i for i, b in enumerate(self.decoder.up_blocks) if b.upsamplers is not None),
+                                     len(self.decoder.up_blocks))
+        shared, upsampling = self.decoder_reach()
+        self.temporal_core, self.temporal_blend = 8, 0
+        self.temporal_halo, self.shared_halo = math.ceil(upsampling), math.ceil(shared)  # exact
+        self.register_buffer("latents_mean", torch.zeros(cfg.latent_channels))
+        self.register_buffer("latents_std", torch.ones(cfg.latent_channels))
+        self.last_downsampling = max((i for i, b in enumerate(self.encoder.down_blocks) if b.downsamplers is not None),
+                                     default=-1)
+
+    def decoder_reach(self) -> tuple[float, float]:
+        """How many latent frames away (each side) the latent-resolution stages and the upsampling stages still
+        see: every temporal conv adds one frame at its own frame rate. Windows whose halos cover these give
+        the whole-clip result (see :class:`model.CausalVideoVAE`)."""
+        shared, rate = 1.0, 1  # conv_in
+        shared += 2 * len(self.decoder.mid_block.resnets)
+        upsampling = 0.0
+        for index, block in enumerate(self.decoder.up_blocks):
+            reach = (2 if block.conv_in is not None else 0) / rate
+            if block.upsamplers is not None:
+                reach += 1 / rate
+                rate *= 2
+            reach += 2 * len(block.resnets) / rate
+            if index < self.first_upsampling:
+                shared += reach
+            else:
+                upsampling += reach
+        return shared, upsampling + 1 / rate  # conv_out
+
+    @property
+    def finest_width(self) -> int:
+        return self.decoder.conv_out.conv.in_channels // self.cfg.patch_size**2
+
+    @property
+    def encoder_finest_width(self) -> int:
+        return self.encoder.conv_in.conv.out_channels // self.cfg.patch_size**2
+
+    def _timestep(self, z: torch.Tensor) -> torch.Tensor | None:
+        if not self.cfg.timestep_conditioning:
+            return None
+        if self.decode_timestep is None:
+            raise FrameStreamError("this LTX-Video VAE decodes at a timestep (0.9.1 and later); set decode_timestep "
+                                   "(LTX's pipelines use 0.05)")
+        t = torch.full((z.shape[0],), self.decode_timestep, device=z.device, dtype=z.dtype)
+        return t * self.decoder.timestep_scale_multiplier
+
+    def decode_shared(self, z: torch.Tensor) -> torch.Tensor:
+        t = self._timestep(z)
+        x = self.decoder.mid_block(self.decoder.conv_in(z), t)
+        for block in self.decoder.up_blocks[: self.first_upsampling]:
+            x = block(x, t)
+        return x
+
+    def decode_tile(self, features: torch.Tensor) -> torch.Tensor:
+        t = self._timestep(features)
+        x = features
+        for block in self.decoder.up_blocks[self.first_upsampling :]:
+            x = block(x, t)
+        x = rms_norm(x)
+        if t is not None:
+            temb = self.decoder.time_embedder(t, x.dtype).view(x.shape[0], 2, -1, 1, 1, 1)
+            shift, scale = (temb + self.decoder.scale_shift_table[None, ..., None, None, None]).unbind(1)
+            x = x * (1 + scale) + shift
+        return _unpatchify(self.decoder.conv_out(F.silu(x)), self.cfg.patch_size)
+
+    def encode_tile(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder.conv_in(_patchify(x, self.cfg.patch_size))
+        for block in self.encoder.down_blocks[: self.last_downsampling + 1]:
+            h = block(h)
+        return h
+
+    def encode_shared(self, features: torch.Tensor) -> torch.Tensor:
+        h = features
+        for block in self.encoder.down_blocks[self.last_downsampling + 1 :]:
+            h = block(h)
+        h = self.encoder.conv_out(F.silu(rms_norm(self.encoder.mid_block(h))))
+        return h[:, : self.latent_channels]
+
+
+def _patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """diffusers' order: channel-major, then the patch's column, then its row."""
+    b, c, t, h, w = x.shape
+    x = x.reshape(b, c, t, 1, h // p, p, w // p, p)
+    return x.permute(0, 1, 3, 7, 5, 2, 4, 6).flatten(1, 4)
+
+
+def _unpatchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    b, _, t, h, w = x.shape
+    x = x.reshape(b, -1, 1, p, p, t, h, w).permute(0, 1, 5, 2, 6, 4, 7, 3)
+    return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
