@@ -14,6 +14,10 @@ import torch
 
 from .errors import FrameStreamError
 from .files import read_safetensors
+from .ltx_checkpoints import build_ltx
+from .ltx_checkpoints import is_diffusers_layout as is_diffusers_ltx
+from .ltx_checkpoints import is_original_layout as is_original_ltx
+from .model import CausalVideoVAE
 from .wan import WanConfig, WanVAE
 
 # key that betrays each family we recognise, supported or not (first match wins)
@@ -48,8 +52,10 @@ def require_video_vae(sd: Mapping[str, torch.Tensor], source: str) -> str:
     family = identify(sd)
     if family.startswith("wan"):
         return family
+    if is_original_ltx(sd) or is_diffusers_ltx(sd):
+        return "ltx"
     found = family if family != "unknown" else f"an unrecognised model (first keys: {', '.join(list(sd)[:3])})"
-    raise FrameStreamError(f"{source} holds {found}; FrameStream needs a Wan 2.1 or Wan 2.2 video VAE")
+    raise FrameStreamError(f"{source} holds {found}; FrameStream needs a Wan 2.1, Wan 2.2 or LTX-Video VAE")
 
 
 # --- diffusers AutoencoderKLWan layout -> original layout -------------------------------------------------
@@ -177,6 +183,14 @@ def build_wan(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> Wan
     return model.eval()
 
 
-def load_vae(path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> WanVAE:
+def build_vae(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> CausalVideoVAE:
+    """The video VAE these tensors describe (Wan 2.1 / 2.2 or LTX-Video, any supported layout), without copying."""
+    stripped = _strip_prefix(sd)
+    if require_video_vae(stripped, source) == "ltx":
+        return build_ltx(stripped, source)
+    return build_wan(stripped, source)
+
+
+def load_vae(path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> CausalVideoVAE:
     """Loads a video VAE file onto ``device`` in ``dtype`` (a single copy of the weights)."""
-    return build_wan(read_safetensors(path, device, dtype), os.path.basename(path)).requires_grad_(False)
+    return build_vae(read_safetensors(path, device, dtype), os.path.basename(path)).requires_grad_(False)

@@ -204,9 +204,10 @@ def decode(
     sink = sink if sink is not None else FrameSink()
     videos, _, length, h, w = latent.shape
     r = vae.spatial_ratio
-    plan = _plan(vae, tile, overlap, h * r, w * r, frames_per_step, budget)
-    tiler = Tiler(vae, (h, w), plan, overlap, on_retry, cache_device)
     windows = temporal.windows(vae, length, frames_per_step)
+    per_step = max(window.stop - window.start for window in windows)  # a non-causal decoder's windows are wider
+    plan = _plan(vae, tile, overlap, h * r, w * r, per_step, budget)
+    tiler = Tiler(vae, (h, w), plan, overlap, on_retry, cache_device)
     total = videos * len(windows)
 
     def decode_window(state: StreamState, batch: int, window: temporal.TemporalWindow) -> torch.Tensor:

@@ -46,6 +46,8 @@ class Estimate:
 def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode") -> int:
     """Bytes of causal carry per latent pixel, in the model's dtype (probed once, cached on the model)."""
     cache = vae.__dict__.setdefault("_framestream_carry_per_cell", {})
+    if direction == "decode" and not vae.causal_decoder:
+        cache[direction] = 0  # decoded in independent windows: nothing is carried
     if direction not in cache:
         state = StreamState()
         device, dtype = vae.weight_device, vae.weight_dtype

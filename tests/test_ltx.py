@@ -1,0 +1,164 @@
+"""The LTX-Video VAE against diffusers' AutoencoderKLLTXVideo with shared random weights (reduced widths)."""
+
+import pytest
+import torch
+
+from framestream.vae_core import engine
+from framestream.vae_core.checkpoints import build_vae
+from framestream.vae_core.errors import FrameStreamError
+from framestream.vae_core.ltx_checkpoints import original_to_diffusers
+
+TOL = 1e-4
+SMALL = dict(block_out_channels=(8, 16, 32, 32), decoder_block_out_channels=(8, 16, 32, 32),
+             layers_per_block=(1, 1, 1, 1, 2), decoder_layers_per_block=(2, 1, 1, 1, 2))
+# 0.9.1's decoder shape (three upsampling blocks with residual depth-to-space, timestep conditioning), no noise
+SMALL_091 = dict(block_out_channels=(8, 16, 32, 32), decoder_block_out_channels=(16, 32, 64),
+                 layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 2),
+                 decoder_spatio_temporal_scaling=(True, True, True), decoder_inject_noise=(False,) * 4,
+                 upsample_residual=(True,) * 3, upsample_factor=(2,) * 3, timestep_conditioning=True)
+# 0.9.5's encoder: space- and time-to-depth downsamplers with averaged shortcuts
+SMALL_095 = dict(SMALL_091, block_out_channels=(8, 16, 32, 32, 64), spatio_temporal_scaling=(True,) * 4,
+                 down_block_types=("LTXVideo095DownBlock3D",) * 4,
+                 downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"))
+
+
+def diffusers_ltx(config, seed=0):
+    from diffusers import AutoencoderKLLTXVideo
+
+    torch.manual_seed(seed)
+    model = AutoencoderKLLTXVideo(**config).eval()
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for param in model.parameters():  # no zero-initialised tables or shortcuts to hide mistakes
+            param.copy_(0.15 * torch.randn(param.shape, generator=gen))
+    return model
+
+
+@pytest.fixture(scope="module", params=["0.9.0", "0.9.1", "0.9.5"])
+def pair(request):
+    config = {"0.9.0": SMALL, "0.9.1": SMALL_091, "0.9.5": SMALL_095}[request.param]
+    ref = diffusers_ltx(config)
+    ours = build_vae(ref.state_dict())
+    ours.decode_timestep = ref_timestep = 0.05 if config.get("timestep_conditioning") else None
+    return ref, ours, ref_timestep
+
+
+def reference_decode(ref, z, timestep):
+    temb = None if timestep is None else torch.full((z.shape[0],), timestep)
+    with torch.no_grad():
+        return ((ref.decode(z, temb=temb).sample + 1) / 2).clamp(0, 1)[0].permute(1, 2, 3, 0)
+
+
+def test_whole_clip_decode_matches_diffusers(pair):
+    ref, ours, timestep = pair
+    z = torch.randn(1, 128, 4, 2, 3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = ref.decode(z, temb=None if timestep is None else torch.tensor([timestep])).sample
+        got = ours.decode_chunk(z)
+    assert got.shape == expected.shape == (1, 3, 25, 64, 96)
+    assert (got - expected).abs().max().item() <= TOL * expected.abs().max().item()
+
+
+def test_windowed_decode_equals_the_whole_clip(pair):
+    """Windows with halos covering the decoder's reach give the whole-clip frames, for any core size."""
+    ref, ours, timestep = pair
+    z = torch.randn(1, 128, 14, 2, 2, generator=torch.Generator().manual_seed(3))
+    expected = reference_decode(ref, z, timestep)
+    for core in (1, 3, 8):
+        ours.temporal_core = core
+        got = engine.decode(ours, z)
+        assert got.shape == expected.shape == (1 + 8 * 13, 64, 64, 3)
+        assert (got - expected).abs().max().item() <= TOL
+    ours.temporal_core = 8
+
+
+def test_a_halo_short_of_the_reach_is_not_exact(pair):
+    """The halos are needed: without the latent-resolution stages' extra context the frames differ."""
+    ref, ours, timestep = pair
+    z = torch.randn(1, 128, 14, 2, 2, generator=torch.Generator().manual_seed(3))
+    shared, ours.shared_halo, ours.temporal_core = ours.shared_halo, 0, 3
+    try:
+        assert (engine.decode(ours, z) - reference_decode(ref, z, timestep)).abs().max().item() > 1e-3
+    finally:
+        ours.shared_halo, ours.temporal_core = shared, 8
+
+
+def test_streamed_encode_matches_diffusers(pair):
+    ref, ours, _ = pair
+    frames = torch.rand(17, 64, 96, 3, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = ref.encode(frames.permute(3, 0, 1, 2)[None] * 2 - 1).latent_dist.mean
+    got = engine.encode(ours, frames)
+    assert got.shape == expected.shape == (1, 128, 3, 2, 3)
+    assert (got - expected).abs().max().item() <= TOL * expected.abs().max().item()
+
+
+def test_tiles_get_closer_to_the_whole_frame_as_their_overlap_grows(pair):
+    """Tiles start at the first upsampling stage, so their zero-padded edges reach into the overlap. With
+    random weights that reach is long, so only the trend is asserted; the figures are in the README."""
+    _, ours, _ = pair
+    z = torch.randn(1, 128, 2, 8, 8, generator=torch.Generator().manual_seed(5))
+    whole = engine.decode(ours, z)
+    narrow, wide = ((engine.decode(ours, z, tile=t, overlap=o) - whole).abs().mean().item()
+                    for t, o in ((128, 32), (192, 96)))
+    assert narrow > wide > 0
+    assert torch.equal(engine.decode(ours, z, tile=256), whole)
+
+
+def to_original(sd, version):
+    """The original (Lightricks) layout, written from the release's block list: the inverse of the loader's
+    renaming, which diffusers' own single-file converter must map back (checked below)."""
+    from framestream.vae_core import ltx_checkpoints as lc
+
+    decoder = lc._DECODER_090 if version == "0.9.0" else lc._DECODER_091
+    encoder = lc._ENCODER_095 if version == "0.9.5" else lc._ENCODER_090
+    out = {}
+    for key, value in sd.items():
+        if key in ("latents_mean", "latents_std"):
+            out[{"latents_mean": "per_channel_statistics.mean-of-means",
+                 "latents_std": "per_channel_statistics.std-of-means"}[key]] = value
+            continue
+        side, _, rest = key.partition(".")
+        table = decoder if side == "decoder" else encoder
+        for index, path in sorted(enumerate(table), key=lambda item: -len(item[1])):
+            if rest.startswith(path + "."):
+                rest = f"{'up_blocks' if side == 'decoder' else 'down_blocks'}.{index}.{rest[len(path) + 1:]}"
+                break
+        rest = rest.replace("resnets.", "res_blocks.").replace("conv_shortcut.conv.", "conv_shortcut.")
+        rest = rest.replace("norm3.", "norm3.norm.")
+        if side == "decoder" and version != "0.9.0":
+            rest = rest.replace("time_embedder.", "last_time_embedder.", 1) if rest.startswith("time_embedder.") \
+                else rest.replace("scale_shift_table", "last_scale_shift_table") if rest == "scale_shift_table" else rest
+        out[f"{side}.{rest}"] = value
+    return out
+
+
+@pytest.mark.parametrize("version, config", [("0.9.0", SMALL), ("0.9.1", SMALL_091), ("0.9.5", SMALL_095)])
+def test_original_layout_loads_and_agrees_with_diffusers_converter(version, config):
+    from diffusers.loaders.single_file_utils import convert_ltx_vae_checkpoint_to_diffusers
+
+    ref = diffusers_ltx(config, seed=7)
+    original = to_original(ref.state_dict(), version)
+    if version != "0.9.5":  # diffusers tells 0.9.5 apart by its full width (2048), so only at full size
+        converted = convert_ltx_vae_checkpoint_to_diffusers({f"vae.{k}": v for k, v in original.items()})
+        ours_renamed = original_to_diffusers(original)
+        assert set(converted) == set(ours_renamed)
+        assert all(converted[k] is ours_renamed[k] for k in converted)
+    ours = build_vae({f"vae.{k}": v for k, v in original.items()})  # single-file checkpoints carry "vae."
+    z = torch.randn(1, 128, 2, 2, 2, generator=torch.Generator().manual_seed(8))
+    ours.decode_timestep = 0.05
+    with torch.no_grad():
+        expected = ref.decode(z, temb=torch.tensor([0.05]) if config.get("timestep_conditioning") else None).sample
+        assert (ours.decode_chunk(z) - expected).abs().max().item() <= TOL * expected.abs().max().item()
+
+
+def test_bad_ltx_inputs_get_clear_errors():
+    ref = diffusers_ltx(SMALL_091)
+    ours = build_vae(ref.state_dict())
+    with pytest.raises(FrameStreamError, match="decodes at a timestep .* set decode_timestep"):
+        engine.decode(ours, torch.randn(1, 128, 2, 2, 2))
+    with pytest.raises(FrameStreamError, match="latent has 16 channels but the LTX-Video VAE expects 128"):
+        engine.decode(ours, torch.randn(1, 16, 2, 2, 2))
+    noisy = diffusers_ltx(dict(SMALL_091, decoder_inject_noise=(False, True, True, True)))
+    with pytest.raises(FrameStreamError, match="injects noise in its decoder"):
+        build_vae(noisy.state_dict())
