@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "tests")]
 from decode_vs_diffusers import import_framestream  # noqa: E402
+from measured_child import run_child  # noqa: E402
 from oracle import diffusers_wan  # noqa: E402
 
 fs = import_framestream()
@@ -109,12 +109,7 @@ def cost() -> None:
 
 
 def _child(kind: str, **kw) -> dict:
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "OMP_NUM_THREADS": "2"}
-    out = subprocess.run([sys.executable, __file__, "child", kind, json.dumps(kw)], env=env, capture_output=True,
-                         text=True, timeout=3600)
-    if out.returncode:
-        raise RuntimeError(out.stderr[-2000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(__file__, kind, json.dumps(kw))
 
 
 def child(kind: str, kw: dict) -> None:

@@ -162,3 +162,29 @@ def test_bad_ltx_inputs_get_clear_errors():
     noisy = diffusers_ltx(dict(SMALL_091, decoder_inject_noise=(False, True, True, True)))
     with pytest.raises(FrameStreamError, match="injects noise in its decoder"):
         build_vae(noisy.state_dict())
+
+
+def test_host_latents_are_normalised_by_the_checkpoint_statistics(pair):
+    """ComfyUI's LTX LATENTs are (mean - latents_mean) / latents_std; the nodes set normalized_latents."""
+    ref, ours, _ = pair
+    gen = torch.Generator().manual_seed(9)
+    ours.latents_mean, ours.latents_std = torch.randn(128, generator=gen), torch.rand(128, generator=gen) + 0.5
+    frames = torch.rand(9, 64, 64, 3, generator=gen)
+    raw = engine.encode(ours, frames)
+    try:
+        ours.normalized_latents = True
+        normalised = engine.encode(ours, frames)
+        mean, std = ours.latents_mean.view(1, -1, 1, 1, 1), ours.latents_std.view(1, -1, 1, 1, 1)
+        assert torch.allclose(normalised, (raw - mean) / std, atol=1e-5)
+        assert torch.allclose(engine.decode(ours, normalised), _raw_decode(ours, raw), atol=1e-5)
+    finally:
+        ours.normalized_latents = False
+        ours.latents_mean, ours.latents_std = torch.zeros(128), torch.ones(128)
+
+
+def _raw_decode(model, latent):
+    model.normalized_latents = False
+    try:
+        return engine.decode(model, latent)
+    finally:
+        model.normalized_latents = True

@@ -278,6 +278,8 @@ class LTXVideoVAE(CausalVideoVAE):
         self.spatial_ratio = cfg.patch_size * 2 ** sum(cfg.decoder_scaling)
         self.temporal_ratio = 2 ** sum(cfg.decoder_scaling)
         self.decode_timestep: float | None = None  # 0.9.1+ (timestep-conditioned decoders): e.g. 0.05
+        # ComfyUI's LTX latents are normalised by the checkpoint's per-channel statistics; diffusers' VAE takes raw
+        self.normalized_latents = False
         self.encoder = Encoder(cfg, down_kinds)
         self.decoder = Decoder(cfg)
         self.first_upsampling = next((i for i, b in enumerate(self.decoder.up_blocks) if b.upsamplers is not None),
@@ -326,7 +328,13 @@ class LTXVideoVAE(CausalVideoVAE):
         t = torch.full((z.shape[0],), self.decode_timestep, device=z.device, dtype=z.dtype)
         return t * self.decoder.timestep_scale_multiplier
 
+    def _statistics(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(v.to(like.device, like.dtype).view(1, -1, 1, 1, 1) for v in (self.latents_mean, self.latents_std))
+
     def decode_shared(self, z: torch.Tensor) -> torch.Tensor:
+        if self.normalized_latents:
+            mean, std = self._statistics(z)
+            z = z * std + mean
         t = self._timestep(z)
         x = self.decoder.mid_block(self.decoder.conv_in(z), t)
         for block in self.decoder.up_blocks[: self.first_upsampling]:
@@ -355,8 +363,11 @@ class LTXVideoVAE(CausalVideoVAE):
         h = features
         for block in self.encoder.down_blocks[self.last_downsampling + 1 :]:
             h = block(h)
-        h = self.encoder.conv_out(F.silu(rms_norm(self.encoder.mid_block(h))))
-        return h[:, : self.latent_channels]
+        h = self.encoder.conv_out(F.silu(rms_norm(self.encoder.mid_block(h))))[:, : self.latent_channels]
+        if self.normalized_latents:
+            mean, std = self._statistics(h)
+            h = (h - mean) / std
+        return h
 
 
 def _patchify(x: torch.Tensor, p: int) -> torch.Tensor:

@@ -1,0 +1,105 @@
+"""LTX-Video decode: FrameStream's windowed decode vs the whole clip vs diffusers' framewise decode (CPU).
+
+The model is diffusers' AutoencoderKLLTXVideo with 0.9.0's depth (4, 3, 3, 3, 4 resnets) at reduced widths
+and its default random initialisation; ours shares its weights. Usage::
+
+    python benchmarks/ltx_decode.py            # both parts
+    python benchmarks/ltx_decode.py error      # error vs the whole-clip decode
+    python benchmarks/ltx_decode.py memory     # time and peak RSS against video length
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE]
+from decode_vs_diffusers import import_framestream  # noqa: E402
+from measured_child import run_child  # noqa: E402
+
+fs = import_framestream()
+from framestream.vae_core import engine  # noqa: E402
+from framestream.vae_core.checkpoints import build_vae  # noqa: E402
+from framestream.vae_core.quality import psnr  # noqa: E402
+from framestream.vae_core.runtime import peak_rss_bytes  # noqa: E402
+from framestream.vae_core.sinks import CallbackSink  # noqa: E402
+
+MiB = 2**20
+WIDTHS = (16, 32, 64, 64)
+
+
+def models():
+    from diffusers import AutoencoderKLLTXVideo
+
+    torch.manual_seed(0)
+    ref = AutoencoderKLLTXVideo(block_out_channels=WIDTHS, decoder_block_out_channels=WIDTHS).eval()
+    return ref, build_vae(ref.state_dict())
+
+
+def as_frames(video: torch.Tensor) -> torch.Tensor:
+    return ((video + 1) / 2).clamp(0, 1)[0].permute(1, 2, 3, 0)
+
+
+def error() -> None:
+    ref, ours = models()
+    latent = torch.randn(1, 128, 16, 4, 4, generator=torch.Generator().manual_seed(1))  # 121 frames, 128x128
+    with torch.no_grad():
+        whole = as_frames(ref.decode(latent).sample)
+        ref.use_framewise_decoding = True
+        framewise = as_frames(ref.decode(latent).sample)
+    shared, upsampling = ours.decoder_reach()
+    print(f"decoder reach: {shared:.2f} latent frames at latent resolution + {upsampling:.2f} in the upsampling "
+          f"stages; halos {ours.shared_halo} + {ours.temporal_halo}, cores of {ours.temporal_core}\n")
+    print("| LTX 0.9.0 depth, widths 16-64, 121x128x128 | max error vs whole clip | PSNR |")
+    print("|---|---:|---:|")
+    rows = [("diffusers use_framewise_decoding", framewise), ("FrameStream windows (exact halos)", engine.decode(ours, latent))]
+    ours.shared_halo, ours.temporal_halo, ours.temporal_blend = 4, 2, 1
+    rows.append(("FrameStream windows, short halos (4 + 2, blend 1)", engine.decode(ours, latent)))
+    for name, frames in rows:
+        print(f"| {name} | {(frames - whole).abs().max().item():.2e} | {psnr(frames, whole):.1f} dB |", flush=True)
+
+
+def _child(kind: str, latents: int) -> dict:
+    return run_child(__file__, kind, str(latents))
+
+
+def child(kind: str, latents: int) -> None:
+    torch.set_num_threads(2)
+    ref, ours = models()
+    latent = torch.randn(1, 128, latents, 4, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref.decode(latent[:, :, :2])  # warm up
+        engine.decode(ours, latent[:, :, :2])
+        base = peak_rss_bytes()
+        started = time.perf_counter()
+        if kind == "framestream":
+            engine.decode(ours, latent, sink=CallbackSink(lambda *chunk: None))  # frames streamed away
+        else:
+            ref.use_framewise_decoding = kind == "framewise"
+            ref.decode(latent)
+    print(json.dumps({"extra": peak_rss_bytes() - base, "seconds": time.perf_counter() - started}))
+
+
+def memory() -> None:
+    print("| decode, 128x128 | frames | extra peak RSS | time |")
+    print("|---|---:|---:|---:|")
+    for kind in ("framestream", "whole", "framewise"):
+        for latents in (9, 33, 65):
+            r = _child(kind, latents)
+            print(f"| {kind} | {1 + 8 * (latents - 1)} | {r['extra'] / MiB:.0f} MiB | {r['seconds']:.1f} s |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "child":
+        child(sys.argv[2], int(sys.argv[3]))
+    else:
+        parts = sys.argv[1:] or ["error", "memory"]
+        for part in parts:
+            {"error": error, "memory": memory}[part]()
+            print()
