@@ -28,9 +28,17 @@ CONDITIONING_INPUTS = {
     "negative": ("CONDITIONING", {"tooltip": "The negative prompt."}),
     "vae": ("VAE", {"tooltip": VAE_TOOLTIP + " Image-to-video models use the Wan 2.1 VAE."}),
 }
-OUTPUTS = ("CONDITIONING", "CONDITIONING", "LATENT")
-OUTPUT_TOOLTIPS = ("Positive with the known frames (and the frame-free variant for the unconditional guider).",
-                   "Negative with the known frames.", "An empty latent batch of the right size for the sampler.")
+
+
+class KnownFramesConditioning:
+    """What both conditioning nodes hand the sampler: prompts with the known frames, and an empty latent."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "condition"
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT")
+    RETURN_NAMES = ("positive", "negative", "latent")
+    OUTPUT_TOOLTIPS = ("Positive with the known frames (and the frame-free variant for the unconditional guider).",
+                       "Negative with the known frames.", "An empty latent batch of the right size for the sampler.")
 
 
 def _encoder(vae, height: int, width: int):
@@ -65,17 +73,12 @@ def _outputs(positive, negative, frames: FrameConditioning, clip_vision):
 
 
 @node("FrameStream Keyframe Interpolation (Wan FLF2V, batched)")
-class FrameStreamKeyframeInterpolation:
+class FrameStreamKeyframeInterpolation(KnownFramesConditioning):
     DESCRIPTION = (
         "First-last-frame conditioning for every pair of consecutive keyframes as one batch: one sampler run "
         "makes all K-1 segments. Each segment's conditioning is what WanFirstLastFrameToVideo builds for its two "
         "keyframes. Decode with segment_overlap 1 to get one video with every frame once."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "condition"
-    RETURN_TYPES = OUTPUTS
-    RETURN_NAMES = ("positive", "negative", "latent")
-    OUTPUT_TOOLTIPS = OUTPUT_TOOLTIPS
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -107,17 +110,12 @@ class FrameStreamKeyframeInterpolation:
 
 
 @node("FrameStream Extend Video (Wan I2V, latent hand-off)")
-class FrameStreamExtendVideo:
+class FrameStreamExtendVideo(KnownFramesConditioning):
     DESCRIPTION = (
         "Conditioning that continues a clip from its last latent frames, handed over as latents (no decode and "
         "re-encode, so no colour drift from pixel round trips). Sample, then Join Latents to get one latent for "
         "the whole video."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "condition"
-    RETURN_TYPES = OUTPUTS
-    RETURN_NAMES = ("positive", "negative", "latent")
-    OUTPUT_TOOLTIPS = OUTPUT_TOOLTIPS
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..vae_core.errors import FrameStreamError
 from ..vae_core.image_attention import ImageStrength, image_strength_patches
 from . import host
+from .frame_conditioning import CATEGORY
 from .registry import node
 
 
@@ -20,7 +21,7 @@ class FrameStreamImageAttention:
         "video follows the input image more loosely and the prompt more; above 1, more tightly. The loaded model "
         "is not changed."
     )
-    CATEGORY = "FrameStream/long video"
+    CATEGORY = CATEGORY
     FUNCTION = "patch"
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The model with the image strength applied while it samples.",)

@@ -84,15 +84,18 @@ def grey_clip(frames: int, height: int, width: int, first: torch.Tensor | None =
         yield block
 
 
-def normalise(latent: torch.Tensor) -> torch.Tensor:
-    mean, std = (torch.tensor(v, dtype=latent.dtype, device=latent.device).view(1, -1, 1, 1, 1)
+def _statistics(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return tuple(torch.tensor(v, dtype=like.dtype, device=like.device).view(1, -1, 1, 1, 1)
                  for v in (WAN21_LATENT_MEAN, WAN21_LATENT_STD))
+
+
+def normalise(latent: torch.Tensor) -> torch.Tensor:
+    mean, std = _statistics(latent)
     return (latent - mean) / std
 
 
 def denormalise(latent: torch.Tensor) -> torch.Tensor:
-    mean, std = (torch.tensor(v, dtype=latent.dtype, device=latent.device).view(1, -1, 1, 1, 1)
-                 for v in (WAN21_LATENT_MEAN, WAN21_LATENT_STD))
+    mean, std = _statistics(latent)
     return latent * std + mean
 
 

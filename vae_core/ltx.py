@@ -61,10 +61,7 @@ class LTXConv(nn.Module):
             return self.conv(x)
         if self.causal:
             frames = sliding_windows(self, x, kernel, stride, kernel - 1, replicate=True)
-            if frames is None:
-                h, w = (x.shape[3] - 1) // self.conv.stride[1] + 1, (x.shape[4] - 1) // self.conv.stride[2] + 1
-                return x.new_empty(x.shape[0], self.conv.out_channels, 0, h, w)
-            return self.conv(frames)
+            return self.conv.empty_output(x) if frames is None else self.conv(frames)
         pad = (kernel - 1) // 2
         return self.conv(torch.cat([x[:, :, :1].expand(-1, -1, pad, -1, -1), x,
                                     x[:, :, -1:].expand(-1, -1, pad, -1, -1)], dim=2))

@@ -180,6 +180,12 @@ class Conv3d(torch.nn.Conv3d):
                                                      self.groups)
         return super()._conv_forward(x, weight, bias)
 
+    def empty_output(self, x: torch.Tensor) -> torch.Tensor:
+        """What this conv gives for no complete temporal window yet: zero frames of the right size."""
+        out_h = (x.shape[3] + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1
+        out_w = (x.shape[4] + 2 * self.padding[2] - self.kernel_size[2]) // self.stride[2] + 1
+        return x.new_empty(x.shape[0], self.out_channels, 0, out_h, out_w)
+
 
 class CausalConv3d(Conv3d):
     """A 3D conv that pads only in front in time and streams its input.
@@ -200,13 +206,8 @@ class CausalConv3d(Conv3d):
             return super().forward(x)
         frames = sliding_windows(self, x, kernel, stride, self.front_pad)
         if frames is None:
-            return self._empty_output(x)
+            return self.empty_output(x)
         return super().forward(frames)
-
-    def _empty_output(self, x: torch.Tensor) -> torch.Tensor:
-        out_h = (x.shape[3] + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1
-        out_w = (x.shape[4] + 2 * self.padding[2] - self.kernel_size[2]) // self.stride[2] + 1
-        return x.new_empty(x.shape[0], self.out_channels, 0, out_h, out_w)
 
 
 def _one_dnn_serves(x: torch.Tensor) -> bool:
