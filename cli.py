@@ -70,10 +70,10 @@ def cmd_decode(args) -> None:
     started = time.perf_counter()
     bar = ConsoleProgress("decode", args.quiet)
     frames = engine.decode(vae, latent, sink=sink, frames_per_step=args.frames_per_step, progress=bar,
-                           on_retry=bar.retry, **_tile_options(args))
+                           on_retry=bar.retry, statistics_passes=args.statistics_passes, **_tile_options(args))
     if isinstance(frames, torch.Tensor):
         write_frames(args.output, frames)
-    count = vae.pixel_frames(latent.shape[-3]) * (latent.shape[0] if latent.ndim == 5 else 1)
+    count = vae.decoded_frames(latent.shape[-3]) * (latent.shape[0] if latent.ndim == 5 else 1)
     height, width = (n * vae.spatial_ratio for n in latent.shape[-2:])
     print(f"decoded {tuple(latent.shape)} -> {count} frames {width}x{height} in {time.perf_counter() - started:.2f} s ({vae.family}, "
           f"{device}, {str(dtype)[6:]}), {peak_memory_text(device)} -> {args.output}")
@@ -172,12 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--lossless", action="store_true", help="lossless RGB h264 (large files; not for browsers)")
 
     p = sub.add_parser("decode", help="latent -> a video file, or frames [B*T, H, W, 3] in [0, 1] (the host's IMAGE)")
-    p.add_argument("vae", help="video VAE .safetensors (Wan 2.1 / 2.2, original or diffusers layout)")
+    p.add_argument("vae", help="video VAE .safetensors (Wan 2.1 / 2.2, HunyuanVideo, CogVideoX, LTX-Video; "
+                                      "original, diffusers or ComfyUI layout)")
     p.add_argument("latent", help="a host .latent file or a .safetensors with one [C,T,H,W] or [B,C,T,H,W] tensor")
     p.add_argument("-o", "--output", required=True,
                    help="OUT.mp4 (.mkv, .mov), written frame by frame, or OUT.safetensors holding the tensor 'frames'")
     p.add_argument("--frames-per-step", type=int, default=engine.DEFAULT_FRAMES_PER_STEP,
                    help=f"latent frames decoded per step (default {engine.DEFAULT_FRAMES_PER_STEP})")
+    p.add_argument("--statistics-passes", type=int, default=1,
+                   help="HunyuanVideo only: passes that gather the clip's GroupNorm statistics before the one that "
+                        "writes (default 1; 0: one pass with running statistics)")
     video_output(p)
     common(p)
     p.set_defaults(run=cmd_decode)

@@ -16,7 +16,8 @@ DECODE_INPUTS = {
 FRAMES_PER_STEP = ("INT", {
     "default": engine.DEFAULT_FRAMES_PER_STEP, "min": 1, "max": 64,
     "tooltip": "Latent frames decoded per step (each gives 4 video frames). Higher can be faster and uses more "
-               "memory; the result is the same for every value.",
+               "memory. The result is the same for every value (Wan, LTX-Video) or close (HunyuanVideo); "
+               "CogVideoX always decodes in its own 2-frame steps.",
 })
 
 SEGMENT_INPUTS = {

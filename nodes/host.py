@@ -88,6 +88,30 @@ def free_bytes(device) -> int | None:
     return model_management.get_free_memory(device) if AVAILABLE else None
 
 
+def vae_files() -> list[str]:
+    """The files in the host's ``models/vae`` folders (those under ./models/vae standalone)."""
+    if AVAILABLE:
+        return folder_paths.get_filename_list("vae")
+    folder = os.path.abspath(os.path.join("models", "vae"))
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def vae_path(name: str) -> str:
+    if AVAILABLE:
+        return folder_paths.get_full_path_or_raise("vae", name)
+    return os.path.abspath(os.path.join("models", "vae", name))
+
+
+def vae_device_and_dtype():
+    """Where and in what precision the host runs VAEs (its --cpu-vae, --fp16-vae... flags); CPU fp32 standalone."""
+    import torch
+
+    if not AVAILABLE:
+        return torch.device("cpu"), torch.float32
+    device = model_management.vae_device()
+    return device, model_management.vae_dtype(device, [torch.float16, torch.bfloat16, torch.float32])
+
+
 def output_directory() -> str:
     return folder_paths.get_output_directory() if AVAILABLE else os.path.abspath("output")
 

@@ -13,13 +13,14 @@ from ..vae_core.model import CausalVideoVAE
 from . import host
 from .tiling_inputs import TILE_INPUTS, tile_options
 
-VAE_TOOLTIP = "A Wan 2.1, Wan 2.2 or LTX-Video VAE from Load VAE."
+VAE_TOOLTIP = ("A Wan 2.1/2.2, HunyuanVideo or LTX-Video VAE from Load VAE, or any of these and CogVideoX from "
+               "FrameStream Load VAE.")
 
 
 HOST_LTX_DECODE_TIMESTEP = 0.05  # what the host's LTX-Video VAE decodes at (it also mixes 2.5 % noise in first)
 
 
-def _host_conventions(model: CausalVideoVAE) -> CausalVideoVAE:
+def host_conventions(model: CausalVideoVAE) -> CausalVideoVAE:
     """LATENTs in the host are in the diffusion model's space: LTX-Video's are normalised by the checkpoint's
     per-channel statistics, and timestep-conditioned LTX decoders decode at the host's timestep."""
     if isinstance(model, LTXVideoVAE):
@@ -40,7 +41,7 @@ def video_vae(vae) -> CausalVideoVAE:
     module = getattr(vae, "first_stage_model", None)
     if module is None:
         raise FrameStreamError(f"the vae input is a {type(vae).__name__} without a model; connect a VAE from Load VAE")
-    return _host_conventions(build_vae(module.state_dict(keep_vars=True), source="the VAE given to this node"))
+    return host_conventions(build_vae(module.state_dict(keep_vars=True), source="the VAE given to this node"))
 
 
 def ready_video_vae(vae, step_bytes: int) -> CausalVideoVAE:
@@ -60,7 +61,7 @@ def ready_video_vae(vae, step_bytes: int) -> CausalVideoVAE:
         return model
     host.free_memory(sum(p.numel() for p in model.parameters()) * dtype.itemsize + step_bytes, device)
     weights = {k: v.detach().to(device, dtype) for k, v in vae.first_stage_model.state_dict().items()}
-    return _host_conventions(build_vae(weights, source="the VAE given to this node").requires_grad_(False))
+    return host_conventions(build_vae(weights, source="the VAE given to this node").requires_grad_(False))
 
 
 def prepare_decode(vae, samples: dict, frames_per_step: int, tiling: dict):

@@ -135,7 +135,7 @@ def test_image_vae_refused_by_name(tmp_path):
 
     image_vae = AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=4)
     save_file(image_vae.state_dict(), tmp_path / "sd.safetensors")
-    with pytest.raises(FrameStreamError, match="image VAE .*needs a Wan 2.1, Wan 2.2 or LTX-Video VAE"):
+    with pytest.raises(FrameStreamError, match="image VAE .*needs a Wan 2.1, Wan 2.2, HunyuanVideo, CogVideoX or LTX-Video VAE"):
         load_vae(str(tmp_path / "sd.safetensors"))
     save_file({"decoder.mid.block_1.norm1.weight": torch.ones(4), "encoder.conv_in.weight": torch.ones(4, 3, 3, 3)},
               tmp_path / "flux.safetensors")

@@ -13,7 +13,12 @@ from typing import Mapping
 import torch
 
 from .errors import FrameStreamError
+from .assembly import assemble, count_indices
+from .cogvideox_checkpoints import build_cogvideox, is_cogvideox
 from .files import read_safetensors
+from .hunyuan_checkpoints import build_hunyuan
+from .hunyuan_checkpoints import is_diffusers_layout as is_diffusers_hunyuan
+from .hunyuan_checkpoints import is_host_layout as is_host_hunyuan
 from .ltx_checkpoints import build_ltx
 from .ltx_checkpoints import is_diffusers_layout as is_diffusers_ltx
 from .ltx_checkpoints import is_original_layout as is_original_ltx
@@ -26,11 +31,12 @@ _FAMILIES = [
     ("decoder.mid_block.resnets.0.norm1.gamma", "wan-diffusers"),
     ("decoder.conv_in.conv.weight", "HunyuanVideo VAE"),
     ("decoder.up_blocks.0.res_blocks.0.conv1.conv.weight", "LTX-Video VAE"),
-    ("decoder.up_blocks.0.resnets.0.conv1.conv.weight", "CogVideoX / HunyuanVideo VAE (diffusers layout)"),
+    ("decoder.up_blocks.0.resnets.0.conv1.conv.weight", "CogVideoX / HunyuanVideo VAE (diffusers layout)"),  # unused
     ("decoder.mid.block_1.norm1.weight", "image VAE (SD 1.x / SDXL / SD3 / Flux layout)"),
     ("decoder.mid_block.resnets.0.norm1.weight", "image VAE (diffusers AutoencoderKL layout)"),
     ("decoder.layers.0.weight", "tiny autoencoder (TAESD)"),
 ]
+SUPPORTED = "Wan 2.1, Wan 2.2, HunyuanVideo, CogVideoX or LTX-Video VAE"
 _PREFIXES = ("first_stage_model.", "vae.", "model.")
 
 
@@ -54,8 +60,12 @@ def require_video_vae(sd: Mapping[str, torch.Tensor], source: str) -> str:
         return family
     if is_original_ltx(sd) or is_diffusers_ltx(sd):
         return "ltx"
+    if is_cogvideox(sd):  # before HunyuanVideo: their diffusers layouts share key names
+        return "cogvideox"
+    if is_host_hunyuan(sd) or is_diffusers_hunyuan(sd):
+        return "hunyuan"
     found = family if family != "unknown" else f"an unrecognised model (first keys: {', '.join(list(sd)[:3])})"
-    raise FrameStreamError(f"{source} holds {found}; FrameStream needs a Wan 2.1, Wan 2.2 or LTX-Video VAE")
+    raise FrameStreamError(f"{source} holds {found}; FrameStream needs a {SUPPORTED}")
 
 
 # --- diffusers AutoencoderKLWan layout -> original layout -------------------------------------------------
@@ -70,15 +80,11 @@ def _resnet_suffix(rest: str) -> str:
     return f"{_RESNET_PARTS[part]}.{tail}" if part in _RESNET_PARTS else rest
 
 
-def _count(sd: Mapping[str, torch.Tensor], pattern: str) -> int:
-    found = {int(m.group(1)) for k in sd for m in [re.match(pattern, k)] if m}
-    return max(found) + 1 if found else 0
-
 
 def diffusers_to_original(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Renames diffusers' ``AutoencoderKLWan`` keys to the original Wan layout (2.1 and 2.2)."""
     residual = any(k.startswith("decoder.up_blocks.0.upsampler.") for k in sd)
-    blocks = _count(sd, r"decoder\.up_blocks\.0\.resnets\.(\d+)\.") - 1  # decoder stages have one extra
+    blocks = count_indices(sd, r"decoder\.up_blocks\.0\.resnets\.(\d+)\.") - 1  # decoder stages have one extra
     out = {}
     for key, value in sd.items():
         out[_rename(key, residual, blocks)] = value
@@ -147,11 +153,11 @@ def _encoder_stages(sd: Mapping[str, torch.Tensor], residual: bool) -> list[list
 
     if residual:
         return [
-            [layer(f"encoder.downsamples.{i}.downsamples.{j}") for j in range(_count(sd, rf"encoder\.downsamples\.{i}\.downsamples\.(\d+)\."))]
-            for i in range(_count(sd, r"encoder\.downsamples\.(\d+)\."))
+            [layer(f"encoder.downsamples.{i}.downsamples.{j}") for j in range(count_indices(sd, rf"encoder\.downsamples\.{i}\.downsamples\.(\d+)\."))]
+            for i in range(count_indices(sd, r"encoder\.downsamples\.(\d+)\."))
         ]
     stages, current = [], []
-    for i in range(_count(sd, r"encoder\.downsamples\.(\d+)\.")):
+    for i in range(count_indices(sd, r"encoder\.downsamples\.(\d+)\.")):
         current.append(layer(f"encoder.downsamples.{i}"))
         if current[-1][0] == "down":
             stages.append(current)
@@ -169,26 +175,14 @@ def build_wan(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> Wan
     """A :class:`WanVAE` holding exactly the given tensors (no copy), whatever their layout."""
     sd = to_original_layout(sd, source)
     cfg = infer_wan_config(sd)
-    with torch.device("meta"):
-        model = WanVAE(cfg)
-    try:
-        missing, unexpected = model.load_state_dict(sd, strict=False, assign=True)
-    except RuntimeError as err:  # shape mismatches
-        missing, unexpected = [str(err).splitlines()[1].strip()], []
-    if missing or unexpected:
-        raise FrameStreamError(
-            f"{source} looks like a {model.family} but does not match its architecture "
-            f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})"
-        )
-    return model.eval()
+    return assemble(lambda: WanVAE(cfg), sd, source)
 
 
 def build_vae(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> CausalVideoVAE:
-    """The video VAE these tensors describe (Wan 2.1 / 2.2 or LTX-Video, any supported layout), without copying."""
+    """The video VAE these tensors describe (any supported family and layout), without copying."""
     stripped = _strip_prefix(sd)
-    if require_video_vae(stripped, source) == "ltx":
-        return build_ltx(stripped, source)
-    return build_wan(stripped, source)
+    builders = {"ltx": build_ltx, "hunyuan": build_hunyuan, "cogvideox": build_cogvideox}
+    return builders.get(require_video_vae(stripped, source), build_wan)(stripped, source)
 
 
 def load_vae(path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> CausalVideoVAE:

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from . import memory, temporal
+from . import group_norm, memory, temporal
 from .errors import FrameStreamError
 from .inputs import check_frames, check_latent
 from .model import CausalVideoVAE
@@ -44,15 +44,6 @@ Retry = Callable[[str], None]
 
 def _quiet(*args) -> None:
     pass
-
-
-def steps(total: int, first: int, per_step: int) -> list[tuple[int, int]]:
-    """(start, stop) spans: ``first`` items, then ``per_step`` at a time."""
-    spans = [(0, min(first, total))]
-    while spans[-1][1] < total:
-        start = spans[-1][1]
-        spans.append((start, min(start + per_step, total)))
-    return spans
 
 
 class Tiler:
@@ -173,6 +164,34 @@ def _finish(sink: Sink, run: Callable[[], None]):
     return sink.result()
 
 
+def _with_step_statistics(vae: CausalVideoVAE, tiler: Tiler, state: StreamState, run: Callable[[], torch.Tensor]):
+    """``run()`` for one step. A model whose GroupNorms take statistics per step (CogVideoX) gets them from
+    all tiles of the step, gathered in a first run whose carries are dropped; untiled it needs none."""
+    if vae.norm_statistics != "chunk" or tiler.layout.whole_frame:
+        return run()
+    state.pooling = group_norm.Pooling(per_step=True)
+    run()
+    state.pooling = group_norm.frozen_after(state, per_step=True)
+    state.rollback()
+    try:
+        return run()
+    finally:
+        state.pooling = None
+
+
+def _discard(*args) -> None:
+    pass
+
+
+def _gathering_passes(vae: CausalVideoVAE, passes: int) -> range | None:
+    """The statistics-gathering passes before the one that writes, or None for norms that need none."""
+    if vae.norm_statistics != "clip":
+        return None
+    if not isinstance(passes, int) or passes < 0:
+        raise FrameStreamError(f"statistics_passes must be 0 or more, got {passes!r}")
+    return range(passes)
+
+
 def _to_frames(pixels: torch.Tensor) -> torch.Tensor:
     """``[1, 3, t, H, W]`` in [-1, 1] -> ``[t, H, W, 3]`` in [0, 1], fp32."""
     return pixels[0].add_(1.0).div_(2.0).clamp_(0.0, 1.0).permute(1, 2, 3, 0)
@@ -190,14 +209,18 @@ def decode(
     progress: Progress = _quiet,
     on_retry: Retry = _quiet,
     cache_device: torch.device | str | None = None,
+    statistics_passes: int = 1,
 ):
     """Decodes a raw-space latent to frames in [0, 1], ``[B*T, H, W, 3]`` by default (the host's IMAGE).
 
     ``tile``: None/"none" (whole frame), a size in pixels, or "auto" (the largest
     tile whose planned peak fits ``budget`` bytes, by default the free memory).
     Runs where the model's weights are, in their precision; frames land on the CPU in float32.
+    ``statistics_passes``: for decoders with GroupNorm over the clip (HunyuanVideo), how many passes gather
+    the statistics before the pass that writes (0: one pass with running statistics; see :mod:`group_norm`).
     """
     latent = check_latent(vae, latent)
+    passes = _gathering_passes(vae, statistics_passes)
     if frames_per_step < 1:
         raise FrameStreamError(f"frames_per_step must be at least 1, got {frames_per_step}")
     device, dtype = vae.weight_device, vae.weight_dtype
@@ -208,31 +231,48 @@ def decode(
     per_step = max(window.stop - window.start for window in windows)  # a non-causal decoder's windows are wider
     plan = _plan(vae, tile, overlap, h * r, w * r, per_step, budget)
     tiler = Tiler(vae, (h, w), plan, overlap, on_retry, cache_device)
-    total = videos * len(windows)
 
     def decode_window(state: StreamState, batch: int, window: temporal.TemporalWindow) -> torch.Tensor:
         first, last = max(0, window.start - vae.shared_halo), min(length, window.stop + vae.shared_halo)
         z = latent[batch : batch + 1, :, first:last].to(device, dtype)
-        shared = vae.decode_shared(z)[:, :, window.start - first : window.stop - first]
-        return tiler.run(state, vae.decode_tile, shared, in_scale=1, out_scale=r)
+
+        def run() -> torch.Tensor:
+            shared = vae.decode_shared(z)[:, :, window.start - first : window.stop - first]
+            return tiler.run(state, vae.decode_tile, shared, in_scale=1, out_scale=r)
+
+        return _with_step_statistics(vae, tiler, state, run)
+
+    def decode_pass(batch: int, pooling: group_norm.Pooling | None, write, count) -> StreamState:
+        stitcher = temporal.Stitcher(write)
+        for window in windows:
+            if window.fresh_stream:
+                state = tiler.new_state()
+                state.pooling = pooling
+            with state.active():
+                pixels = tiler.step(state, functools.partial(decode_window, state, batch, window),
+                                    f"latent frames {window.start}-{window.stop - 1}")
+            frames = _to_frames(pixels).cpu()
+            del pixels
+            stitcher.add(window, frames)
+            count(frames[-1])
+        return state
 
     def loop() -> None:
-        sink.start((videos, vae.pixel_frames(length), h * r, w * r, 3))
-        progress(0, total, None)
+        sink.start((videos, vae.decoded_frames(length), h * r, w * r, 3))
+        total = videos * len(windows) * (1 + len(passes or ()))
         done = 0
+
+        def count(preview) -> None:
+            nonlocal done
+            done += 1
+            progress(done, total, preview)
+
+        progress(0, total, None)
         for batch in range(videos):
-            stitcher = temporal.Stitcher(functools.partial(sink.write, batch))
-            for window in windows:
-                if window.fresh_stream:
-                    state = tiler.new_state()
-                with state.active():
-                    pixels = tiler.step(state, functools.partial(decode_window, state, batch, window),
-                                        f"latent frames {window.start}-{window.stop - 1}")
-                frames = _to_frames(pixels).cpu()
-                del pixels
-                stitcher.add(window, frames)
-                done += 1
-                progress(done, total, frames[-1])
+            pooling = group_norm.Pooling() if passes is not None else None
+            for _ in passes or ():
+                pooling = group_norm.frozen_after(decode_pass(batch, pooling, _discard, count))
+            decode_pass(batch, pooling, functools.partial(sink.write, batch), count)
 
     return _finish(sink, loop)
 
@@ -271,6 +311,7 @@ def encode(
     on_retry: Retry = _quiet,
     frame_count: int | None = None,
     cache_device: torch.device | str | None = None,
+    statistics_passes: int = 1,
 ):
     """Encodes one video, frames ``[T, H, W, 3]`` in [0, 1], to its raw latent mean ``[1, C, T', h, w]``.
 
@@ -278,7 +319,8 @@ def encode(
     by frame) with ``frame_count`` giving their total, so a long input never
     sits in memory. As in the host, trailing frames that do not fill a whole
     latent frame are dropped and the frame size is cropped to whole latent
-    pixels. Runs where the model's weights are, in their precision.
+    pixels. Runs where the model's weights are, in their precision. ``statistics_passes`` as for
+    :func:`decode`, for frames given as a tensor (a stream is read once, with running statistics).
     """
     if isinstance(frames, torch.Tensor):
         raw_size = tuple(frames.shape[1:3])  # before check_frames crops it
@@ -299,17 +341,22 @@ def encode(
     sink = sink if sink is not None else LatentSink()
     r, ratio = vae.temporal_ratio, vae.spatial_ratio
     length = vae.latent_frames(frame_count)
-    spans = steps(vae.pixel_frames(length), 1, r * latents_per_step)
+    spans = vae.encode_steps(vae.pixel_frames(length), latents_per_step)
     height, width = frames.shape[1] // ratio, frames.shape[2] // ratio
     _note_what_is_dropped(vae, (frame_count, *raw_size), (vae.pixel_frames(length), height * ratio, width * ratio))
     plan = _plan(vae, tile, overlap, height * ratio, width * ratio, latents_per_step, budget)
     tiler = Tiler(vae, (height, width), plan, overlap, on_retry, cache_device)
+    passes = _gathering_passes(vae, statistics_passes)
     state = tiler.new_state()
 
     def encode_step(group: torch.Tensor) -> torch.Tensor:
         pixels = (group.to(device, torch.float32).permute(3, 0, 1, 2).unsqueeze(0) * 2.0 - 1.0).to(dtype)  # never in place: the caller's frames
-        features = tiler.run(state, vae.encode_tile, pixels, in_scale=ratio, out_scale=1)
-        return vae.encode_shared(features.to(dtype))
+
+        def run() -> torch.Tensor:
+            features = tiler.run(state, vae.encode_tile, pixels, in_scale=ratio, out_scale=1)
+            return vae.encode_shared(features.to(dtype))
+
+        return _with_step_statistics(vae, tiler, state, run)
 
     def groups() -> Iterator[torch.Tensor]:
         if chunks is None:
@@ -320,17 +367,32 @@ def encode(
                     raise FrameStreamError(f"frame size changed within the video: {tuple(group.shape[1:3])} after {raw_size}")
                 yield check_frames(vae, group)
 
-    def loop() -> None:
-        sink.start((1, vae.latent_channels, length, height, width))
-        progress(0, len(spans), None)
+    def encode_pass(source: Iterable[torch.Tensor], pooling, write, count: int) -> StreamState:
+        nonlocal state
+        state = tiler.new_state()
+        state.pooling = pooling
         written = 0
         with state.active():
-            for step, group in enumerate(groups(), 1):
+            for step, group in enumerate(source, 1):
                 latent = tiler.step(state, functools.partial(encode_step, group), f"frames {written * r}+")
-                sink.write(0, written, latent[0].float().cpu())
+                write(0, written, latent[0].float().cpu())
                 written += latent.shape[2]
                 del latent
-                progress(step, len(spans), None)
+                progress(count + step, total, None)
+        return state
+
+    # GroupNorm over the clip (HunyuanVideo): frames held in memory get a gathering pass first; a stream read
+    # once (a video file) is normalised with running statistics
+    gathering = len(passes or ()) if chunks is None else 0
+    total = len(spans) * (1 + gathering)
+
+    def loop() -> None:
+        sink.start((1, vae.latent_channels, length, height, width))
+        progress(0, total, None)
+        pooling = group_norm.Pooling() if passes is not None else None
+        for index in range(gathering):
+            pooling = group_norm.frozen_after(encode_pass(groups(), pooling, _discard, index * len(spans)))
+        encode_pass(groups(), pooling, sink.write, gathering * len(spans))
 
     return _finish(sink, loop)
 

@@ -14,6 +14,7 @@ from typing import Mapping
 
 import torch
 
+from .assembly import assemble, count_indices
 from .errors import FrameStreamError
 from .ltx import LTXConfig, LTXVideoVAE
 
@@ -63,10 +64,6 @@ def original_to_diffusers(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
     return out
 
 
-def _count(sd: Mapping[str, torch.Tensor], pattern: str) -> int:
-    found = {int(m.group(1)) for k in sd for m in [re.match(pattern, k)] if m}
-    return max(found) + 1 if found else 0
-
 
 def infer_ltx_config(sd: Mapping[str, torch.Tensor]) -> tuple[LTXConfig, tuple[str, ...]]:
     """The configuration (and the encoder's downsampler kinds) of a diffusers-layout state dict."""
@@ -79,7 +76,7 @@ def infer_ltx_config(sd: Mapping[str, torch.Tensor]) -> tuple[LTXConfig, tuple[s
     def resnet_width(prefix: str) -> int:
         return sd[f"{prefix}.resnets.0.conv1.conv.weight"].shape[0]
 
-    downs = _count(sd, r"encoder\.down_blocks\.(\d+)\.")
+    downs = count_indices(sd, r"encoder\.down_blocks\.(\d+)\.")
     mid_width = resnet_width("encoder.mid_block")
     kinds, widths, scaling = [], [], []
     for i in range(downs):
@@ -93,20 +90,20 @@ def infer_ltx_config(sd: Mapping[str, torch.Tensor]) -> tuple[LTXConfig, tuple[s
             kinds.append("conv")
     if kinds[0] != "conv":
         widths.append(mid_width)
-    layers = [_count(sd, rf"encoder\.down_blocks\.{i}\.resnets\.(\d+)\.") for i in range(downs)]
-    layers.append(_count(sd, r"encoder\.mid_block\.resnets\.(\d+)\."))
+    layers = [count_indices(sd, rf"encoder\.down_blocks\.{i}\.resnets\.(\d+)\.") for i in range(downs)]
+    layers.append(count_indices(sd, r"encoder\.mid_block\.resnets\.(\d+)\."))
 
-    ups = _count(sd, r"decoder\.up_blocks\.(\d+)\.")
+    ups = count_indices(sd, r"decoder\.up_blocks\.(\d+)\.")
     up_widths, up_layers, up_scaling, factors = [], [], [], []
     for i in range(ups):
         prefix = f"decoder.up_blocks.{i}"
         conv = sd.get(f"{prefix}.upsamplers.0.conv.conv.weight")
         factor = 1 if conv is None else conv.shape[1] * 8 // conv.shape[0]
         up_widths.append(resnet_width(prefix) * factor)
-        up_layers.append(_count(sd, rf"{prefix}\.resnets\.(\d+)\."))
+        up_layers.append(count_indices(sd, rf"{prefix}\.resnets\.(\d+)\."))
         up_scaling.append(conv is not None)
         factors.append(factor)
-    mid_layers = _count(sd, r"decoder\.mid_block\.resnets\.(\d+)\.")
+    mid_layers = count_indices(sd, r"decoder\.mid_block\.resnets\.(\d+)\.")
     cfg = LTXConfig(
         latent_channels=latent, patch_size=patch, encoder_widths=tuple(widths), encoder_layers=tuple(layers),
         encoder_scaling=tuple(scaling), decoder_widths=tuple(up_widths[::-1]),
@@ -124,15 +121,6 @@ def build_ltx(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> LTX
         cfg, kinds = infer_ltx_config(sd)
     except KeyError as err:
         raise FrameStreamError(f"{source} looks like an LTX-Video VAE but is incomplete: missing {err}") from None
-    with torch.device("meta"):
-        model = LTXVideoVAE(cfg, kinds)
     if "latents_mean" not in sd:  # the statistics are not part of every export
         sd = {**sd, "latents_mean": torch.zeros(cfg.latent_channels), "latents_std": torch.ones(cfg.latent_channels)}
-    try:
-        missing, unexpected = model.load_state_dict(sd, strict=False, assign=True)
-    except RuntimeError as err:
-        missing, unexpected = [str(err).splitlines()[1].strip()], []
-    if missing or unexpected:
-        raise FrameStreamError(f"{source} looks like an LTX-Video VAE but does not match its architecture "
-                               f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})")
-    return model.eval()
+    return assemble(lambda: LTXVideoVAE(cfg, kinds), sd, source)

@@ -34,6 +34,10 @@ class CausalVideoVAE(nn.Module):
     temporal_halo: int = 2
     temporal_blend: int = 1
     shared_halo: int = 0
+    # Where the decoder's norms take their statistics (see :mod:`group_norm`): "position" (per position, e.g.
+    # RMSNorm: streams exactly), "clip" (GroupNorm over the whole clip: the engine gathers them in a first pass)
+    # or "chunk" (GroupNorm over each of the model's own decode steps, CogVideoX's native behaviour).
+    norm_statistics: str = "position"
 
     def decode_shared(self, z: torch.Tensor) -> torch.Tensor:
         """``[B, latent_channels, t, h, w]`` latent -> features on the same ``h x w`` grid (whole frame)."""
@@ -58,6 +62,23 @@ class CausalVideoVAE(nn.Module):
     def encode_chunk(self, x: torch.Tensor) -> torch.Tensor:
         """One untiled chunk: pixels -> latent mean."""
         return self.encode_shared(self.encode_tile(x))
+
+    def decode_steps(self, length: int, per_step: int) -> list[tuple[int, int]]:
+        """Latent spans ``[start, stop)`` a causal decode advances by. A model whose output depends on how the
+        clip is cut (CogVideoX normalises each of its chunks on its own) overrides this with its own cut."""
+        return [(start, min(start + per_step, length)) for start in range(0, length, per_step)]
+
+    def encode_steps(self, pixel_frames: int, latents_per_step: int) -> list[tuple[int, int]]:
+        """Pixel spans ``[start, stop)`` a causal encode advances by: the first frame, then whole latent groups."""
+        spans = [(0, 1)]
+        while spans[-1][1] < pixel_frames:
+            start = spans[-1][1]
+            spans.append((start, min(start + self.temporal_ratio * latents_per_step, pixel_frames)))
+        return spans
+
+    def decoded_frames(self, latent_frames: int) -> int:
+        """Pixel frames a decode of ``latent_frames`` yields (CogVideoX gives ``4n`` for even ``n``)."""
+        return self.pixel_frames(latent_frames)
 
     def pixel_frames(self, latent_frames: int) -> int:
         return 1 + self.temporal_ratio * (latent_frames - 1)

@@ -69,6 +69,7 @@ class StreamState:
     def __init__(self, cache_device: torch.device | str | None = None) -> None:
         self.cache_device = torch.device(cache_device) if cache_device is not None else None
         self.window: Window | None = None
+        self.pooling = None  # how GroupNorms over time pick their statistics (:mod:`group_norm`); None: locally
         self._committed: dict[int, dict] = {}
         self._pending: dict[int, dict] = {}
 
@@ -106,6 +107,28 @@ class StreamState:
         """Forgets a failed step's writes; the carries are as they were before it."""
         self._pending = {}
 
+    def value(self, layer: torch.nn.Module, key: str, pending_only: bool = False):
+        """What ``layer`` stored under ``key``: this step's write if any, else (unless ``pending_only``) the committed one."""
+        pending = self._pending.get(id(layer), {})
+        if key in pending or pending_only:
+            return pending.get(key)
+        return self._committed.get(id(layer), {}).get(key)
+
+    def set_value(self, layer: torch.nn.Module, key: str, value) -> None:
+        self._pending.setdefault(id(layer), {})[key] = value
+
+    def values(self, key: str, pending: bool = False) -> dict[int, object]:
+        """Every layer's committed (or this step's) ``key`` by layer id, e.g. statistics handed to the next pass."""
+        source = self._pending if pending else self._committed
+        return {layer: values[key] for layer, values in source.items() if key in values}
+
+    def owned(self, x: torch.Tensor) -> torch.Tensor:
+        """The part of a tile's activation ``x`` that its tile owns (all of it when not tiling)."""
+        window = self.window
+        if window is None:
+            return x
+        return x[(..., *window.region(window.scale_of(x), window.owned, relative=True))]
+
     def carry_bytes(self) -> int:
         return sum(v.nbytes for d in self._committed.values() for v in d.values() if isinstance(v, torch.Tensor))
 
@@ -137,6 +160,10 @@ class StreamState:
             pending["frames"] = frames.new_empty(*frames.shape[:3], height * s, width * s, device=device)
         rows, cols = window.region(s, window.owned)
         pending["frames"][..., rows, cols] = frames[(..., *window.region(s, window.owned, relative=True))]
+
+
+def active_state() -> StreamState | None:
+    return _ACTIVE.get()
 
 
 def first_call(layer: torch.nn.Module) -> bool:

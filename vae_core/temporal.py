@@ -38,15 +38,13 @@ class TemporalWindow:
 
 def pixel_span(vae: CausalVideoVAE, start: int, stop: int) -> tuple[int, int]:
     """Global pixel frames ``[a, b)`` that latents ``[start, stop)`` stand for."""
-    r = vae.temporal_ratio
-    return (0 if start == 0 else r * (start - 1) + 1), 1 + r * (stop - 1)
+    return (vae.decoded_frames(start) if start else 0), vae.decoded_frames(stop)
 
 
 def windows(vae: CausalVideoVAE, length: int, per_step: int) -> list[TemporalWindow]:
     if vae.causal_decoder:
         out = []
-        for start in range(0, length, per_step):
-            stop = min(start + per_step, length)
+        for start, stop in vae.decode_steps(length, per_step):
             span = pixel_span(vae, start, stop)
             out.append(TemporalWindow(start, stop, span[0], span, 0, start == 0))
         return out

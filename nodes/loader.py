@@ -1,0 +1,37 @@
+"""FrameStreamVAELoader: video VAE files the host's Load VAE cannot read (CogVideoX), or loaded FrameStream's way."""
+
+from __future__ import annotations
+
+import torch
+
+from ..vae_core.checkpoints import SUPPORTED, load_vae
+from . import host
+from .registry import node
+from .vae_input import host_conventions
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@node("FrameStream Load VAE")
+class FrameStreamVAELoader:
+    DESCRIPTION = (f"Loads a video VAE ({SUPPORTED}) from models/vae for the FrameStream nodes, including files the "
+                   "host's Load VAE cannot read (CogVideoX). Its output feeds FrameStream nodes only.")
+    CATEGORY = "FrameStream"
+    FUNCTION = "load"
+    RETURN_TYPES = ("VAE",)
+    OUTPUT_TOOLTIPS = ("The VAE, for FrameStream's decode and encode nodes (not the host's VAE Decode).",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "vae_name": (host.vae_files(), {"tooltip": "A .safetensors VAE file in models/vae, in diffusers' or the "
+                                                       "original layout; the model is recognised from its keys."}),
+            "precision": (["auto", *PRECISIONS], {"default": "auto",
+                                                  "tooltip": "auto: the host's VAE precision for this device "
+                                                             "(--fp16-vae etc. apply). fp32 is the reference."}),
+        }}
+
+    def load(self, vae_name, precision="auto"):
+        device, dtype = host.vae_device_and_dtype()
+        dtype = PRECISIONS.get(precision, dtype)
+        return (host_conventions(load_vae(host.vae_path(vae_name), device, dtype).requires_grad_(False)),)
