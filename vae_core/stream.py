@@ -159,7 +159,7 @@ class StreamState:
             height, width = window.frame
             pending["frames"] = frames.new_empty(*frames.shape[:3], height * s, width * s, device=device)
         rows, cols = window.region(s, window.owned)
-        pending["frames"][..., rows, cols] = frames[(..., *window.region(s, window.owned, relative=True))]
+        pending["frames"][..., rows, cols] = self.owned(frames)
 
 
 def active_state() -> StreamState | None:
