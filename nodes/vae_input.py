@@ -41,7 +41,21 @@ def video_vae(vae) -> CausalVideoVAE:
     module = getattr(vae, "first_stage_model", None)
     if module is None:
         raise FrameStreamError(f"the vae input is a {type(vae).__name__} without a model; connect a VAE from Load VAE")
-    return host_conventions(build_vae(module.state_dict(keep_vars=True), source="the VAE given to this node"))
+    return _rebuilt(module, module.state_dict(keep_vars=True))
+
+
+def _rebuilt(module, weights: dict) -> CausalVideoVAE:
+    """Our model of the host's, in the host's conventions. Padding is not in the weights: the host pads a
+    config-less LTX-Video decoder with reflection where Lightricks pads with zeros, so copy what it built."""
+    model = host_conventions(build_vae(weights, source="the VAE given to this node"))
+    if isinstance(model, LTXVideoVAE):
+        model.pad_spatially(*(_padding_mode(getattr(module, part, None)) for part in ("encoder", "decoder")))
+    return model
+
+
+def _padding_mode(part) -> str:
+    conv = getattr(getattr(part, "conv_in", None), "conv", None)
+    return getattr(conv, "padding_mode", "zeros")
 
 
 def ready_video_vae(vae, step_bytes: int) -> CausalVideoVAE:
@@ -61,7 +75,7 @@ def ready_video_vae(vae, step_bytes: int) -> CausalVideoVAE:
         return model
     host.free_memory(sum(p.numel() for p in model.parameters()) * dtype.itemsize + step_bytes, device)
     weights = {k: v.detach().to(device, dtype) for k, v in vae.first_stage_model.state_dict().items()}
-    return host_conventions(build_vae(weights, source="the VAE given to this node").requires_grad_(False))
+    return _rebuilt(vae.first_stage_model, weights).requires_grad_(False)
 
 
 def prepare_decode(vae, samples: dict, frames_per_step: int, tiling: dict):

@@ -1,8 +1,13 @@
-"""HunyuanVideo and CogVideoX VAEs in a real ComfyUI on CPU (runs only with ``COMFYUI_DIR``, as test_host_comfyui.py).
+"""HunyuanVideo, CogVideoX and LTX-Video VAEs in a real ComfyUI on CPU (runs only with ``COMFYUI_DIR``, as
+test_host_comfyui.py).
 
-HunyuanVideo comes through the host's own Load VAE (its Stable Diffusion layout
-with 3D convs); CogVideoX, which the host cannot load, through FrameStream Load
-VAE. Each decode in the host must equal the library's decode of the same file.
+Each shipped decode workflow runs on a random-weight VAE the test writes, with
+the video written losslessly so its frames can be compared: HunyuanVideo
+through the host's own Load VAE (its Stable Diffusion layout with 3D convs),
+CogVideoX (which the host cannot load) and LTX-Video through FrameStream Load
+VAE. LTX-Video also comes through the host's Load VAE. Every decode must equal
+the library's decode of the same file, or the host's own VAE Decode where the
+two agree.
 """
 
 from __future__ import annotations
@@ -11,13 +16,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from test_host_comfyui import (COMFYUI_DIR, TOL, assert_success, comfy, probe, run_prompt)  # noqa: F401
+from test_host_comfyui import (COMFYUI_DIR, TOL, assert_success, comfy, count_frames, load_workflow,  # noqa: F401
+                               probe, read_file_frames, run_prompt)
 from test_hunyuan import to_host_layout
+from test_ltx import to_original
 
 from framestream.vae_core import engine
 from framestream.vae_core.checkpoints import load_vae
 
 pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run host tests")
+
+FILE_TOL = 0.5 / 255 + TOL  # 8-bit frames, rounded
 
 
 def _random(model):
@@ -32,55 +41,98 @@ def _save_latent(base, name: str, latent: torch.Tensor) -> None:
     save_file({"latent_tensor": latent, "latent_format_version_0": torch.tensor([])}, base / "input" / name)
 
 
-def _decode_prompt(loader: dict, latent_name: str, probe_name: str) -> dict:
-    return {
-        "1": loader,
-        "2": {"class_type": "LoadLatent", "inputs": {"latent": latent_name}},
-        "3": {"class_type": "FrameStreamDecode", "inputs": {"vae": ["1", 0], "samples": ["2", 0]}},
-        "4": {"class_type": "FrameStreamTestProbeImage", "inputs": {"images": ["3", 0], "name": probe_name}},
-    }
+def run_shipped_decode(server, workflow: str, vae_name: str, latent_name: str, extra: dict | None = None):
+    """The shipped workflow on the test's files, its video written losslessly under its own prefix; the
+    frames and fps of the file it wrote."""
+    url, base, _ = server
+    prefix = latent_name.removesuffix(".latent")
+    prompt = load_workflow(workflow)
+    prompt["1"]["inputs"]["vae_name"] = vae_name
+    prompt["2"]["inputs"]["latent"] = latent_name
+    prompt["3"]["inputs"].update(codec="h264 lossless (RGB)", filename_prefix=f"FrameStream/{prefix}")
+    prompt.update(extra or {})
+    assert_success(run_prompt(url, prompt))
+    [video] = list((base / "output" / "FrameStream").glob(f"{prefix}_*.mp4"))
+    return read_file_frames(video), count_frames(video)[1]
 
 
-def _library_decode(path, latent):
-    return engine.decode(load_vae(str(path)), latent)
+def _library_decode(path, latent, **settings):
+    model = load_vae(str(path))
+    for name, value in settings.items():
+        setattr(model, name, value)
+    return engine.decode(model, latent)
 
 
-def test_hunyuan_video_from_the_hosts_load_vae(comfy):  # noqa: F811  (the server fixture imported above)
+def test_hunyuan_video_workflow_through_the_hosts_load_vae(comfy):  # noqa: F811  (the server fixture)
     """The host's widths are fixed (128-512), so the test VAE is full width; the frames are tiny."""
     from framestream.vae_core.hunyuan import HunyuanVideoVAE
 
-    url, base, _ = comfy
+    _, base, _ = comfy
     path = base / "models" / "vae" / "hunyuan_video_vae_test.safetensors"
     save_file({k: v.contiguous() for k, v in to_host_layout(_random(HunyuanVideoVAE()).state_dict()).items()}, path)
-    clips = {"one": torch.randn(1, 16, 1, 2, 2), "three": torch.randn(1, 16, 3, 2, 2)}
-    for name, latent in clips.items():
+    workflow = "hunyuan_video_decode_to_file.json"
+    for name, latent in {"one": torch.randn(1, 16, 1, 2, 2), "three": torch.randn(1, 16, 3, 2, 2)}.items():
         _save_latent(base, f"hunyuan_{name}.latent", latent)
-    loader = {"class_type": "VAELoader", "inputs": {"vae_name": path.name}}
-    for name, latent in clips.items():
-        prompt = _decode_prompt(loader, f"hunyuan_{name}.latent", f"hunyuan_{name}")
+        extra = {}
         if name == "one":  # one frame: no attention mask or statistics over time to differ in, so the host agrees
-            prompt["5"] = {"class_type": "VAEDecode", "inputs": {"vae": ["1", 0], "samples": ["2", 0]}}
-            prompt["6"] = {"class_type": "FrameStreamTestProbeImage", "inputs": {"images": ["5", 0],
-                                                                                 "name": "host_hunyuan_one"}}
-        assert_success(run_prompt(url, prompt))
-        got = probe(base, f"hunyuan_{name}")
-        assert got.shape == (1 + 4 * (latent.shape[2] - 1), 16, 16, 3)
-        assert (got - _library_decode(path, latent)).abs().max().item() <= TOL
-    host = probe(base, "host_hunyuan_one").reshape(-1, 16, 16, 3)
-    assert (probe(base, "hunyuan_one") - host).abs().max().item() <= TOL
+            extra = {"5": {"class_type": "VAEDecode", "inputs": {"vae": ["1", 0], "samples": ["2", 0]}},
+                     "6": {"class_type": "FrameStreamTestProbeImage",
+                           "inputs": {"images": ["5", 0], "name": "host_hunyuan_one"}}}
+        frames, fps = run_shipped_decode(comfy, workflow, path.name, f"hunyuan_{name}.latent", extra)
+        assert frames.shape == (1 + 4 * (latent.shape[2] - 1), 16, 16, 3) and fps == 24.0
+        assert (frames - _library_decode(path, latent)).abs().max().item() <= FILE_TOL
+        if name == "one":
+            host = probe(base, "host_hunyuan_one").reshape(-1, 16, 16, 3)
+            assert (frames - host).abs().max().item() <= FILE_TOL
 
 
-def test_cogvideox_from_framestream_load_vae(comfy):  # noqa: F811
+def test_cogvideox_workflow_through_framestream_load_vae(comfy):  # noqa: F811
     from framestream.vae_core.cogvideox import CogVideoXConfig, CogVideoXVAE
 
-    url, base, _ = comfy
+    _, base, _ = comfy
     path = base / "models" / "vae" / "cogvideox_vae_test.safetensors"
     model = _random(CogVideoXVAE(CogVideoXConfig(widths=(32, 32, 64, 64), layers_per_block=1)))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
     latent = torch.randn(1, 16, 3, 2, 2)
     _save_latent(base, "cogvideox.latent", latent)
-    loader = {"class_type": "FrameStreamVAELoader", "inputs": {"vae_name": path.name, "precision": "fp32"}}
-    assert_success(run_prompt(url, _decode_prompt(loader, "cogvideox.latent", "cogvideox")))
-    got = probe(base, "cogvideox")
-    assert got.shape == (9, 16, 16, 3)
-    assert (got - _library_decode(path, latent)).abs().max().item() <= TOL
+    frames, fps = run_shipped_decode(comfy, "cogvideox_decode_to_file.json", path.name, "cogvideox.latent")
+    assert frames.shape == (9, 16, 16, 3) and fps == 8.0
+    assert (frames - _library_decode(path, latent)).abs().max().item() <= FILE_TOL
+
+
+def test_ltx_video_workflow_and_the_hosts_load_vae(comfy):  # noqa: F811
+    """The shipped workflow (FrameStream Load VAE) decodes as the library does, with Lightricks' zero padding.
+    Through the host's Load VAE, FrameStream decodes as the host's VAE Decode does, which pads the decoder by
+    reflection instead (LATENTs normalised by the file's statistics in both). That loader reads no metadata
+    and takes its config from the widths, so the test VAE is the whole 0.9.0 model, stored in bf16."""
+    from framestream.vae_core.ltx import LTXConfig, LTXVideoVAE
+
+    url, base, _ = comfy
+    model = _random(LTXVideoVAE(LTXConfig()))
+    gen = torch.Generator().manual_seed(1)
+    model.latents_mean.copy_(0.1 * torch.randn(128, generator=gen))
+    model.latents_std.copy_(torch.rand(128, generator=gen) + 0.5)
+    path = base / "models" / "vae" / "ltx_video_vae_test.safetensors"
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in to_original(model.state_dict(), "0.9.0").items()},
+              path)
+    del model
+    latent = torch.randn(1, 128, 2, 2, 2, generator=gen)
+    _save_latent(base, "ltx.latent", latent)
+
+    frames, fps = run_shipped_decode(comfy, "ltx_video_decode_to_file.json", path.name, "ltx.latent")
+    assert frames.shape == (9, 64, 64, 3) and fps == 24.0
+    assert (frames - _library_decode(path, latent, normalized_latents=True)).abs().max().item() <= FILE_TOL
+
+    prompt = {
+        "1": {"class_type": "VAELoader", "inputs": {"vae_name": path.name}},
+        "2": {"class_type": "LoadLatent", "inputs": {"latent": "ltx.latent"}},
+        "3": {"class_type": "FrameStreamDecode", "inputs": {"vae": ["1", 0], "samples": ["2", 0]}},
+        "4": {"class_type": "FrameStreamTestProbeImage", "inputs": {"images": ["3", 0], "name": "fs_ltx"}},
+        "5": {"class_type": "VAEDecode", "inputs": {"vae": ["1", 0], "samples": ["2", 0]}},
+        "6": {"class_type": "FrameStreamTestProbeImage", "inputs": {"images": ["5", 0], "name": "host_ltx"}},
+    }
+    assert_success(run_prompt(url, prompt))
+    ours, host = probe(base, "fs_ltx"), probe(base, "host_ltx").reshape(-1, 64, 64, 3)
+    assert ours.shape == host.shape == (9, 64, 64, 3)
+    assert (ours - host).abs().max().item() <= TOL
+    assert (frames - host).abs().max().item() > 100 * TOL  # zeros against reflection at the borders

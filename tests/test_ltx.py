@@ -139,6 +139,8 @@ def test_original_layout_loads_and_agrees_with_diffusers_converter(version, conf
 
     ref = diffusers_ltx(config, seed=7)
     original = to_original(ref.state_dict(), version)
+    for unused in ("channel", "mean-of-stds", "mean-of-stds_over_std-of-means"):  # real files and the host have these
+        original[f"per_channel_statistics.{unused}"] = torch.zeros(128)
     if version != "0.9.5":  # diffusers tells 0.9.5 apart by its full width (2048), so only at full size
         converted = convert_ltx_vae_checkpoint_to_diffusers({f"vae.{k}": v for k, v in original.items()})
         ours_renamed = original_to_diffusers(original)
@@ -188,3 +190,51 @@ def _raw_decode(model, latent):
         return engine.decode(model, latent)
     finally:
         model.normalized_latents = True
+
+
+def _pad_reference(ref, mode):
+    for conv in ref.modules():
+        if isinstance(conv, torch.nn.Conv3d):
+            conv.padding_mode = mode
+    return ref
+
+
+def test_spatial_padding_follows_the_config_the_checkpoint_carries(tmp_path):
+    """Lightricks' single-file checkpoints say in their metadata how the convs pad (zeros when silent);
+    the file loader reads it, and the decode matches diffusers' model padded the same way."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from framestream.vae_core.checkpoints import load_vae
+
+    ref = diffusers_ltx(SMALL, seed=3)
+    weights = {k: v.contiguous() for k, v in to_original(ref.state_dict(), "0.9.0").items()}
+    z = torch.randn(1, 128, 2, 2, 2, generator=torch.Generator().manual_seed(4))
+    decoded = {}
+    for name, config in (("silent", {"vae": {"dims": 3}}), ("reflect", {"vae": {"spatial_padding_mode": "reflect"}})):
+        save_file(weights, tmp_path / f"{name}.safetensors", metadata={"config": json.dumps(config)})
+        with torch.no_grad():
+            decoded[name] = load_vae(str(tmp_path / f"{name}.safetensors")).decode_chunk(z)
+    with torch.no_grad():
+        zeros = ref.decode(z).sample
+        reflect = _pad_reference(ref, "reflect").decode(z).sample
+    assert (reflect - zeros).abs().max().item() > 10 * TOL * zeros.abs().max().item()  # the setting matters
+    assert (decoded["silent"] - zeros).abs().max().item() <= TOL * zeros.abs().max().item()
+    assert (decoded["reflect"] - reflect).abs().max().item() <= TOL * reflect.abs().max().item()
+
+
+def test_bad_padding_settings_get_clear_errors(tmp_path):
+    from safetensors.torch import save_file
+
+    from framestream.vae_core.checkpoints import load_vae
+
+    weights = {k: v.contiguous() for k, v in to_original(diffusers_ltx(SMALL).state_dict(), "0.9.0").items()}
+    for name, metadata, message in (
+        ("unknown", '{"vae": {"spatial_padding_mode": "mirror"}}', "unknown spatial padding 'mirror' .* expected "
+                                                                    "one of zeros, reflect, replicate, circular"),
+        ("garbled", "{vae: reflect", "carries a config in its metadata that is not a JSON object"),
+    ):
+        save_file(weights, tmp_path / f"{name}.safetensors", metadata={"config": metadata})
+        with pytest.raises(FrameStreamError, match=message):
+            load_vae(str(tmp_path / f"{name}.safetensors"))

@@ -15,7 +15,7 @@ import torch
 from .errors import FrameStreamError
 from .assembly import assemble, count_indices
 from .cogvideox_checkpoints import build_cogvideox, is_cogvideox
-from .files import read_safetensors
+from .files import read_metadata, read_safetensors
 from .hunyuan_checkpoints import build_hunyuan
 from .hunyuan_checkpoints import is_diffusers_layout as is_diffusers_hunyuan
 from .hunyuan_checkpoints import is_host_layout as is_host_hunyuan
@@ -178,13 +178,18 @@ def build_wan(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> Wan
     return assemble(lambda: WanVAE(cfg), sd, source)
 
 
-def build_vae(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> CausalVideoVAE:
-    """The video VAE these tensors describe (any supported family and layout), without copying."""
+def build_vae(sd: Mapping[str, torch.Tensor], source: str = "checkpoint",
+              metadata: Mapping[str, str] | None = None) -> CausalVideoVAE:
+    """The video VAE these tensors describe (any supported family and layout), without copying. ``metadata``
+    is the file's; only LTX-Video reads it (for settings its weights do not show)."""
     stripped = _strip_prefix(sd)
-    builders = {"ltx": build_ltx, "hunyuan": build_hunyuan, "cogvideox": build_cogvideox}
-    return builders.get(require_video_vae(stripped, source), build_wan)(stripped, source)
+    family = require_video_vae(stripped, source)
+    if family == "ltx":
+        return build_ltx(stripped, source, metadata)
+    return {"hunyuan": build_hunyuan, "cogvideox": build_cogvideox}.get(family, build_wan)(stripped, source)
 
 
 def load_vae(path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> CausalVideoVAE:
     """Loads a video VAE file onto ``device`` in ``dtype`` (a single copy of the weights)."""
-    return build_vae(read_safetensors(path, device, dtype), os.path.basename(path)).requires_grad_(False)
+    tensors = read_safetensors(path, device, dtype)
+    return build_vae(tensors, os.path.basename(path), read_metadata(path)).requires_grad_(False)

@@ -76,6 +76,15 @@ def read_safetensors(path: str, device: str | torch.device = "cpu", dtype: torch
         raise FrameStreamError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from None
 
 
+def read_metadata(path: str) -> dict[str, str]:
+    """The string metadata in a safetensors header (empty if none); read it after :func:`read_safetensors`,
+    which gives the clear errors for unreadable files."""
+    from safetensors.torch import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
 def _cast(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
 

@@ -15,6 +15,10 @@ Why it streams the way it does:
   gives the whole-clip result. A smaller halo trades exactness for memory.
 * Optional timestep conditioning (0.9.1 and later) scales and shifts per
   channel; it depends only on the decode timestep, not on the window.
+* How the convs pad height and width is not in the weights: Lightricks' code
+  reads it from the config a checkpoint carries (zeros when silent), while the
+  host pads the decoder with reflection when the config is silent. The model
+  pads with zeros unless told otherwise (:meth:`LTXVideoVAE.pad_spatially`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ import torch.nn.functional as F
 from .errors import FrameStreamError
 from .model import CausalVideoVAE
 from .stream import Conv3d, sliding_windows
+
+
+SPATIAL_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
 @dataclass(frozen=True)
@@ -288,6 +295,21 @@ class LTXVideoVAE(CausalVideoVAE):
         self.register_buffer("latents_std", torch.ones(cfg.latent_channels))
         self.last_downsampling = max((i for i, b in enumerate(self.encoder.down_blocks) if b.downsamplers is not None),
                                      default=-1)
+        self.spatial_padding = ("zeros", "zeros")
+
+    def pad_spatially(self, encoder: str, decoder: str) -> "LTXVideoVAE":
+        """Sets how the encoder's and the decoder's convs pad height and width (a ``padding_mode`` of
+        nn.Conv3d). It changes every frame's border pixels, so it must match what the weights were trained
+        with."""
+        for part, mode in ((self.encoder, encoder), (self.decoder, decoder)):
+            if mode not in SPATIAL_PADDING_MODES:
+                raise FrameStreamError(f"unknown spatial padding {mode!r} for the LTX-Video VAE; expected one of "
+                                       f"{', '.join(SPATIAL_PADDING_MODES)}")
+            for conv in part.modules():
+                if isinstance(conv, nn.Conv3d):
+                    conv.padding_mode = mode
+        self.spatial_padding = (encoder, decoder)
+        return self
 
     def decoder_reach(self) -> tuple[float, float]:
         """How many latent frames away (each side) the latent-resolution stages and the upsampling stages still

@@ -9,6 +9,7 @@ real ones do.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Mapping
 
@@ -49,10 +50,10 @@ def original_to_diffusers(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
     encoder = _ENCODER_095 if "encoder.down_blocks.2.res_blocks.0.conv1.conv.weight" in sd else _ENCODER_090
     out = {}
     for key, value in sd.items():
-        if key in ("per_channel_statistics.channel", "per_channel_statistics.mean-of-stds"):
-            continue
         if key in _STATISTICS:
             out[_STATISTICS[key]] = value
+            continue
+        if key.startswith("per_channel_statistics."):  # channel, mean-of-stds, ...: not used to decode or encode
             continue
         m = re.match(r"(encoder|decoder)\.(down_blocks|up_blocks)\.(\d+)\.(.*)", key)
         if m:
@@ -114,8 +115,23 @@ def infer_ltx_config(sd: Mapping[str, torch.Tensor]) -> tuple[LTXConfig, tuple[s
     return cfg, tuple(kinds)
 
 
-def build_ltx(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> LTXVideoVAE:
-    """An :class:`LTXVideoVAE` holding exactly the given tensors (no copy), in either layout."""
+def spatial_padding(metadata: Mapping[str, str] | None, source: str = "checkpoint") -> str:
+    """How the checkpoint's convs pad height and width, as Lightricks' code reads it: from the ``vae`` part
+    of the config JSON that single-file checkpoints carry in their metadata, zeros when it is silent."""
+    if not metadata or "config" not in metadata:
+        return "zeros"
+    try:
+        vae = json.loads(metadata["config"]).get("vae") or {}
+        return str(vae.get("spatial_padding_mode", "zeros"))
+    except (ValueError, AttributeError):
+        raise FrameStreamError(f"{source} carries a config in its metadata that is not a JSON object; expected "
+                               "the LTX-Video checkpoint's own config") from None
+
+
+def build_ltx(sd: Mapping[str, torch.Tensor], source: str = "checkpoint",
+              metadata: Mapping[str, str] | None = None) -> LTXVideoVAE:
+    """An :class:`LTXVideoVAE` holding exactly the given tensors (no copy), in either layout; ``metadata`` is
+    the file's (its config says how the convs pad)."""
     sd = original_to_diffusers(sd) if is_original_layout(sd) else dict(sd)
     try:
         cfg, kinds = infer_ltx_config(sd)
@@ -123,4 +139,5 @@ def build_ltx(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> LTX
         raise FrameStreamError(f"{source} looks like an LTX-Video VAE but is incomplete: missing {err}") from None
     if "latents_mean" not in sd:  # the statistics are not part of every export
         sd = {**sd, "latents_mean": torch.zeros(cfg.latent_channels), "latents_std": torch.ones(cfg.latent_channels)}
-    return assemble(lambda: LTXVideoVAE(cfg, kinds), sd, source)
+    padding = spatial_padding(metadata, source)
+    return assemble(lambda: LTXVideoVAE(cfg, kinds), sd, source).pad_spatially(padding, padding)
