@@ -6,6 +6,7 @@ and its default random initialisation; ours shares its weights. Usage::
     python benchmarks/ltx_decode.py            # both parts
     python benchmarks/ltx_decode.py error      # error vs the whole-clip decode
     python benchmarks/ltx_decode.py memory     # time and peak RSS against video length
+    python benchmarks/ltx_decode.py noise      # 0.9.1's decoder noise: tiles with one field vs fresh per call
 """
 
 from __future__ import annotations
@@ -95,11 +96,48 @@ def memory() -> None:
                   flush=True)
 
 
+def noise() -> None:
+    """0.9.1's noisy decoder (diffusers' default init, whose noise scales start at zero, so they are drawn
+    here at two sizes): tiled decode vs whole frame, with the fields shared by the tiles (FrameStream) or
+    drawn afresh on every call (what diffusers and the host do), emulated by patching the noise source."""
+    from diffusers import AutoencoderKLLTXVideo
+
+    from framestream.vae_core.ltx_noise import SpatialNoise
+
+    torch.manual_seed(0)
+    ref = AutoencoderKLLTXVideo(block_out_channels=WIDTHS, decoder_block_out_channels=(16, 32, 64),
+                                decoder_layers_per_block=(5, 6, 7, 8), decoder_spatio_temporal_scaling=(True,) * 3,
+                                decoder_inject_noise=(True, True, True, False), upsample_residual=(True,) * 3,
+                                upsample_factor=(2,) * 3, timestep_conditioning=True).eval()
+    ours = build_vae(ref.state_dict())
+    ours.decode_timestep = 0.05
+    latent = torch.randn(1, 128, 2, 8, 8, generator=torch.Generator().manual_seed(1))  # 9x256x256
+    scales = [p for name, p in ours.named_parameters() if "per_channel_scale" in name]
+    shared_call = SpatialNoise.__call__
+    print("| LTX 0.9.1 decoder (5-8 resnets), widths 16-64, 9x256x256, tiles 192 px / 96 overlap | noise "
+          "scale | mean error | max error | PSNR |")
+    print("|---|---:|---:|---:|---:|")
+    for sigma in (0.1, 1.0):
+        gen = torch.Generator().manual_seed(2)
+        with torch.no_grad():
+            for p in scales:
+                p.copy_(sigma * torch.randn(p.shape, generator=gen))
+        whole = engine.decode(ours, latent)
+        for label, call in (("fields shared by the tiles (FrameStream)", shared_call),
+                            ("fields drawn afresh per call", lambda self, i, x: torch.randn(x.shape[-2:]))):
+            SpatialNoise.__call__ = call
+            tiled = engine.decode(ours, latent, tile=192, overlap=96)
+            SpatialNoise.__call__ = shared_call
+            diff = (tiled - whole).abs()
+            print(f"| {label} | {sigma} | {diff.mean().item():.4f} | {diff.max().item():.3f} | "
+                  f"{psnr(tiled, whole):.1f} dB |")
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "child":
         child(sys.argv[2], int(sys.argv[3]))
     else:
         parts = sys.argv[1:] or ["error", "memory"]
         for part in parts:
-            {"error": error, "memory": memory}[part]()
+            {"error": error, "memory": memory, "noise": noise}[part]()
             print()

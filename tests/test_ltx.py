@@ -7,6 +7,7 @@ from framestream.vae_core import engine
 from framestream.vae_core.checkpoints import build_vae
 from framestream.vae_core.errors import FrameStreamError
 from framestream.vae_core.ltx_checkpoints import original_to_diffusers
+from framestream.vae_core.ltx_noise import SpatialNoise
 
 TOL = 1e-4
 SMALL = dict(block_out_channels=(8, 16, 32, 32), decoder_block_out_channels=(8, 16, 32, 32),
@@ -16,6 +17,8 @@ SMALL_091 = dict(block_out_channels=(8, 16, 32, 32), decoder_block_out_channels=
                  layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 2),
                  decoder_spatio_temporal_scaling=(True, True, True), decoder_inject_noise=(False,) * 4,
                  upsample_residual=(True,) * 3, upsample_factor=(2,) * 3, timestep_conditioning=True)
+# 0.9.1 as released: its decoder adds scaled spatial noise after each conv of the finer blocks' resnets
+SMALL_091_NOISE = dict(SMALL_091, decoder_inject_noise=(False, True, True, True))
 # 0.9.5's encoder: space- and time-to-depth downsamplers with averaged shortcuts
 SMALL_095 = dict(SMALL_091, block_out_channels=(8, 16, 32, 32, 64), spatio_temporal_scaling=(True,) * 4,
                  down_block_types=("LTXVideo095DownBlock3D",) * 4,
@@ -133,7 +136,8 @@ def to_original(sd, version):
     return out
 
 
-@pytest.mark.parametrize("version, config", [("0.9.0", SMALL), ("0.9.1", SMALL_091), ("0.9.5", SMALL_095)])
+@pytest.mark.parametrize("version, config", [("0.9.0", SMALL), ("0.9.1", SMALL_091), ("0.9.1", SMALL_091_NOISE),
+                                             ("0.9.5", SMALL_095)])
 def test_original_layout_loads_and_agrees_with_diffusers_converter(version, config):
     from diffusers.loaders.single_file_utils import convert_ltx_vae_checkpoint_to_diffusers
 
@@ -149,6 +153,7 @@ def test_original_layout_loads_and_agrees_with_diffusers_converter(version, conf
     ours = build_vae({f"vae.{k}": v for k, v in original.items()})  # single-file checkpoints carry "vae."
     z = torch.randn(1, 128, 2, 2, 2, generator=torch.Generator().manual_seed(8))
     ours.decode_timestep = 0.05
+    torch.manual_seed(ours.spatial_noise.seed)  # diffusers draws the noise of a noisy decoder from the global RNG
     with torch.no_grad():
         expected = ref.decode(z, temb=torch.tensor([0.05]) if config.get("timestep_conditioning") else None).sample
         assert (ours.decode_chunk(z) - expected).abs().max().item() <= TOL * expected.abs().max().item()
@@ -161,9 +166,6 @@ def test_bad_ltx_inputs_get_clear_errors():
         engine.decode(ours, torch.randn(1, 128, 2, 2, 2))
     with pytest.raises(FrameStreamError, match="latent has 16 channels but the LTX-Video VAE expects 128"):
         engine.decode(ours, torch.randn(1, 16, 2, 2, 2))
-    noisy = diffusers_ltx(dict(SMALL_091, decoder_inject_noise=(False, True, True, True)))
-    with pytest.raises(FrameStreamError, match="injects noise in its decoder"):
-        build_vae(noisy.state_dict())
 
 
 def test_host_latents_are_normalised_by_the_checkpoint_statistics(pair):
@@ -238,3 +240,50 @@ def test_bad_padding_settings_get_clear_errors(tmp_path):
         save_file(weights, tmp_path / f"{name}.safetensors", metadata={"config": metadata})
         with pytest.raises(FrameStreamError, match=message):
             load_vae(str(tmp_path / f"{name}.safetensors"))
+
+
+def test_decoder_noise_is_diffusers_sequence_and_one_field_per_stream(monkeypatch):
+    """0.9.1's noisy decoder: with the same seed the whole-clip decode is diffusers'; every window and tile
+    of a streamed decode uses the same fields, so windows stay exact and tiles err far less than with noise
+    drawn per call, as diffusers and the host draw it."""
+    ref = diffusers_ltx(SMALL_091_NOISE, seed=11)
+    ours = build_vae(ref.state_dict())
+    ours.decode_timestep = 0.05
+    z = torch.randn(1, 128, 3, 4, 4, generator=torch.Generator().manual_seed(12))
+    torch.manual_seed(5)
+    with torch.no_grad():
+        expected = ref.decode(z, temb=torch.tensor([0.05])).sample
+        ours.spatial_noise.seed = 5
+        assert (ours.decode_chunk(z) - expected).abs().max().item() <= TOL * expected.abs().max().item()
+
+    z = torch.randn(1, 128, 6, 2, 2, generator=torch.Generator().manual_seed(14))
+    whole = engine.decode(ours, z)
+    ours.temporal_core = 2  # windows of 2 latent frames with their halos: still the whole clip's frames
+    assert (engine.decode(ours, z) - whole).abs().max().item() <= TOL
+    ours.temporal_core = 8
+
+    with torch.no_grad():  # noise strong enough to dominate a tile's own error
+        for name, param in ours.named_parameters():
+            if "per_channel_scale" in name:
+                param.mul_(20)
+    z = torch.randn(1, 128, 2, 8, 8, generator=torch.Generator().manual_seed(13))
+    whole = engine.decode(ours, z)
+    shared = (engine.decode(ours, z, tile=192, overlap=96) - whole).abs().mean().item()
+    fresh_per_call = lambda noise, index, x: torch.randn(x.shape[-2:], dtype=x.dtype)  # noqa: E731  (diffusers' way)
+    monkeypatch.setattr(SpatialNoise, "__call__", fresh_per_call)
+    redrawn = (engine.decode(ours, z, tile=192, overlap=96) - whole).abs().mean().item()
+    assert 0 < 3 * shared < redrawn
+
+
+def test_noise_fields_are_sliced_by_the_tile_window():
+    from framestream.vae_core.stream import StreamState, Window
+
+    noise = SpatialNoise([1, 4], seed=3)
+    full = noise.fields((6, 8), torch.device("cpu"), torch.float32)
+    assert [f.shape for f in full] == [(6, 8), (24, 32)]
+    state = StreamState()
+    window = Window(box=(2, 3, 4, 5), owned=(2, 3, 2, 3), frame=(6, 8))
+    with state.active(), state.tile(window):
+        part = noise(1, torch.zeros(1, 2, 1, 16, 20))
+    assert torch.equal(part, full[1][8:24, 12:32])
+    assert torch.equal(noise(0, torch.zeros(1, 2, 1, 6, 8)), full[0])  # outside a stream: the whole frame

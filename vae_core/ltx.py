@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import FrameStreamError
+from .ltx_noise import SpatialNoise
 from .model import CausalVideoVAE
 from .stream import Conv3d, sliding_windows
 
@@ -51,6 +52,7 @@ class LTXConfig:
     upsample_residual: tuple[bool, ...] = (False, False, False, False)
     upsample_factor: tuple[int, ...] = (1, 1, 1, 1)
     timestep_conditioning: bool = False
+    decoder_noise: tuple[bool, ...] = ()  # per decoder block as decoder_layers (0.9.1's spatial noise); () none
 
 
 class LTXConv(nn.Module):
@@ -103,7 +105,8 @@ class TimestepEmbedding(nn.Module):
 
 
 class ResnetBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, causal: bool, conditioned: bool = False) -> None:
+    def __init__(self, in_channels: int, out_channels: int, causal: bool, conditioned: bool = False,
+                 noisy: bool = False) -> None:
         super().__init__()
         self.conv1 = LTXConv(in_channels, out_channels, causal=causal)
         self.conv2 = LTXConv(out_channels, out_channels, causal=causal)
@@ -112,6 +115,18 @@ class ResnetBlock(nn.Module):
             self.norm3 = nn.LayerNorm(in_channels, eps=1e-6)
             self.conv_shortcut = LTXConv(in_channels, out_channels, kernel=1, causal=causal)
         self.scale_shift_table = nn.Parameter(torch.zeros(4, in_channels)) if conditioned else None
+        self.per_channel_scale1 = self.per_channel_scale2 = None
+        if noisy:
+            self.per_channel_scale1 = nn.Parameter(torch.zeros(in_channels, 1, 1))
+            self.per_channel_scale2 = nn.Parameter(torch.zeros(in_channels, 1, 1))
+        self.noise: SpatialNoise | None = None  # the model's, set once the decoder is built
+        self.noise_index = 0  # of this block's first field
+        self.upscale = 1  # its resolution over the latent's
+
+    def _add_noise(self, h: torch.Tensor, which: int, scale: torch.Tensor | None) -> torch.Tensor:
+        if scale is None:
+            return h
+        return h + (self.noise(self.noise_index + which, h) * scale)[None, :, None]
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
         h = rms_norm(x)
@@ -119,11 +134,11 @@ class ResnetBlock(nn.Module):
             shift1, scale1, shift2, scale2 = (temb.unflatten(1, (4, -1)) +
                                               self.scale_shift_table[None, ..., None, None, None]).unbind(1)
             h = h * (1 + scale1) + shift1
-        h = self.conv1(F.silu(h))
+        h = self._add_noise(self.conv1(F.silu(h)), 0, self.per_channel_scale1)
         h = rms_norm(h)
         if self.scale_shift_table is not None:
             h = h * (1 + scale2) + shift2
-        h = self.conv2(F.silu(h))
+        h = self._add_noise(self.conv2(F.silu(h)), 1, self.per_channel_scale2)
         if self.norm3 is not None:
             x = self.conv_shortcut(channel_layer_norm(self.norm3, x))
         return h + x
@@ -200,10 +215,12 @@ class DownBlock(nn.Module):
 
 
 class MidBlock(nn.Module):
-    def __init__(self, channels: int, layers: int, causal: bool, conditioned: bool = False) -> None:
+    def __init__(self, channels: int, layers: int, causal: bool, conditioned: bool = False,
+                 noisy: bool = False) -> None:
         super().__init__()
         self.time_embedder = TimestepEmbedding(channels * 4) if conditioned else None
-        self.resnets = nn.ModuleList(ResnetBlock(channels, channels, causal, conditioned) for _ in range(layers))
+        self.resnets = nn.ModuleList(ResnetBlock(channels, channels, causal, conditioned, noisy)
+                                     for _ in range(layers))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         temb = self.time_embedder(t, x.dtype).view(x.shape[0], -1, 1, 1, 1) if self.time_embedder else None
@@ -214,13 +231,13 @@ class MidBlock(nn.Module):
 
 class UpBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, layers: int, scaling: bool, conditioned: bool,
-                 residual: bool, factor: int) -> None:
+                 residual: bool, factor: int, noisy: bool = False) -> None:
         super().__init__()
         self.time_embedder = TimestepEmbedding(in_channels * 4) if conditioned else None
-        self.conv_in = ResnetBlock(in_channels, out_channels, False, conditioned) if in_channels != out_channels \
-            else None
+        self.conv_in = ResnetBlock(in_channels, out_channels, False, conditioned, noisy) \
+            if in_channels != out_channels else None
         self.upsamplers = nn.ModuleList([Upsampler(out_channels * factor, residual, factor)]) if scaling else None
-        self.resnets = nn.ModuleList(ResnetBlock(out_channels, out_channels, False, conditioned)
+        self.resnets = nn.ModuleList(ResnetBlock(out_channels, out_channels, False, conditioned, noisy)
                                      for _ in range(layers))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
@@ -257,13 +274,21 @@ class Decoder(nn.Module):
         widths, layers = cfg.decoder_widths[::-1], cfg.decoder_layers[::-1]
         scaling, residual, factor = cfg.decoder_scaling[::-1], cfg.upsample_residual[::-1], cfg.upsample_factor[::-1]
         c = cfg.timestep_conditioning
+        noisy = cfg.decoder_noise[::-1] or (False,) * len(layers)
         self.conv_in = LTXConv(cfg.latent_channels, widths[0], causal=False)
-        self.mid_block = MidBlock(widths[0], layers[0], causal=False, conditioned=c)
+        self.mid_block = MidBlock(widths[0], layers[0], causal=False, conditioned=c, noisy=noisy[0])
         blocks, out = [], widths[0]
         for i in range(len(widths)):
             inp, out = out // factor[i], widths[i] // factor[i]
-            blocks.append(UpBlock(inp, out, layers[i + 1], scaling[i], c, residual[i], factor[i]))
+            blocks.append(UpBlock(inp, out, layers[i + 1], scaling[i], c, residual[i], factor[i], noisy[i + 1]))
         self.up_blocks = nn.ModuleList(blocks)
+        upscale = 1
+        for block in self.up_blocks:  # the resolution each resnet works at, for its noise fields
+            if block.conv_in is not None:
+                block.conv_in.upscale = upscale
+            upscale *= 2 if block.upsamplers is not None else 1
+            for resnet in block.resnets:
+                resnet.upscale = upscale
         self.conv_out = LTXConv(out, 3 * cfg.patch_size**2, causal=False)
         if c:
             self.timestep_scale_multiplier = nn.Parameter(torch.tensor(1000.0))
@@ -296,6 +321,10 @@ class LTXVideoVAE(CausalVideoVAE):
         self.last_downsampling = max((i for i, b in enumerate(self.encoder.down_blocks) if b.downsamplers is not None),
                                      default=-1)
         self.spatial_padding = ("zeros", "zeros")
+        noisy = [m for m in self.decoder.modules() if isinstance(m, ResnetBlock) and m.per_channel_scale1 is not None]
+        self.spatial_noise = SpatialNoise([m.upscale for m in noisy for _ in range(2)])  # its seed: 0 by default
+        for index, resnet in enumerate(noisy):
+            resnet.noise, resnet.noise_index = self.spatial_noise, 2 * index
 
     def pad_spatially(self, encoder: str, decoder: str) -> "LTXVideoVAE":
         """Sets how the encoder's and the decoder's convs pad height and width (a ``padding_mode`` of

@@ -68,9 +68,6 @@ def original_to_diffusers(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
 
 def infer_ltx_config(sd: Mapping[str, torch.Tensor]) -> tuple[LTXConfig, tuple[str, ...]]:
     """The configuration (and the encoder's downsampler kinds) of a diffusers-layout state dict."""
-    if any("per_channel_scale" in k for k in sd):
-        raise FrameStreamError("this LTX-Video VAE injects noise in its decoder (0.9.1); FrameStream does not "
-                               "support that decoder yet")
     latent = sd["decoder.conv_in.conv.weight"].shape[1]
     patch = round((sd["encoder.conv_in.conv.weight"].shape[1] // 3) ** 0.5)
 
@@ -105,12 +102,15 @@ def infer_ltx_config(sd: Mapping[str, torch.Tensor]) -> tuple[LTXConfig, tuple[s
         up_scaling.append(conv is not None)
         factors.append(factor)
     mid_layers = count_indices(sd, r"decoder\.mid_block\.resnets\.(\d+)\.")
+    noise = [f"decoder.{block}.resnets.0.per_channel_scale1" in sd
+             for block in ["mid_block"] + [f"up_blocks.{i}" for i in range(ups)]]
     cfg = LTXConfig(
         latent_channels=latent, patch_size=patch, encoder_widths=tuple(widths), encoder_layers=tuple(layers),
         encoder_scaling=tuple(scaling), decoder_widths=tuple(up_widths[::-1]),
         decoder_layers=tuple(([mid_layers] + up_layers)[::-1]), decoder_scaling=tuple(up_scaling[::-1]),
         upsample_residual=tuple(f != 1 for f in factors[::-1]), upsample_factor=tuple(factors[::-1]),
         timestep_conditioning="decoder.time_embedder.timestep_embedder.linear_1.weight" in sd,
+        decoder_noise=tuple(noise[::-1]) if any(noise) else (),
     )
     return cfg, tuple(kinds)
 
