@@ -18,6 +18,7 @@ from .vae_core.checkpoints import load_vae
 from .vae_core.demo import FIXTURE_PATH, demo_vae, fixture_vae, moving_shapes
 from .vae_core.errors import FrameStreamError
 from .vae_core.files import check_writable, read_frames, read_latent, write_frames, write_latent
+from .vae_core.ltx import LTXVideoVAE
 from .vae_core.progress import ConsoleProgress
 from .vae_core.quality import psnr
 from .vae_core.runtime import DTYPES, OUT_OF_MEMORY, peak_memory_text, resolve_device, resolve_dtype
@@ -39,7 +40,13 @@ def _check_output(path: str, suffixes: tuple[str, ...]) -> None:
 def _load(args) -> tuple[torch.nn.Module, torch.device, torch.dtype]:
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    return load_vae(args.vae, device, dtype), device, dtype
+    vae = load_vae(args.vae, device, dtype)
+    if isinstance(vae, LTXVideoVAE):
+        vae.normalized_latents = args.ltx_latents == "normalized"
+        vae.spatial_noise.seed = args.ltx_noise_seed
+        if vae.cfg.timestep_conditioning:
+            vae.decode_timestep = getattr(args, "decode_timestep", None)
+    return vae, device, dtype
 
 
 def _tile_options(args) -> dict:
@@ -165,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-memory", type=float, metavar="GB",
                        help="memory budget for the work beyond the weights (default: what the device has free)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+        p.add_argument("--ltx-latents", choices=("normalized", "raw"), default="normalized",
+                       help="LTX-Video only: latents normalised by the checkpoint's per-channel statistics, as the "
+                            "host saves them and diffusers' pipelines make them (default), or the VAE's raw space")
+        p.add_argument("--ltx-noise-seed", type=int, default=0,
+                       help="LTX-Video 0.9.1 only: seed of the noise its decoder adds (default 0)")
 
     def video_output(p: argparse.ArgumentParser) -> None:
         p.add_argument("--fps", type=float, default=16.0, help="frame rate of a video output (default 16, Wan's)")
@@ -182,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--statistics-passes", type=int, default=1,
                    help="HunyuanVideo only: passes that gather the clip's GroupNorm statistics before the one that "
                         "writes (default 1; 0: one pass with running statistics)")
+    p.add_argument("--decode-timestep", type=float, default=0.05,
+                   help="LTX-Video 0.9.1 and later: the timestep the decoder is conditioned on (default 0.05, as "
+                        "Lightricks' pipelines and the host)")
     video_output(p)
     common(p)
     p.set_defaults(run=cmd_decode)

@@ -189,3 +189,32 @@ def test_encode_of_a_video_file_equals_encoding_its_frames(capsys, tmp_path, wan
     assert frames.shape[0] == 6
     expected = engine.encode(wan21_pair[1], frames)
     assert torch.equal(load_file(tmp_path / "clip.latent")["latent_tensor"], expected)
+
+
+def test_ltx_decode_reads_normalised_latents_at_the_pipelines_timestep(capsys, tmp_path):
+    """An LTX-Video 0.9.1 latent as the host saves it (normalised by the checkpoint's statistics) decodes at
+    timestep 0.05 with the decoder noise of seed 0, as diffusers' VAE does on the raw latent."""
+    from test_ltx import SMALL_091_NOISE, diffusers_ltx
+
+    ref = diffusers_ltx(SMALL_091_NOISE, seed=21)
+    gen = torch.Generator().manual_seed(22)
+    ref.latents_mean.copy_(0.2 * torch.randn(128, generator=gen))
+    ref.latents_std.copy_(torch.rand(128, generator=gen) + 0.5)
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, tmp_path / "ltx.safetensors")
+    raw = torch.randn(1, 128, 2, 2, 2, generator=gen)
+    normalised = (raw - ref.latents_mean.view(1, -1, 1, 1, 1)) / ref.latents_std.view(1, -1, 1, 1, 1)
+    save_file({"x": normalised[0]}, tmp_path / "normalised.safetensors")
+    save_file({"x": raw[0]}, tmp_path / "raw.safetensors")
+    torch.manual_seed(3)
+    with torch.no_grad():
+        expected = ((ref.decode(raw, temb=torch.tensor([0.05])).sample + 1) / 2).clamp(0, 1)[0].permute(1, 2, 3, 0)
+    for latent, extra in (("normalised", []), ("raw", ["--ltx-latents", "raw"])):
+        code, _, err = run(["decode", tmp_path / "ltx.safetensors", tmp_path / f"{latent}.safetensors", "-o",
+                            tmp_path / f"{latent}_frames.safetensors", "--ltx-noise-seed", "3", *extra], capsys)
+        assert code == 0, err
+        frames = load_file(tmp_path / f"{latent}_frames.safetensors")["frames"]
+        assert frames.shape == expected.shape and (frames - expected).abs().max().item() <= 1e-4
+    code, _, err = run(["decode", tmp_path / "ltx.safetensors", tmp_path / "normalised.safetensors", "-o",
+                        tmp_path / "t.safetensors", "--ltx-noise-seed", "3", "--decode-timestep", "0.5"], capsys)
+    frames = load_file(tmp_path / "t.safetensors")["frames"]
+    assert code == 0 and (frames - expected).abs().max().item() > 1e-2  # the timestep is used
