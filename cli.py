@@ -13,18 +13,17 @@ import time
 
 import torch
 
-from .vae_core import engine
-from .vae_core.checkpoints import load_vae
+from .vae_core.streaming import engine
+from .vae_core.models.registry import load_vae
 from .vae_core.demo import FIXTURE_PATH, demo_vae, fixture_vae, moving_shapes
 from .vae_core.errors import FrameStreamError
-from .vae_core.files import check_writable, read_frames, read_latent, write_frames, write_latent
-from .vae_core.ltx import LTXVideoVAE
-from .vae_core.progress import ConsoleProgress
+from .vae_core.io.files import check_writable, read_frames, read_latent, write_frames, write_latent
+from .vae_core.io.progress import ConsoleProgress
 from .vae_core.quality import psnr
-from .vae_core.runtime import DTYPES, OUT_OF_MEMORY, peak_memory_text, resolve_device, resolve_dtype
-from .vae_core.sinks import FrameSink
-from .vae_core.tiles import DEFAULT_OVERLAP_PX
-from .vae_core.video import SUFFIXES as VIDEO_CONTAINERS, VideoFileSink, read_video
+from .vae_core.streaming.runtime import DTYPES, OUT_OF_MEMORY, peak_memory_text, resolve_device, resolve_dtype
+from .vae_core.streaming.sinks import FrameSink
+from .vae_core.streaming.tiles import DEFAULT_OVERLAP_PX
+from .vae_core.io.video import SUFFIXES as VIDEO_CONTAINERS, VideoFileSink, read_video
 
 
 VIDEO_SUFFIXES = tuple(VIDEO_CONTAINERS)  # what VideoFileSink writes
@@ -40,12 +39,9 @@ def _check_output(path: str, suffixes: tuple[str, ...]) -> None:
 def _load(args) -> tuple[torch.nn.Module, torch.device, torch.dtype]:
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    vae = load_vae(args.vae, device, dtype)
-    if isinstance(vae, LTXVideoVAE):
-        vae.normalized_latents = args.ltx_latents == "normalized"
-        vae.spatial_noise.seed = args.ltx_noise_seed
-        if vae.cfg.timestep_conditioning:
-            vae.decode_timestep = getattr(args, "decode_timestep", None)
+    vae = load_vae(args.vae, device, dtype).configure(normalized_latents=args.ltx_latents == "normalized",
+                                                      decode_timestep=getattr(args, "decode_timestep", None),
+                                                      noise_seed=args.ltx_noise_seed)
     return vae, device, dtype
 
 

@@ -42,7 +42,7 @@ def import_framestream():
 def peak_bytes(device) -> int:
     import torch
 
-    from framestream.vae_core.runtime import peak_rss_bytes
+    from framestream.vae_core.streaming.runtime import peak_rss_bytes
 
     return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else peak_rss_bytes()
 
@@ -62,9 +62,9 @@ def worker(args) -> dict:
     from diffusers import AutoencoderKLWan
 
     import_framestream()
-    from framestream.vae_core import engine
-    from framestream.vae_core.checkpoints import build_wan
-    from framestream.vae_core.runtime import resolve_device
+    from framestream.vae_core.streaming import engine
+    from framestream.vae_core import build_wan
+    from framestream.vae_core.streaming.runtime import resolve_device
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -125,7 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.frames_per_step is None:
         import_framestream()
-        from framestream.vae_core.engine import DEFAULT_FRAMES_PER_STEP
+        from framestream.vae_core.streaming.engine import DEFAULT_FRAMES_PER_STEP
 
         args.frames_per_step = DEFAULT_FRAMES_PER_STEP
     if args.worker:

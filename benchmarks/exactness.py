@@ -19,9 +19,9 @@ from decode_vs_diffusers import import_framestream  # noqa: E402
 from oracle import WAN21_SMALL, WAN22_SMALL, diffusers_decode_raw, diffusers_wan  # noqa: E402
 
 import_framestream()
-from framestream.vae_core import engine  # noqa: E402
-from framestream.vae_core.checkpoints import build_wan  # noqa: E402
-from framestream.vae_core.stream import StreamState  # noqa: E402
+from framestream.vae_core.streaming import engine  # noqa: E402
+from framestream.vae_core import build_wan  # noqa: E402
+from framestream.vae_core.streaming.state import StreamState  # noqa: E402
 
 CASES = [
     ("Wan 2.1, width 8", WAN21_SMALL, (7, 4, 6)),

@@ -25,11 +25,11 @@ from decode_vs_diffusers import import_framestream  # noqa: E402
 from measured_child import run_child  # noqa: E402
 
 fs = import_framestream()
-from framestream.vae_core import engine  # noqa: E402
-from framestream.vae_core.checkpoints import build_vae  # noqa: E402
+from framestream.vae_core.streaming import engine  # noqa: E402
+from framestream.vae_core import build_vae  # noqa: E402
 from framestream.vae_core.quality import psnr  # noqa: E402
-from framestream.vae_core.runtime import peak_rss_bytes  # noqa: E402
-from framestream.vae_core.sinks import CallbackSink  # noqa: E402
+from framestream.vae_core.streaming.runtime import peak_rss_bytes  # noqa: E402
+from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 
 MiB = 2**20
 CONFIG = dict(block_out_channels=(32, 32, 64, 64), layers_per_block=1)

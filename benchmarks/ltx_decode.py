@@ -24,11 +24,11 @@ from decode_vs_diffusers import import_framestream  # noqa: E402
 from measured_child import run_child  # noqa: E402
 
 fs = import_framestream()
-from framestream.vae_core import engine  # noqa: E402
-from framestream.vae_core.checkpoints import build_vae  # noqa: E402
+from framestream.vae_core.streaming import engine  # noqa: E402
+from framestream.vae_core import build_vae  # noqa: E402
 from framestream.vae_core.quality import psnr  # noqa: E402
-from framestream.vae_core.runtime import peak_rss_bytes  # noqa: E402
-from framestream.vae_core.sinks import CallbackSink  # noqa: E402
+from framestream.vae_core.streaming.runtime import peak_rss_bytes  # noqa: E402
+from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 
 MiB = 2**20
 WIDTHS = (16, 32, 64, 64)
@@ -102,7 +102,7 @@ def noise() -> None:
     drawn afresh on every call (what diffusers and the host do), emulated by patching the noise source."""
     from diffusers import AutoencoderKLLTXVideo
 
-    from framestream.vae_core.ltx_noise import SpatialNoise
+    from framestream.vae_core.models.ltx.noise import SpatialNoise
 
     torch.manual_seed(0)
     ref = AutoencoderKLLTXVideo(block_out_channels=WIDTHS, decoder_block_out_channels=(16, 32, 64),

@@ -25,15 +25,15 @@ from measured_child import run_child  # noqa: E402
 from oracle import diffusers_wan  # noqa: E402
 
 fs = import_framestream()
-from framestream.vae_core import engine  # noqa: E402
-from framestream.vae_core.checkpoints import build_wan  # noqa: E402
+from framestream.vae_core.streaming import engine  # noqa: E402
+from framestream.vae_core import build_wan  # noqa: E402
 from framestream.vae_core.demo import demo_vae, fixture_vae, moving_shapes  # noqa: E402
-from framestream.vae_core import memory  # noqa: E402
-from framestream.vae_core.memory import PLANNED_SHARE, estimate  # noqa: E402
+from framestream.vae_core.streaming import memory  # noqa: E402
+from framestream.vae_core.streaming.memory import PLANNED_SHARE, estimate  # noqa: E402
 from framestream.vae_core.quality import psnr  # noqa: E402
-from framestream.vae_core.runtime import peak_rss_bytes  # noqa: E402
-from framestream.vae_core.tiles import DEFAULT_OVERLAP_PX, layout  # noqa: E402
-from framestream.vae_core.video import VideoFileSink  # noqa: E402
+from framestream.vae_core.streaming.runtime import peak_rss_bytes  # noqa: E402
+from framestream.vae_core.streaming.tiles import DEFAULT_OVERLAP_PX, layout  # noqa: E402
+from framestream.vae_core.io.video import VideoFileSink  # noqa: E402
 
 MiB = 2**20
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..vae_core import engine
-from ..vae_core.sinks import FrameSink, Sink
-from ..vae_core.stitch import StitchSink
+from ..vae_core.streaming import engine
+from ..vae_core.streaming.sinks import FrameSink, Sink
+from ..vae_core.streaming.stitch import StitchSink
 from .registry import node
 from .tiling_inputs import TILE_INPUTS
 from .vae_input import VAE_TOOLTIP, prepare_decode

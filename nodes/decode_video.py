@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from ..vae_core import engine
-from ..vae_core.files import numbered_output
-from ..vae_core.video import VideoFileSink
+from ..vae_core.streaming import engine
+from ..vae_core.io.files import numbered_output
+from ..vae_core.io.video import VideoFileSink
 from . import host
 from .decode import DECODE_INPUTS, FRAMES_PER_STEP, SEGMENT_INPUTS, segments_sink
 from .registry import node

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..vae_core import engine
+from ..vae_core.streaming import engine
 from .registry import node
 from .tiling_inputs import TILE_INPUTS
 from .vae_input import VAE_TOOLTIP, prepare_encode

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from ..vae_core import engine
+from ..vae_core.streaming import engine
 from ..vae_core.errors import FrameStreamError
-from ..vae_core.video import probe_video, read_video
+from ..vae_core.io.video import probe_video, read_video
 from . import host
 from .encode import LATENT_OUTPUT_TOOLTIP
 from .registry import node

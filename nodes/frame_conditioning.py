@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from ..vae_core import engine
+from ..vae_core.streaming import engine
 from ..vae_core.errors import FrameStreamError
-from ..vae_core.frame_conditioning import FrameConditioning, extension, interpolation, join
-from ..vae_core.inputs import check_latent, require_video_latent
+from ..vae_core.sampling.frame_conditioning import FrameConditioning, extension, interpolation, join
+from ..vae_core.streaming.inputs import check_latent, require_video_latent
 from .registry import node
 from .vae_input import VAE_TOOLTIP, prepare_encode, video_vae
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..vae_core.errors import FrameStreamError
-from ..vae_core.guidance import add_frame_guidance
+from ..vae_core.sampling.guidance import add_frame_guidance
 from . import host
 from .frame_conditioning import CATEGORY, FREE_KEY
 from .registry import node

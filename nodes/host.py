@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from ..vae_core.progress import ConsoleProgress
+from ..vae_core.io.progress import ConsoleProgress
 
 try:  # inside ComfyUI
     import comfy.model_management as model_management

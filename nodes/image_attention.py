@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..vae_core.errors import FrameStreamError
-from ..vae_core.image_attention import ImageStrength, image_strength_patches
+from ..vae_core.sampling.image_attention import ImageStrength, image_strength_patches
 from . import host
 from .frame_conditioning import CATEGORY
 from .registry import node

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from ..vae_core.checkpoints import SUPPORTED, load_vae
+from ..vae_core.models.registry import load_vae, supported
 from . import host
 from .registry import node
-from .vae_input import host_conventions
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @node("FrameStream Load VAE")
 class FrameStreamVAELoader:
-    DESCRIPTION = (f"Loads a video VAE ({SUPPORTED}) from models/vae for the FrameStream nodes, including files the "
+    DESCRIPTION = (f"Loads a video VAE ({supported()}) from models/vae for the FrameStream nodes, including files the "
                    "host's Load VAE cannot read (CogVideoX). Its output feeds FrameStream nodes only.")
     CATEGORY = "FrameStream"
     FUNCTION = "load"
@@ -34,4 +33,4 @@ class FrameStreamVAELoader:
     def load(self, vae_name, precision="auto"):
         device, dtype = host.vae_device_and_dtype()
         dtype = PRECISIONS.get(precision, dtype)
-        return (host_conventions(load_vae(host.vae_path(vae_name), device, dtype).requires_grad_(False)),)
+        return (load_vae(host.vae_path(vae_name), device, dtype).use_host_conventions(),)

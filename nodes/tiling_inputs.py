@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..vae_core.tiles import DEFAULT_OVERLAP_PX
+from ..vae_core.streaming.tiles import DEFAULT_OVERLAP_PX
 
 TILE_INPUTS = {
     "tiles": (["auto", "none", "custom"], {

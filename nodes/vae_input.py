@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from ..vae_core.checkpoints import build_vae
+from ..vae_core.models.registry import build_vae
 from ..vae_core.errors import FrameStreamError
-from ..vae_core.inputs import require_video_latent
-from ..vae_core.ltx import LTXVideoVAE
-from ..vae_core.memory import estimate
-from ..vae_core.model import CausalVideoVAE
+from ..vae_core.streaming.inputs import require_video_latent
+from ..vae_core.streaming.memory import estimate
+from ..vae_core.streaming.model import CausalVideoVAE
 from . import host
 from .tiling_inputs import TILE_INPUTS, tile_options
 
 VAE_TOOLTIP = ("A Wan 2.1/2.2, HunyuanVideo or LTX-Video VAE from Load VAE, or any of these and CogVideoX from "
                "FrameStream Load VAE.")
-
-
-HOST_LTX_DECODE_TIMESTEP = 0.05  # what the host's LTX-Video VAE decodes at (it also mixes 2.5 % noise in first)
-
-
-def host_conventions(model: CausalVideoVAE) -> CausalVideoVAE:
-    """LATENTs in the host are in the diffusion model's space: LTX-Video's are normalised by the checkpoint's
-    per-channel statistics, and timestep-conditioned LTX decoders decode at the host's timestep."""
-    if isinstance(model, LTXVideoVAE):
-        model.normalized_latents = True
-        if model.decode_timestep is None:
-            model.decode_timestep = HOST_LTX_DECODE_TIMESTEP
-    return model
 
 
 def video_vae(vae) -> CausalVideoVAE:
@@ -45,17 +31,8 @@ def video_vae(vae) -> CausalVideoVAE:
 
 
 def _rebuilt(module, weights: dict) -> CausalVideoVAE:
-    """Our model of the host's, in the host's conventions. Padding is not in the weights: the host pads a
-    config-less LTX-Video decoder with reflection where Lightricks pads with zeros, so copy what it built."""
-    model = host_conventions(build_vae(weights, source="the VAE given to this node"))
-    if isinstance(model, LTXVideoVAE):
-        model.pad_spatially(*(_padding_mode(getattr(module, part, None)) for part in ("encoder", "decoder")))
-    return model
-
-
-def _padding_mode(part) -> str:
-    conv = getattr(getattr(part, "conv_in", None), "conv", None)
-    return getattr(conv, "padding_mode", "zeros")
+    """Our model of the host's, in the host's conventions (including settings the host built beyond the weights)."""
+    return build_vae(weights, source="the VAE given to this node").use_host_conventions(module)
 
 
 def ready_video_vae(vae, step_bytes: int) -> CausalVideoVAE:

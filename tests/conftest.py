@@ -31,7 +31,7 @@ from oracle import WAN21_SMALL, WAN22_SMALL, diffusers_wan  # noqa: E402
 @pytest.fixture(scope="session")
 def wan21_pair():
     """(diffusers oracle, our model sharing its weights) for a reduced-width Wan 2.1."""
-    from framestream.vae_core.checkpoints import build_wan
+    from framestream.vae_core import build_wan
 
     ref = diffusers_wan(WAN21_SMALL)
     return ref, build_wan(ref.state_dict())
@@ -39,7 +39,7 @@ def wan21_pair():
 
 @pytest.fixture(scope="session")
 def wan22_pair():
-    from framestream.vae_core.checkpoints import build_wan
+    from framestream.vae_core import build_wan
 
     ref = diffusers_wan(WAN22_SMALL, seed=1)
     return ref, build_wan(ref.state_dict())

@@ -7,8 +7,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from framestream.vae_core import engine
-from framestream.vae_core.checkpoints import build_wan, diffusers_to_original, infer_wan_config, load_vae
+from framestream.vae_core.streaming import engine
+from framestream.vae_core import build_wan, load_vae
+from framestream.vae_core.models.wan.checkpoints import diffusers_to_original, infer_wan_config
 from framestream.vae_core.errors import FrameStreamError
 
 from oracle import WAN21_SMALL, WAN22_SMALL, diffusers_wan
@@ -129,18 +130,29 @@ def test_corrupt_header(tmp_path):
         load_vae(str(path))
 
 
-def test_image_vae_refused_by_name(tmp_path):
-    """A real diffusers AutoencoderKL (the SD / Flux image VAE) and the original SD key layout."""
-    from diffusers import AutoencoderKL
+def test_unsupported_family_named_not_misread(tmp_path):
+    """A HunyuanVideo 1.5 VAE shares key names with Wan's diffusers layout (RMS gains) and LTX's (nested convs):
+    it must be called what it is, not an incomplete Wan or a broken LTX-Video checkpoint."""
+    from diffusers import AutoencoderKLHunyuanVideo15
 
-    image_vae = AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=4)
-    save_file(image_vae.state_dict(), tmp_path / "sd.safetensors")
-    with pytest.raises(FrameStreamError, match="image VAE .*needs a Wan 2.1, Wan 2.2, HunyuanVideo, CogVideoX or LTX-Video VAE"):
-        load_vae(str(tmp_path / "sd.safetensors"))
-    save_file({"decoder.mid.block_1.norm1.weight": torch.ones(4), "encoder.conv_in.weight": torch.ones(4, 3, 3, 3)},
-              tmp_path / "flux.safetensors")
-    with pytest.raises(FrameStreamError, match=r"image VAE \(SD 1.x / SDXL / SD3 / Flux layout\)"):
-        load_vae(str(tmp_path / "flux.safetensors"))
+    hv15 = AutoencoderKLHunyuanVideo15(block_out_channels=(8, 8, 16, 16, 16), layers_per_block=1)
+    save_file(hv15.state_dict(), tmp_path / "hv15.safetensors")
+    with pytest.raises(FrameStreamError, match=r"hv15.safetensors is not a VAE FrameStream supports: it looks like the "
+                                               r"HunyuanVideo 1.5 VAE \(diffusers layout\); FrameStream reads a Wan"):
+        load_vae(str(tmp_path / "hv15.safetensors"))
+    save_file({"layers.4.layers.1.attn_block.attn.qkv.weight": torch.ones(4, 4)}, tmp_path / "mochi.safetensors")
+    with pytest.raises(FrameStreamError, match=r"Mochi VAE \(genmo layout\)"):
+        load_vae(str(tmp_path / "mochi.safetensors"))
+
+
+def test_unrecognised_file_lists_the_registered_families(tmp_path):
+    from framestream.vae_core.models.registry import FAMILIES
+
+    save_file({"net.0.weight": torch.ones(2, 2)}, tmp_path / "other.safetensors")
+    with pytest.raises(FrameStreamError, match="other.safetensors is not a VAE FrameStream recognises "
+                                               r"\(first keys: net.0.weight\)") as err:
+        load_vae(str(tmp_path / "other.safetensors"))
+    assert all(family.name in str(err.value) for family in FAMILIES)
 
 
 def test_incomplete_wan_checkpoint(wan21_pair, tmp_path):

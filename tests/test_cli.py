@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from framestream import cli
-from framestream.vae_core import engine
+from framestream.vae_core.streaming import engine
 from framestream.vae_core.demo import moving_shapes
-from framestream.vae_core.video import VideoFileSink, probe_video, read_video
+from framestream.vae_core.io.video import VideoFileSink, probe_video, read_video
 
 from oracle import diffusers_decode_raw
 

@@ -5,9 +5,9 @@ import warnings
 import pytest
 import torch
 
-from framestream.vae_core import engine
+from framestream.vae_core.streaming import engine
 from framestream.vae_core.errors import FrameStreamError
-from framestream.vae_core.sinks import CallbackSink
+from framestream.vae_core.streaming.sinks import CallbackSink
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from framestream.vae_core import engine
+from framestream.vae_core.streaming import engine
 from framestream.vae_core.demo import fixture_vae, moving_shapes
 from framestream.vae_core.errors import FrameStreamError
-from framestream.vae_core.frame_conditioning import (GREY, denormalise, extension, fit_images, interpolation, join,
+from framestream.vae_core.sampling.frame_conditioning import (GREY, denormalise, extension, fit_images, interpolation, join,
                                                      known_mask, normalise)
-from framestream.vae_core.sinks import FrameSink
-from framestream.vae_core.stitch import StitchSink
+from framestream.vae_core.streaming.sinks import FrameSink
+from framestream.vae_core.streaming.stitch import StitchSink
 
 SIZE = 32
 

@@ -12,8 +12,8 @@ function is checked in the host test (w = 0 is the host's CFGGuider).
 import pytest
 import torch
 
-from framestream.vae_core.frame_conditioning import known_mask
-from framestream.vae_core.guidance import combine
+from framestream.vae_core.sampling.frame_conditioning import known_mask
+from framestream.vae_core.sampling.guidance import combine
 from wan_dit import TEXT_TOKENS, wan_i2v
 
 SIGMA = 0.6

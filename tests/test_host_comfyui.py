@@ -132,7 +132,7 @@ def _write_inputs(base) -> None:
     import av
     from safetensors.torch import save_file
 
-    from framestream.vae_core.wan import WanConfig, WanVAE
+    from framestream.vae_core.models.wan.model import WanConfig, WanVAE
 
     torch.manual_seed(0)
     vae = WanVAE(WanConfig.wan21())
@@ -311,7 +311,7 @@ def test_roundtrip_workflow_matches_host_vaeencode(comfy):
 
 
 def read_file_frames(path) -> torch.Tensor:
-    from framestream.vae_core.video import read_video
+    from framestream.vae_core.io.video import read_video
 
     return torch.cat(list(read_video(path)))
 
@@ -413,8 +413,8 @@ def test_wan22_matches_the_hosts_own_module(tmp_path):
     """The host's comfy.ldm.wan.vae2_2 at reduced width: same keys, same decode and encode."""
     from safetensors.torch import load_file
 
-    from framestream.vae_core import engine
-    from framestream.vae_core.checkpoints import build_wan
+    from framestream.vae_core.streaming import engine
+    from framestream.vae_core import build_wan
 
     script = tmp_path / "host_wan22.py"
     script.write_text(HOST_WAN22_SCRIPT)

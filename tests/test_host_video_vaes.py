@@ -21,8 +21,8 @@ from test_host_comfyui import (COMFYUI_DIR, TOL, assert_success, comfy, count_fr
 from test_hunyuan import to_host_layout
 from test_ltx import to_original
 
-from framestream.vae_core import engine
-from framestream.vae_core.checkpoints import load_vae
+from framestream.vae_core.streaming import engine
+from framestream.vae_core import load_vae
 
 pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run host tests")
 
@@ -65,7 +65,7 @@ def _library_decode(path, latent, **settings):
 
 def test_hunyuan_video_workflow_through_the_hosts_load_vae(comfy):  # noqa: F811  (the server fixture)
     """The host's widths are fixed (128-512), so the test VAE is full width; the frames are tiny."""
-    from framestream.vae_core.hunyuan import HunyuanVideoVAE
+    from framestream.vae_core.models.hunyuan.model import HunyuanVideoVAE
 
     _, base, _ = comfy
     path = base / "models" / "vae" / "hunyuan_video_vae_test.safetensors"
@@ -87,7 +87,7 @@ def test_hunyuan_video_workflow_through_the_hosts_load_vae(comfy):  # noqa: F811
 
 
 def test_cogvideox_workflow_through_framestream_load_vae(comfy):  # noqa: F811
-    from framestream.vae_core.cogvideox import CogVideoXConfig, CogVideoXVAE
+    from framestream.vae_core.models.cogvideox.model import CogVideoXConfig, CogVideoXVAE
 
     _, base, _ = comfy
     path = base / "models" / "vae" / "cogvideox_vae_test.safetensors"
@@ -105,7 +105,7 @@ def test_ltx_video_workflow_and_the_hosts_load_vae(comfy):  # noqa: F811
     Through the host's Load VAE, FrameStream decodes as the host's VAE Decode does, which pads the decoder by
     reflection instead (LATENTs normalised by the file's statistics in both). That loader reads no metadata
     and takes its config from the widths, so the test VAE is the whole 0.9.0 model, stored in bf16."""
-    from framestream.vae_core.ltx import LTXConfig, LTXVideoVAE
+    from framestream.vae_core.models.ltx.model import LTXConfig, LTXVideoVAE
 
     url, base, _ = comfy
     model = _random(LTXVideoVAE(LTXConfig()))

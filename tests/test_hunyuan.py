@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from framestream.vae_core import engine, group_norm
-from framestream.vae_core.checkpoints import build_vae
+from framestream.vae_core.streaming import engine, group_norm
+from framestream.vae_core import build_vae
 from framestream.vae_core.errors import FrameStreamError
-from framestream.vae_core.stream import StreamState
+from framestream.vae_core.streaming.state import StreamState
 
 TOL = 1e-4
 SMALL = dict(block_out_channels=(32, 32, 64, 64), layers_per_block=1)  # 32 groups, as every release

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from framestream.vae_core.errors import FrameStreamError
-from framestream.vae_core.image_attention import (ImageStrength, ScaledImageValues, apply_patches,
+from framestream.vae_core.sampling.image_attention import (ImageStrength, ScaledImageValues, apply_patches,
                                                   image_strength_patches)
 from wan_dit import TEXT_TOKENS, wan_i2v
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from framestream.vae_core.errors import FrameStreamError
-from framestream.vae_core.guidance import combine
-from framestream.vae_core.keyframes import output_frames, plan_segments
-from framestream.vae_core.perturbation import perturb
+from framestream.vae_core.sampling.guidance import combine
+from framestream.vae_core.sampling.keyframes import output_frames, plan_segments
+from framestream.vae_core.sampling.perturbation import perturb
 
 
 @pytest.mark.parametrize("keys, length", [(2, 5), (3, 9), (5, 81), (7, 17)])

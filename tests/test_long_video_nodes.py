@@ -9,10 +9,10 @@ import torch
 
 from framestream import NODE_CLASS_MAPPINGS as NODES
 from framestream.nodes.frame_conditioning import FREE_KEY
-from framestream.vae_core import engine
+from framestream.vae_core.streaming import engine
 from framestream.vae_core.demo import fixture_vae, moving_shapes
 from framestream.vae_core.errors import FrameStreamError
-from framestream.vae_core.frame_conditioning import interpolation
+from framestream.vae_core.sampling.frame_conditioning import interpolation
 from wan_dit import TEXT_TOKENS, wan_i2v
 
 SIZE = 32

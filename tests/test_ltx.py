@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from framestream.vae_core import engine
-from framestream.vae_core.checkpoints import build_vae
+from framestream.vae_core.streaming import engine
+from framestream.vae_core import build_vae
 from framestream.vae_core.errors import FrameStreamError
-from framestream.vae_core.ltx_checkpoints import original_to_diffusers
-from framestream.vae_core.ltx_noise import SpatialNoise
+from framestream.vae_core.models.ltx.checkpoints import original_to_diffusers
+from framestream.vae_core.models.ltx.noise import SpatialNoise
 
 TOL = 1e-4
 SMALL = dict(block_out_channels=(8, 16, 32, 32), decoder_block_out_channels=(8, 16, 32, 32),
@@ -111,7 +111,7 @@ def test_tiles_get_closer_to_the_whole_frame_as_their_overlap_grows(pair):
 def to_original(sd, version):
     """The original (Lightricks) layout, written from the release's block list: the inverse of the loader's
     renaming, which diffusers' own single-file converter must map back (checked below)."""
-    from framestream.vae_core import ltx_checkpoints as lc
+    from framestream.vae_core.models.ltx import checkpoints as lc
 
     decoder = lc._DECODER_090 if version == "0.9.0" else lc._DECODER_091
     encoder = lc._ENCODER_095 if version == "0.9.5" else lc._ENCODER_090
@@ -208,7 +208,7 @@ def test_spatial_padding_follows_the_config_the_checkpoint_carries(tmp_path):
 
     from safetensors.torch import save_file
 
-    from framestream.vae_core.checkpoints import load_vae
+    from framestream.vae_core import load_vae
 
     ref = diffusers_ltx(SMALL, seed=3)
     weights = {k: v.contiguous() for k, v in to_original(ref.state_dict(), "0.9.0").items()}
@@ -229,7 +229,7 @@ def test_spatial_padding_follows_the_config_the_checkpoint_carries(tmp_path):
 def test_bad_padding_settings_get_clear_errors(tmp_path):
     from safetensors.torch import save_file
 
-    from framestream.vae_core.checkpoints import load_vae
+    from framestream.vae_core import load_vae
 
     weights = {k: v.contiguous() for k, v in to_original(diffusers_ltx(SMALL).state_dict(), "0.9.0").items()}
     for name, metadata, message in (
@@ -276,7 +276,7 @@ def test_decoder_noise_is_diffusers_sequence_and_one_field_per_stream(monkeypatc
 
 
 def test_noise_fields_are_sliced_by_the_tile_window():
-    from framestream.vae_core.stream import StreamState, Window
+    from framestream.vae_core.streaming.state import StreamState, Window
 
     noise = SpatialNoise([1, 4], seed=3)
     full = noise.fields((6, 8), torch.device("cpu"), torch.float32)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from framestream.vae_core import memory
-from framestream.vae_core.stream import StreamState
+from framestream.vae_core.streaming import memory
+from framestream.vae_core.streaming.state import StreamState
 
 
 def test_carry_probe_matches_the_carries_of_a_real_stream(wan21_pair):

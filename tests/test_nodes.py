@@ -8,8 +8,8 @@ import torch
 from framestream import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from framestream.nodes import host
 from framestream.nodes.vae_input import video_vae
-from framestream.vae_core import engine
-from framestream.vae_core.checkpoints import build_wan
+from framestream.vae_core.streaming import engine
+from framestream.vae_core import build_wan
 from framestream.vae_core.errors import FrameStreamError
 
 
@@ -108,7 +108,7 @@ def test_image_vae_given_to_a_node_is_named():
     from diffusers import AutoencoderKL
 
     sd_vae = HostVAE(AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=4))
-    with pytest.raises(FrameStreamError, match="the VAE given to this node holds image VAE"):
+    with pytest.raises(FrameStreamError, match="the VAE given to this node is not a VAE FrameStream supports: it looks like the image VAE"):
         NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(sd_vae, {"samples": torch.randn(1, 4, 8, 8)})
     with pytest.raises(FrameStreamError, match="image VAE"):
         NODE_CLASS_MAPPINGS["FrameStreamEncode"]().encode(sd_vae, torch.rand(1, 16, 16, 3))
@@ -199,7 +199,7 @@ def test_decode_node_tiles_under_a_budget_and_with_custom_tiles(host_vae, fake_h
 
 
 def test_decode_to_video_node_writes_a_numbered_mp4_in_the_output_folder(host_vae, fake_host, tmp_path):
-    from framestream.vae_core.video import probe_video
+    from framestream.vae_core.io.video import probe_video
 
     node = NODE_CLASS_MAPPINGS["FrameStreamDecodeToVideo"]()
     z = torch.randn(1, 16, 3, 2, 3)
@@ -231,7 +231,7 @@ def test_interrupted_decode_to_video_leaves_no_file(host_vae, fake_host, tmp_pat
 @pytest.mark.filterwarnings("ignore:encoding .* the rest is left out")  # the file has frames beyond 1 + 4k
 def test_encode_video_file_node_equals_encoding_the_frames(host_vae, fake_host, tmp_path, wan21_pair):
     from framestream.vae_core.demo import moving_shapes
-    from framestream.vae_core.video import VideoFileSink, read_video
+    from framestream.vae_core.io.video import VideoFileSink, read_video
 
     (tmp_path / "input").mkdir()
     clip = moving_shapes(11, 32, 40)

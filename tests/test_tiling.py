@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from framestream.vae_core import engine, memory
+from framestream.vae_core.streaming import engine, memory
 from framestream.vae_core.errors import FrameStreamError
-from framestream.vae_core.runtime import OUT_OF_MEMORY
-from framestream.vae_core.stream import StreamState
-from framestream.vae_core.tiles import blend_weights, layout, spans
+from framestream.vae_core.streaming.runtime import OUT_OF_MEMORY
+from framestream.vae_core.streaming.state import StreamState
+from framestream.vae_core.streaming.tiles import blend_weights, layout, spans
 
 from toy_models import LookAheadVAE, PointwiseVAE
 

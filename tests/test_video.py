@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from framestream.vae_core.errors import FrameStreamError
-from framestream.vae_core.video import VideoFileSink, probe_video, read_video
+from framestream.vae_core.io.video import VideoFileSink, probe_video, read_video
 
 av = pytest.importorskip("av")  # video.py itself imports PyAV only when a video is touched
 

@@ -7,9 +7,9 @@ outputs before any clamp, for every frames-per-step.
 import pytest
 import torch
 
-from framestream.vae_core import engine
-from framestream.vae_core.checkpoints import build_wan
-from framestream.vae_core.stream import StreamState
+from framestream.vae_core.streaming import engine
+from framestream.vae_core import build_wan
+from framestream.vae_core.streaming.state import StreamState
 
 from oracle import diffusers_decode_raw, diffusers_wan
 

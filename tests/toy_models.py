@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from framestream.vae_core.model import CausalVideoVAE
-from framestream.vae_core.stream import CausalConv3d
+from framestream.vae_core.streaming.model import CausalVideoVAE
+from framestream.vae_core.streaming.conv import CausalConv3d
 
 
 class PointwiseVAE(CausalVideoVAE):

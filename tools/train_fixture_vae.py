@@ -46,7 +46,7 @@ if "framestream" not in sys.modules:  # import this checkout as the package, wha
     _spec.loader.exec_module(sys.modules["framestream"])
 
 from framestream.vae_core.demo import moving_shapes  # noqa: E402
-from framestream.vae_core.wan import WanConfig, WanVAE  # noqa: E402
+from framestream.vae_core.models.wan.model import WanConfig, WanVAE  # noqa: E402
 
 PIXELS_PER_STEP = 2 * 5 * 48 * 48  # batch size adapts so every step costs about the same
 

@@ -13,8 +13,8 @@ import os
 
 import torch
 
-from .checkpoints import load_vae
-from .wan import WanConfig, WanVAE
+from .models.registry import load_vae
+from .models.wan.model import WanConfig, WanVAE
 
 
 FIXTURE_PATH = os.path.join(os.path.dirname(__file__), "data", "wan21_fixture.safetensors")

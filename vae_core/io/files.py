@@ -1,0 +1,155 @@
+"""Latent and frame files, in the formats the host reads and writes.
+
+Writes go to a temporary file that replaces the target only when complete, so a
+failed or interrupted run never leaves a half-written output behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+
+from ..errors import FrameStreamError
+from ..streaming.runtime import OUT_OF_MEMORY
+
+_PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+LATENT_KEY = "latent_tensor"
+LATENT_VERSION_KEY = "latent_format_version_0"  # its absence makes Load Latent rescale by 1/0.18215
+FRAMES_KEY = "frames"
+
+
+def check_writable(path: str) -> None:
+    """Fails before any work is done if ``path`` cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FrameStreamError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK):
+        raise FrameStreamError(f"output folder is not writable: {folder}")
+
+
+@contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """A temporary path beside ``path`` that becomes ``path`` only if the block succeeds."""
+    check_writable(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temp = tempfile.mkstemp(prefix=".framestream-", suffix=os.path.splitext(path)[1], dir=folder)
+    os.close(handle)
+    os.chmod(temp, 0o644)  # mkstemp's private 0600 would survive the rename
+    try:
+        yield temp
+        os.replace(temp, path)
+    except OSError as err:
+        raise FrameStreamError(f"could not write {path}: {err.strerror or err}") from None
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
+
+
+def read_safetensors(path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file, with one clear error for every way the file can be wrong.
+
+    Floating-point tensors are cast to ``dtype`` one at a time as they are read,
+    so a file in another precision never sits in memory twice.
+    """
+    if not os.path.isfile(path):
+        raise FrameStreamError(f"file not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if path.lower().endswith(_PICKLE_SUFFIXES) or head[:2] == b"PK" or head[:1] == b"\x80":
+        raise FrameStreamError(
+            f"{path} is a pickle checkpoint; pickles can run code when loaded, so FrameStream reads only "
+            ".safetensors files (the repackaged ComfyUI VAEs are safetensors, or convert it with safetensors.torch.save_file)"
+        )
+    from safetensors import SafetensorError
+    from safetensors.torch import safe_open
+
+    try:
+        with safe_open(path, framework="pt", device=str(device)) as f:
+            return {key: _cast(f.get_tensor(key), dtype) for key in f.keys()}
+    except OUT_OF_MEMORY:
+        raise
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise FrameStreamError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from None
+
+
+def read_metadata(path: str) -> dict[str, str]:
+    """The string metadata in a safetensors header (empty if none); read it after :func:`read_safetensors`,
+    which gives the clear errors for unreadable files."""
+    from safetensors.torch import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def _cast(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+
+
+def _save(tensors: dict[str, torch.Tensor], path: str) -> None:
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as temp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, temp)
+
+
+def read_latent(path: str) -> torch.Tensor:
+    """A video latent from a host ``.latent`` file or a one-tensor ``.safetensors``, as float32."""
+    tensors = read_safetensors(path)
+    if LATENT_KEY in tensors:
+        latent = tensors[LATENT_KEY]
+        if LATENT_VERSION_KEY not in tensors:  # an old SD1 latent, stored scaled; undo it as Load Latent does
+            latent = latent / 0.18215
+    elif len(tensors) == 1:
+        latent = next(iter(tensors.values()))
+    else:
+        raise FrameStreamError(
+            f"{path} holds {len(tensors)} tensors ({', '.join(list(tensors)[:4])}); expected a host .latent file"
+            f" ('{LATENT_KEY}') or a .safetensors with exactly one tensor [C, T, H, W] or [B, C, T, H, W]"
+        )
+    return latent.float()
+
+
+def write_latent(path: str, latent: torch.Tensor) -> None:
+    """A file the host's Load Latent opens as it is."""
+    _save({LATENT_KEY: latent.float(), LATENT_VERSION_KEY: torch.tensor([])}, path)
+
+
+def read_frames(path: str) -> torch.Tensor:
+    tensors = read_safetensors(path)
+    if FRAMES_KEY not in tensors:
+        raise FrameStreamError(
+            f"{path} has no '{FRAMES_KEY}' tensor (found: {', '.join(list(tensors)[:4]) or 'nothing'});"
+            f" expected '{FRAMES_KEY}' [T, H, W, 3] in [0, 1]"
+        )
+    return tensors[FRAMES_KEY]  # dtype and range are checked where the frames are used
+
+
+def write_frames(path: str, frames: torch.Tensor) -> None:
+    _save({FRAMES_KEY: frames.float()}, path)
+
+
+def numbered_output(root: str, prefix: str, suffix: str) -> str:
+    """``root/<prefix>_00001<suffix>`` with the next free number; a prefix that leaves ``root`` is refused.
+
+    ``prefix`` may name subfolders (``FrameStream/run``), created as needed, but
+    never an absolute path or a ``..`` that climbs out of ``root``.
+    """
+    if not prefix or not prefix.strip():
+        raise FrameStreamError("filename_prefix is empty; give a name such as FrameStream/video")
+    if os.path.isabs(prefix) or prefix.startswith(("/", "\\")) or os.path.splitdrive(prefix)[0]:
+        raise FrameStreamError(f"filename_prefix '{prefix}' is an absolute path; give a name inside the output folder")
+    root = os.path.abspath(root)
+    target = os.path.abspath(os.path.join(root, prefix))
+    if ".." in prefix.replace("\\", "/").split("/") or os.path.commonpath([root, target]) != root:
+        raise FrameStreamError(f"filename_prefix '{prefix}' leads outside the output folder; remove the '..'")
+    folder, name = os.path.split(target)
+    os.makedirs(folder, exist_ok=True)
+    taken = {entry for entry in os.listdir(folder) if entry.startswith(name + "_")}
+    number = 1
+    while f"{name}_{number:05d}{suffix}" in taken:
+        number += 1
+    return os.path.join(folder, f"{name}_{number:05d}{suffix}")

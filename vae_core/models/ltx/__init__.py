@@ -1,0 +1,6 @@
+"""LTX-Video 0.9.x: a causal encoder and a decoder that looks ahead (temporal windows with halos)."""
+
+from ..family import Family
+from . import checkpoints
+
+FAMILY = Family("LTX-Video VAE", checkpoints.recognises, checkpoints.build_ltx)

@@ -1,0 +1,94 @@
+"""GroupNorm whose statistics may span more frames and pixels than the tensor in hand.
+
+HunyuanVideo's and CogVideoX's VAEs normalise with GroupNorm over channels *and*
+time *and* space. A causal stream sees one chunk (and one tile) at a time, so a
+plain GroupNorm would compute its mean and variance over that piece only: the
+first frames of a clip then look different depending on what follows them, and
+tiles disagree at their seams. (Wan replaced GroupNorm with a per-position
+RMSNorm for exactly this reason; LTX-Video did too.)
+
+The statistics are sums, so they can be gathered piecewise. While a stream is
+active, :class:`GroupNorm` adds the moments of the part of its input that the
+current tile owns to the stream's running totals, and normalises with a
+:class:`Pooling` policy the engine chose:
+
+* ``running``: the totals so far, this piece included (a causal estimate; the
+  first pass of a clip-wide decode);
+* ``frozen``: totals handed over from a previous pass over the whole clip. The
+  first GroupNorm then sees the whole clip's statistics exactly; a later one
+  sees statistics of inputs computed with the previous pass's estimates, so
+  each extra pass shrinks the error further;
+* ``per_step``: totals of the current step only (CogVideoX's own chunk-wise
+  statistics), gathered over every tile of the step.
+
+Outside a stream, or with no policy, it is an ordinary GroupNorm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+
+from .state import StreamState, active_state
+
+_KEY = "group_moments"
+
+
+class Moments(NamedTuple):
+    """Per video and group: sum, sum of squares and count of the values seen, in float64."""
+
+    total: torch.Tensor
+    squares: torch.Tensor
+    count: int
+
+    @staticmethod
+    def of(x: torch.Tensor, groups: int) -> "Moments":
+        grouped = x.reshape(x.shape[0], groups, -1).double()
+        return Moments(grouped.sum(-1), grouped.square().sum(-1), grouped.shape[-1])
+
+    def __add__(self, other: "Moments") -> "Moments":  # type: ignore[override]
+        return Moments(self.total + other.total.to(self.total.device), self.squares + other.squares.to(self.total.device),
+                       self.count + other.count)
+
+    def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.total / self.count
+        return mean, (self.squares / self.count - mean.square()).clamp_(min=0)
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """How a stream's GroupNorms pick their statistics (see the module docstring)."""
+
+    frozen: dict[int, Moments] | None = None
+    per_step: bool = False
+
+
+def frozen_after(state: StreamState, per_step: bool = False) -> Pooling:
+    """A policy that applies what ``state`` gathered (its committed totals, or this step's for ``per_step``)."""
+    return Pooling(frozen=state.values(_KEY, pending=per_step), per_step=per_step)
+
+
+class GroupNorm(nn.GroupNorm):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        state = active_state()
+        pooling: Pooling | None = getattr(state, "pooling", None)
+        if pooling is None:
+            return super().forward(x)
+        seen = Moments.of(state.owned(x), self.num_groups)
+        before = state.value(self, _KEY, pending_only=pooling.per_step)
+        totals = seen if before is None else before + seen
+        state.set_value(self, _KEY, totals)
+        if pooling.frozen is not None and id(self) in pooling.frozen:
+            totals = pooling.frozen[id(self)]
+        return self.normalise(x, *totals.mean_var())
+
+    def normalise(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        scale = torch.rsqrt(var + self.eps).float().to(x.device)
+        grouped = (x.float().reshape(b, self.num_groups, -1) - mean.float().to(x.device)[..., None]) * scale[..., None]
+        y = grouped.reshape(x.shape)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return (y * self.weight.float().view(shape) + self.bias.float().view(shape)).to(x.dtype)

@@ -1,0 +1,74 @@
+"""Checking what users hand the engine, so that every mistake gets one message saying what is expected."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import FrameStreamError
+from .model import CausalVideoVAE
+
+
+def _image_latent(latent: torch.Tensor, vae: CausalVideoVAE) -> FrameStreamError:
+    return FrameStreamError(
+        f"latent has shape {tuple(latent.shape)}, an image latent [B, C, H, W]; the {vae.family} decodes video"
+        f" latents [B, {vae.latent_channels}, T, H, W] from a video model"
+    )
+
+
+def check_latent(vae: CausalVideoVAE, latent: torch.Tensor) -> torch.Tensor:
+    """A ``[B, C, T, h, w]`` view of a valid latent for ``vae``, or one clear error."""
+    if not isinstance(latent, torch.Tensor):
+        raise FrameStreamError(f"expected a latent tensor, got {type(latent).__name__}")
+    if latent.ndim == 4 and latent.shape[0] != vae.latent_channels:
+        raise _image_latent(latent, vae)
+    if latent.ndim == 4:
+        latent = latent.unsqueeze(0)
+    if latent.ndim != 5:
+        raise FrameStreamError(
+            f"latent has shape {tuple(latent.shape)}; a video latent is [C, T, H, W] or [B, C, T, H, W]"
+        )
+    if latent.shape[1] != vae.latent_channels:
+        raise FrameStreamError(
+            f"latent has {latent.shape[1]} channels but the {vae.family} expects {vae.latent_channels};"
+            " it was made for another model"
+        )
+    if min(latent.shape) == 0:
+        raise FrameStreamError(f"latent has shape {tuple(latent.shape)}, which holds no frames")
+    if not latent.is_floating_point():
+        raise FrameStreamError(f"latent has dtype {latent.dtype}; expected a floating-point tensor")
+    bad = (~torch.isfinite(latent)).sum().item()
+    if bad:
+        raise FrameStreamError(
+            f"latent contains {bad} NaN/inf values; the sampler diverged or the file is damaged, so nothing was decoded"
+        )
+    return latent
+
+
+def check_frames(vae: CausalVideoVAE, frames: torch.Tensor) -> torch.Tensor:
+    """Frames ``[T, H, W, C]`` in [0, 1], cropped to whole latent pixels as the host crops them."""
+    if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[-1] not in (3, 4):
+        shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
+        raise FrameStreamError(f"frames have shape {shape}; expected [T, H, W, 3] (the host's IMAGE layout)")
+    if not frames.is_floating_point():
+        raise FrameStreamError(f"frames have dtype {frames.dtype}; expected floats in [0, 1] (divide 8-bit values by 255)")
+    r = vae.spatial_ratio
+    t, h, w = frames.shape[:3]
+    if t == 0:
+        raise FrameStreamError("frames hold no frame; expected at least one")
+    if h < r or w < r:
+        raise FrameStreamError(f"frames are {w}x{h} px; the {vae.family} needs at least {r}x{r}")
+    groups = frames[..., :3].split(8)  # statistics group by group: no full-size temporary
+    bad = sum((~torch.isfinite(group)).sum().item() for group in groups)
+    if bad:
+        raise FrameStreamError(f"frames contain {bad} NaN/inf values")
+    low, high = min(g.min().item() for g in groups), max(g.max().item() for g in groups)
+    if low < -0.5 or high > 1.5:
+        raise FrameStreamError(f"frame values span [{low:.3g}, {high:.3g}]; expected [0, 1] (0-255 values need / 255)")
+    top, left = (h % r) // 2, (w % r) // 2
+    return frames[:, top : top + h // r * r, left : left + w // r * r, :3]
+
+
+def require_video_latent(latent: torch.Tensor, vae: CausalVideoVAE) -> None:
+    """A node's LATENT is always batched: a 4-D one is an image latent, never [C, T, H, W]."""
+    if isinstance(latent, torch.Tensor) and latent.ndim == 4:
+        raise _image_latent(latent, vae)

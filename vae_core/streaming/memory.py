@@ -1,0 +1,124 @@
+"""How much memory a decode or encode needs, and the largest tile that fits a budget.
+
+Peak memory of a streamed step is modelled in three parts:
+
+* the causal carries, for the whole frame, twice while a step runs (see
+  :mod:`stream`); measured once per model by streaming two latent frames
+  through it on a one-cell grid, since carries scale exactly with frame area.
+  Kept in host RAM instead (for 720p Wan 2.1 they are 8 GiB in bf16), only
+  the tile at work has its extent on the device;
+* one tile's activations at the finest stage, which dominate:
+  ``LIVE_AT_FINEST`` tensors of the finest width over the step's pixel frames
+  and the tile's pixels (the constant is fitted and checked in
+  ``benchmarks/tiling_and_memory.py``);
+* the step's blended output in fp32, and the weights (not part of a budget).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .model import CausalVideoVAE
+from .state import StreamState
+
+LIVE_AT_FINEST = 6.0
+MIN_TILE_PX = 128
+# the estimate lands within a few percent of measured peaks (benchmarks/tiling_and_memory.py, "plan");
+# tiles are planned against this share of a budget so that the budget itself holds
+PLANNED_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class Estimate:
+    carries: int
+    activations: int
+    output: int
+
+    @property
+    def total(self) -> int:
+        return self.carries + self.activations + self.output
+
+
+@torch.no_grad()
+def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode") -> int:
+    """Bytes of causal carry per latent pixel, in the model's dtype (probed once, cached on the model)."""
+    cache = vae.__dict__.setdefault("_framestream_carry_per_cell", {})
+    if direction == "decode" and not vae.causal_decoder:
+        cache[direction] = 0  # decoded in independent windows: nothing is carried
+    if direction not in cache:
+        state = StreamState()
+        device, dtype = vae.weight_device, vae.weight_dtype
+        with state.active():
+            if direction == "decode":
+                for _ in range(2):
+                    vae.decode_chunk(torch.zeros(1, vae.latent_channels, 1, 1, 1, device=device, dtype=dtype))
+                    state.commit()
+            else:
+                r, s = vae.temporal_ratio, vae.spatial_ratio
+                for frames in (1, r):
+                    vae.encode_chunk(torch.zeros(1, 3, frames, s, s, device=device, dtype=dtype))
+                    state.commit()
+        cache[direction] = state.carry_bytes()
+    return cache[direction]
+
+
+def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_px: int | None,
+             direction: str = "decode", offload_carries: bool = False) -> Estimate:
+    """Peak device bytes beyond the weights for frames of ``height`` x ``width`` px, ``per_step`` latent frames a step."""
+    r = vae.spatial_ratio
+    itemsize = vae.weight_dtype.itemsize
+    tile_h, tile_w = (height, width) if tile_px is None else (min(tile_px, height), min(tile_px, width))
+    carry_cells = (tile_h // r) * (tile_w // r) if offload_carries else (height // r) * (width // r)
+    carries = 2 * carry_bytes_per_cell(vae, direction) * carry_cells
+    frames = vae.temporal_ratio * per_step
+    width_at_finest = vae.finest_width if direction == "decode" else vae.encoder_finest_width
+    activations = int(LIVE_AT_FINEST * width_at_finest * frames * tile_h * tile_w * itemsize)
+    output = 2 * 3 * frames * height * width * 4 if direction == "decode" else 0
+    return Estimate(carries, activations, output)
+
+
+@dataclass(frozen=True)
+class Plan:
+    tile_px: int | None  # None: the whole frame
+    offload_carries: bool  # keep the causal carries in host RAM
+
+
+def plan(vae: CausalVideoVAE, height: int, width: int, per_step: int, overlap_px: int, budget: int | None,
+         direction: str = "decode", device: torch.device | None = None) -> Plan:
+    """The cheapest way to fit ``budget`` (by default the free memory): the whole frame, else the largest tiles,
+    else, on a GPU, the same with the carries in host RAM (moving them costs transfers every step).
+
+    When nothing fits, the smallest tiles (with carries in RAM on a GPU); the
+    engine then still reacts to running out of memory. ``device`` is where the
+    work runs (the weights' device by default).
+    """
+    device = vae.weight_device if device is None else device
+    budget = PLANNED_SHARE * (free_bytes(device) if budget is None else budget)
+    r = vae.spatial_ratio
+    smallest = max(MIN_TILE_PX, 2 * math.ceil(overlap_px / r) * r + r)
+    placements = (False, True) if device.type != "cpu" else (False,)
+    for offload in placements:
+        if estimate(vae, height, width, per_step, None, direction, offload).total <= budget:
+            return Plan(None, offload)
+        tile = max(height, width) // r * r
+        while tile >= smallest:
+            if estimate(vae, height, width, per_step, tile, direction, offload).total <= budget:
+                return Plan(tile, offload)
+            tile -= r
+    return Plan(smallest, placements[-1])
+
+
+def free_bytes(device: torch.device) -> int:
+    """Memory free for work on ``device``: the GPU's free plus the caching allocator's spare, or RAM available."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    try:
+        with open("/proc/meminfo") as info:
+            fields = dict(line.split(":", 1) for line in info)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 8 * 2**30  # no /proc (macOS, Windows): assume a modest machine

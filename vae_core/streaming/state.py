@@ -1,0 +1,198 @@
+"""The causal-streaming protocol, written once for every temporal layer.
+
+A video VAE is streamed by feeding it consecutive chunks of frames. Every layer
+that looks along time (a causal conv, a temporal down/up-sampler) must carry the
+frames it still needs from one chunk to the next. Instead of threading a cache
+list through every block's ``forward`` (the reference Wan code pastes that
+boilerplate into each block), such a layer calls :func:`sliding_windows` or
+:func:`first_call` with itself as the key, and the active :class:`StreamState`
+keeps its carry. Blocks built from these layers need no cache code at all.
+
+Two properties make tiling and out-of-memory recovery possible:
+
+* A carry is kept for the *whole frame*. A spatial tile (a :class:`Window`)
+  reads its own extent from it and writes back only the part it owns, so the
+  tile layout may change from one step to the next.
+* Writes go to a pending copy that :meth:`StreamState.commit` adopts at the end
+  of a step. A failed step is dropped with :meth:`StreamState.rollback` and
+  re-run from intact carries. The price is a second copy of the carry while a
+  step runs.
+
+Each temporal layer is defined over the *whole* sequence, so cutting the
+sequence into chunks anywhere gives the same result as one whole-clip call.
+Without an active state, a call is simply a fresh one-chunk stream.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+_ACTIVE: contextvars.ContextVar["StreamState | None"] = contextvars.ContextVar("framestream_stream", default=None)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A spatial tile in units of the step's coarsest grid (latent pixels).
+
+    ``box`` is what the tile computes and ``owned`` the part of it whose carry
+    it writes back; owned parts of a layout partition the frame. Both are
+    ``(top, left, height, width)``; ``frame`` is the whole grid ``(height, width)``.
+    A layer whose input is ``s`` times finer than the grid scales all three by ``s``.
+    """
+
+    box: tuple[int, int, int, int]
+    owned: tuple[int, int, int, int]
+    frame: tuple[int, int]
+
+    def scale_of(self, x: torch.Tensor) -> int:
+        return x.shape[-2] // self.box[2]
+
+    def region(self, s: int, part: tuple[int, int, int, int], relative: bool = False) -> tuple[slice, slice]:
+        top, left, height, width = part
+        if relative:
+            top, left = top - self.box[0], left - self.box[1]
+        return slice(top * s, (top + height) * s), slice(left * s, (left + width) * s)
+
+
+class StreamState:
+    """The per-layer carries of one stream (one video), shared by all its tiles.
+
+    ``cache_device`` keeps carries off the compute device (e.g. on the CPU when
+    VRAM is short); each tile then moves just its extent in and out.
+    """
+
+    def __init__(self, cache_device: torch.device | str | None = None) -> None:
+        self.cache_device = torch.device(cache_device) if cache_device is not None else None
+        self.window: Window | None = None
+        self.pooling = None  # how GroupNorms over time pick their statistics (:mod:`group_norm`); None: locally
+        self._committed: dict[int, dict] = {}
+        self._pending: dict[int, dict] = {}
+
+    @contextmanager
+    def active(self) -> Iterator["StreamState"]:
+        token = _ACTIVE.set(self)
+        try:
+            yield self
+        finally:
+            _ACTIVE.reset(token)
+
+    @contextmanager
+    def tile(self, window: Window | None) -> Iterator[None]:
+        self.window = window
+        try:
+            yield
+        finally:
+            self.window = None
+
+    def offload(self, device: torch.device) -> None:
+        """Keeps the carries on ``device`` from now on (host RAM when the GPU runs short), the committed ones too."""
+        self.cache_device = device
+        for values in self._committed.values():
+            for key, value in values.items():
+                if isinstance(value, torch.Tensor):
+                    values[key] = value.to(device)
+
+    def commit(self) -> None:
+        """Adopts everything the step wrote; call once the whole step (all tiles) succeeded."""
+        for key, values in self._pending.items():
+            self._committed.setdefault(key, {}).update(values)
+        self._pending = {}
+
+    def rollback(self) -> None:
+        """Forgets a failed step's writes; the carries are as they were before it."""
+        self._pending = {}
+
+    def value(self, layer: torch.nn.Module, key: str, pending_only: bool = False):
+        """What ``layer`` stored under ``key``: this step's write if any, else (unless ``pending_only``) the committed one."""
+        pending = self._pending.get(id(layer), {})
+        if key in pending or pending_only:
+            return pending.get(key)
+        return self._committed.get(id(layer), {}).get(key)
+
+    def set_value(self, layer: torch.nn.Module, key: str, value) -> None:
+        self._pending.setdefault(id(layer), {})[key] = value
+
+    def values(self, key: str, pending: bool = False) -> dict[int, object]:
+        """Every layer's committed (or this step's) ``key`` by layer id, e.g. statistics handed to the next pass."""
+        source = self._pending if pending else self._committed
+        return {layer: values[key] for layer, values in source.items() if key in values}
+
+    def owned(self, x: torch.Tensor) -> torch.Tensor:
+        """The part of a tile's activation ``x`` that its tile owns (all of it when not tiling)."""
+        window = self.window
+        if window is None:
+            return x
+        return x[(..., *window.region(window.scale_of(x), window.owned, relative=True))]
+
+    def carry_bytes(self) -> int:
+        return sum(v.nbytes for d in self._committed.values() for v in d.values() if isinstance(v, torch.Tensor))
+
+    def seen(self, layer: torch.nn.Module) -> bool:
+        seen = self._committed.get(id(layer), {}).get("seen", False)
+        self._pending.setdefault(id(layer), {})["seen"] = True
+        return seen
+
+    def read_frames(self, layer: torch.nn.Module, like: torch.Tensor) -> torch.Tensor | None:
+        frames = self._committed.get(id(layer), {}).get("frames")
+        if frames is None:
+            return None
+        if self.window is not None:
+            rows, cols = self.window.region(self.window.scale_of(like), self.window.box)
+            frames = frames[..., rows, cols]
+        return frames.to(like.device, like.dtype)
+
+    def write_frames(self, layer: torch.nn.Module, frames: torch.Tensor) -> None:
+        device = self.cache_device or frames.device
+        pending = self._pending.setdefault(id(layer), {})
+        window = self.window
+        if window is None:
+            # a copy: a slice would keep the whole chunk alive until the next step
+            pending["frames"] = frames.to(device, copy=True)
+            return
+        s = window.scale_of(frames)
+        if "frames" not in pending:
+            height, width = window.frame
+            pending["frames"] = frames.new_empty(*frames.shape[:3], height * s, width * s, device=device)
+        rows, cols = window.region(s, window.owned)
+        pending["frames"][..., rows, cols] = self.owned(frames)
+
+
+def active_state() -> StreamState | None:
+    return _ACTIVE.get()
+
+
+def first_call(layer: torch.nn.Module) -> bool:
+    """True while ``layer`` is in the first step of its stream (or outside any stream)."""
+    state = _ACTIVE.get()
+    return state is None or not state.seen(layer)
+
+
+def sliding_windows(layer: torch.nn.Module, x: torch.Tensor, kernel: int, stride: int, front_pad: int,
+                    replicate: bool = False) -> torch.Tensor | None:
+    """Frames of ``x`` plus the ones ``layer`` carried, covering every window completed so far.
+
+    The stream is the whole sequence with ``front_pad`` frames in front, zeros
+    (Wan) or copies of the first frame (``replicate``, LTX-Video); windows of
+    ``kernel`` frames start every ``stride`` frames. Returns the span covering
+    every window that is complete so far (or None when none is), and carries
+    the frames the next windows still need.
+    """
+    state = _ACTIVE.get()
+    carried = state.read_frames(layer, x) if state is not None else None
+    if carried is None and front_pad:
+        if replicate:
+            carried = x[:, :, :1].expand(-1, -1, front_pad, -1, -1)
+        else:
+            carried = x.new_zeros(x.shape[0], x.shape[1], front_pad, *x.shape[3:])
+    frames = x if carried is None else torch.cat([carried, x], dim=2)
+    count = (frames.shape[2] - kernel) // stride + 1 if frames.shape[2] >= kernel else 0
+    if state is not None:
+        state.write_frames(layer, frames[:, :, count * stride :])
+    if count == 0:
+        return None
+    return frames[:, :, : (count - 1) * stride + kernel]
