@@ -20,6 +20,10 @@ class CausalVideoVAE(nn.Module):
     """
 
     family: str = "video VAE"
+    # "video": latents [B, C, T, h, w] from a video model. "frames": the host's batch of image latents
+    # [N, C, h, w], one latent per frame, all one video (image VAEs, Stable Video Diffusion); the engine runs it as
+    # [1, C, N, h, w] (temporal_ratio 1) and an encode returns that layout too.
+    latent_layout: str = "video"
     latent_channels: int
     temporal_ratio: int
     spatial_ratio: int
