@@ -21,6 +21,7 @@ from .vae_core.io.files import check_writable, read_frames, read_latent, write_f
 from .vae_core.io.progress import ConsoleProgress
 from .vae_core.quality import psnr
 from .vae_core.streaming.runtime import DTYPES, OUT_OF_MEMORY, peak_memory_text, resolve_device, resolve_dtype
+from .vae_core.streaming.settings import Settings
 from .vae_core.streaming.sinks import FrameSink
 from .vae_core.streaming.tiles import DEFAULT_OVERLAP_PX
 from .vae_core.io.video import SUFFIXES as VIDEO_CONTAINERS, VideoFileSink, read_video
@@ -45,9 +46,11 @@ def _load(args) -> tuple[torch.nn.Module, torch.device, torch.dtype]:
     return vae, device, dtype
 
 
-def _tile_options(args) -> dict:
+def _settings(args, label: str, **steps) -> Settings:
+    """The command line's one translation into the engine's settings."""
+    bar = ConsoleProgress(label, args.quiet)
     budget = None if args.max_memory is None else int(args.max_memory * 2**30)
-    return {"tile": args.tile, "overlap": args.overlap, "budget": budget}
+    return Settings(tile=args.tile, overlap=args.overlap, budget=budget, progress=bar, on_retry=bar.retry, **steps)
 
 
 def _tile_arg(text: str):
@@ -68,12 +71,12 @@ def _frame_sink(args):
 def cmd_decode(args) -> None:
     _check_output(args.output, (".safetensors", *VIDEO_SUFFIXES))
     sink = _frame_sink(args)  # checks fps and crf before any work
+    settings = _settings(args, "decode", frames_per_step=args.frames_per_step,
+                         statistics_passes=args.statistics_passes)
     latent = read_latent(args.latent)
     vae, device, dtype = _load(args)
     started = time.perf_counter()
-    bar = ConsoleProgress("decode", args.quiet)
-    frames = engine.decode(vae, latent, sink=sink, frames_per_step=args.frames_per_step, progress=bar,
-                           on_retry=bar.retry, statistics_passes=args.statistics_passes, **_tile_options(args))
+    frames = engine.decode(vae, latent, sink=sink, settings=settings)
     if isinstance(frames, torch.Tensor):
         write_frames(args.output, frames)
     count = vae.decoded_frames(latent.shape[-3]) * (latent.shape[0] if latent.ndim == 5 else 1)
@@ -102,12 +105,11 @@ def _size_arg(text: str | None):
 
 def cmd_encode(args) -> None:
     _check_output(args.output, (".latent", ".safetensors"))
+    settings = _settings(args, "encode", latents_per_step=args.latents_per_step)
     vae, device, dtype = _load(args)
     source = _frames_source(args, vae)
     started = time.perf_counter()
-    bar = ConsoleProgress("encode", args.quiet)
-    latent = engine.encode(vae, **source, latents_per_step=args.latents_per_step, progress=bar, on_retry=bar.retry,
-                           **_tile_options(args))
+    latent = engine.encode(vae, **source, settings=settings)
     write_latent(args.output, latent)
     print(f"encoded -> latent {tuple(latent.shape)} in {time.perf_counter() - started:.2f} s"
           f" ({vae.family}, {device}, {str(dtype)[6:]}), {peak_memory_text(device)} -> {args.output}")

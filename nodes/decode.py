@@ -57,7 +57,7 @@ class FrameStreamDecode:
 
     def decode(self, vae, samples, frames_per_step=engine.DEFAULT_FRAMES_PER_STEP, segment_overlap=0,
                crossfade=False, **tiling):
-        model, latent, options = prepare_decode(vae, samples, frames_per_step, tiling)
+        model, latent, settings = prepare_decode(vae, samples, frames_per_step, tiling)
         sink = segments_sink(FrameSink(), segment_overlap, crossfade)
-        frames = engine.decode(model, latent, sink=sink, frames_per_step=frames_per_step, **options)
+        frames = engine.decode(model, latent, sink=sink, settings=settings)
         return (frames,)

@@ -34,6 +34,6 @@ class FrameStreamEncode:
         }
 
     def encode(self, vae, pixels, **tiling):
-        model, options = prepare_encode(vae, pixels.shape[1], pixels.shape[2], tiling)
-        latent = engine.encode(model, pixels, **options)
+        model, settings = prepare_encode(vae, pixels.shape[1], pixels.shape[2], tiling)
+        latent = engine.encode(model, pixels, settings=settings)
         return ({"samples": latent},)

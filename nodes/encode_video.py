@@ -70,9 +70,9 @@ class FrameStreamEncodeVideoFile:
             raise FrameStreamError(f"give both width and height to resize (got {width}x{height}), or 0 for both")
         size = (width, height) if width else None
         stop = None if frame_count == 0 else start_frame + frame_count * stride
-        model, options = prepare_encode(vae, height or info.height, width or info.width, tiling)
+        model, settings = prepare_encode(vae, height or info.height, width or info.width, tiling)
         reader = read_video(path, start_frame, stop, stride, size, chunk=(1, model.temporal_ratio))
-        latent = engine.encode(model, reader, frame_count=reader.frames, **options)
+        latent = engine.encode(model, reader, settings=settings, frame_count=reader.frames)
         return ({"samples": latent},)
 
 

@@ -7,7 +7,7 @@ import torch
 from ..vae_core.streaming import engine
 from ..vae_core.errors import FrameStreamError
 from ..vae_core.sampling.frame_conditioning import FrameConditioning, extension, interpolation, join
-from ..vae_core.streaming.inputs import check_latent, require_video_latent
+from ..vae_core.streaming.inputs import check_latent, require_node_latent
 from .registry import node
 from .vae_input import VAE_TOOLTIP, prepare_encode, video_vae
 
@@ -42,8 +42,8 @@ class KnownFramesConditioning:
 
 
 def _encoder(vae, height: int, width: int):
-    model, options = prepare_encode(vae, height, width, {})
-    return lambda chunks, count: engine.encode(model, chunks, frame_count=count, **options)
+    model, settings = prepare_encode(vae, height, width, {})
+    return lambda chunks, count: engine.encode(model, chunks, settings=settings, frame_count=count)
 
 
 def _clip_vision_pairs(output, keyframes: int):
@@ -140,7 +140,7 @@ class FrameStreamExtendVideo(KnownFramesConditioning):
     def condition(self, positive, negative, vae, samples, length, context_frames, perturbation, perturbation_seed,
                   clip_vision_output=None):
         previous, model = samples["samples"], video_vae(vae)
-        require_video_latent(previous, model)
+        require_node_latent(previous, model)
         previous = check_latent(model, previous)
         height, width = previous.shape[-2] * model.spatial_ratio, previous.shape[-1] * model.spatial_ratio
         frames = extension(previous, context_frames, length, _encoder(vae, height, width), height, width,

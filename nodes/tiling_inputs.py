@@ -1,4 +1,4 @@
-"""The tile and memory inputs every FrameStream VAE node shares, and their translation for the core."""
+"""The tile and memory inputs every FrameStream VAE node shares, and their one translation for the core."""
 
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ TILE_INPUTS = {
 }
 
 
-def tile_options(tiles: str, tile_size: int, tile_overlap: int, memory_budget_gb: float, free_bytes) -> dict:
-    """Keyword arguments for ``engine.decode`` / ``engine.encode``."""
-    tile = {"auto": "auto", "none": None}.get(tiles, tile_size)
-    budget = int(memory_budget_gb * 2**30) if memory_budget_gb > 0 else free_bytes
-    return {"tile": tile, "overlap": tile_overlap, "budget": budget}
+def node_tiling(inputs: dict) -> dict:
+    """The tile inputs (any left out take their defaults) as :class:`Settings` fields. A budget of 0 means
+    none of the user's: the caller plans against what the host reports free."""
+    values = {**{name: spec[1]["default"] for name, spec in TILE_INPUTS.items()}, **inputs}
+    gigabytes = values["memory_budget_gb"]
+    return {"tile": {"auto": "auto", "none": None}.get(values["tiles"], values["tile_size"]),
+            "overlap": values["tile_overlap"], "budget": int(gigabytes * 2**30) if gigabytes > 0 else None}

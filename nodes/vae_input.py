@@ -6,11 +6,12 @@ import torch
 
 from ..vae_core.models.registry import build_vae
 from ..vae_core.errors import FrameStreamError
-from ..vae_core.streaming.inputs import require_video_latent
-from ..vae_core.streaming.memory import estimate
+from ..vae_core.streaming import memory
+from ..vae_core.streaming.inputs import check_latent, require_node_latent
 from ..vae_core.streaming.model import CausalVideoVAE
+from ..vae_core.streaming.settings import Settings
 from . import host
-from .tiling_inputs import TILE_INPUTS, tile_options
+from .tiling_inputs import node_tiling
 
 VAE_TOOLTIP = ("A Wan 2.1/2.2, HunyuanVideo or LTX-Video VAE from Load VAE, or any of these and CogVideoX from "
                "FrameStream Load VAE.")
@@ -56,24 +57,36 @@ def ready_video_vae(vae, step_bytes: int) -> CausalVideoVAE:
 
 
 def prepare_decode(vae, samples: dict, frames_per_step: int, tiling: dict):
-    """The model (loaded by the host, which makes room for an untiled decode), the latent, and the engine's
-    options: tiles, memory budget, progress."""
+    """The model (loaded by the host after it made room for what the decode's plan will hold), the latent, and
+    the engine's settings."""
     latent = samples["samples"]
     model = video_vae(vae)
-    require_video_latent(latent, model)
-    height, width = latent.shape[-2] * model.spatial_ratio, latent.shape[-1] * model.spatial_ratio
-    model = ready_video_vae(vae, estimate(model, height, width, frames_per_step, None).total)
-    return model, latent, _options(model, tiling, "decode")
+    require_node_latent(latent, model)
+    settings = _settings(tiling, "decode", frames_per_step=frames_per_step)
+    shape = check_latent(model, latent).shape  # a bad latent is refused before the host loads anything
+    model = ready_video_vae(vae, memory.room_to_ask(lambda s: memory.plan_decode(model, shape, s), settings))
+    return model, latent, _with_free_budget(settings, model)
 
 
 def prepare_encode(vae, height: int, width: int, tiling: dict):
+    """As :func:`prepare_decode`, for encoding frames of ``height`` x ``width`` pixels."""
     model = video_vae(vae)
-    model = ready_video_vae(vae, estimate(model, height, width, 1, None, "encode").total)
-    return model, _options(model, tiling, "encode")
+    settings = _settings(tiling, "encode")
+    r = model.spatial_ratio
+    one_step = model.pixel_frames(1 + settings.latents_per_step)
+
+    def plan(candidate):
+        return memory.plan_encode(model, one_step, max(height // r, 1) * r, max(width // r, 1) * r, candidate)
+
+    model = ready_video_vae(vae, memory.room_to_ask(plan, settings))
+    return model, _with_free_budget(settings, model)
 
 
-def _options(model: CausalVideoVAE, tiling: dict, label: str) -> dict:
-    values = {**{name: spec[1]["default"] for name, spec in TILE_INPUTS.items()}, **tiling}
+def _settings(tiling: dict, label: str, **steps) -> Settings:
     progress = host.Progress(label)
-    return {**tile_options(**values, free_bytes=host.free_bytes(model.weight_device)),
-            "progress": progress, "on_retry": progress.retry}
+    return Settings(**node_tiling(tiling), progress=progress, on_retry=progress.retry, **steps)
+
+
+def _with_free_budget(settings: Settings, model: CausalVideoVAE) -> Settings:
+    """Without a budget of the user's, tiles are planned against what the host reports free once the model is in."""
+    return settings if settings.budget is not None else settings.replace(budget=host.free_bytes(model.weight_device))

@@ -73,3 +73,21 @@ class LookAheadVAE(CausalVideoVAE):
     def decode_tile(self, z):
         x = torch.tanh(self.b(torch.tanh(self.a(z))))
         return x.repeat_interleave(2, dim=2)[:, :, 1:]
+
+
+class LookAheadNormVAE(LookAheadVAE):
+    """:class:`LookAheadVAE` with a GroupNorm over the whole clip between its convs: windows with exact halos
+    reproduce the whole clip only if that norm sees the clip's statistics, each frame counted once."""
+
+    family = "look-ahead GroupNorm test VAE"
+    norm_statistics = "clip"
+
+    def __init__(self, core: int, halo: int, seed: int = 0) -> None:
+        super().__init__(core, halo, 0, seed)
+        from framestream.vae_core.streaming.group_norm import GroupNorm
+
+        self.norm = GroupNorm(2, 6)
+
+    def decode_tile(self, z):
+        x = torch.tanh(self.b(self.norm(self.a(z))))
+        return x.repeat_interleave(2, dim=2)[:, :, 1:]

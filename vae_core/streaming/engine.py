@@ -1,155 +1,233 @@
 """The one streaming loop every model runs through.
 
 Time comes first: each step advances the whole frame by ``frames_per_step``
-latent frames (decode) or one, then ``4 * latents_per_step`` pixel frames
-(encode), running the high-resolution part of the model tile by tile and the
-latent-resolution part on the whole frame. Finished frames leave in order and
-go straight to a sink (a tensor, a video file, a callback), so memory holds the
-model, the causal carries, one tile's activations and whatever the sink keeps,
-never a growing concatenation.
+latent frames (decode) or one, then ``temporal_ratio * latents_per_step`` pixel
+frames (encode), running the high-resolution part of the model tile by tile and
+the latent-resolution part on the whole frame. Finished frames leave in order
+and go straight to a sink (a tensor, a video file, a callback), so memory holds
+the model, the causal carries, one tile's activations and whatever the sink
+keeps, never a growing concatenation.
 
-A step that runs out of memory is dropped (the carries from before it are
-intact, see :mod:`stream`) and re-run with smaller tiles: no work is lost.
 Decoders that look ahead in time cannot stream; they run in temporal windows
-with a halo of context (:mod:`temporal`).
+with a halo of context (:mod:`temporal`). GroupNorms over the whole clip get
+their statistics from gathering passes before the pass that writes
+(:mod:`group_norm`). Everything a run holds is decided up front by its plan
+(:mod:`memory`); the functions below only carry it out, with their state passed
+explicitly.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import warnings
-from typing import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import torch
 
 from . import group_norm, memory, temporal
-from ..errors import FrameStreamError
-from .inputs import check_frames, check_latent
+from .inputs import check_latent
 from .model import CausalVideoVAE
-from .runtime import OUT_OF_MEMORY, release_cached_memory
+from .settings import Progress, Settings
 from .sinks import FrameSink, LatentSink, Sink
+from .sources import FrameSource
 from .state import StreamState
-from .tiles import DEFAULT_OVERLAP_PX, Layout, blend_weights, layout
+from .tiler import Tiler
 
-DEFAULT_FRAMES_PER_STEP = 1
-DEFAULT_LATENTS_PER_STEP = 1
-
-# progress(done, total, preview) is called before the first and after every step; preview is the newest
-# decoded frame [H, W, 3] (or None); it may raise to stop the run
-Progress = Callable[..., None]
-# on_retry(message) hears about a step re-run with smaller tiles after running out of memory
-Retry = Callable[[str], None]
+DEFAULT_FRAMES_PER_STEP = Settings.frames_per_step
+DEFAULT_LATENTS_PER_STEP = Settings.latents_per_step
+Write = Callable[[int, torch.Tensor], None]  # (first frame or latent index, chunk) of one video
 
 
-def _quiet(*args) -> None:
-    pass
+@dataclass
+class Counter:
+    """Steps done out of the run's total, reported after each step (the report may raise to stop the run)."""
+
+    total: int
+    report: Progress
+    done: int = 0
+
+    def start(self) -> None:
+        self.report(0, self.total, None)
+
+    def step(self, preview: torch.Tensor | None = None) -> None:
+        self.done += 1
+        self.report(self.done, self.total, preview)
 
 
-class Tiler:
-    """Runs one step's high-resolution part tile by tile and blends the tiles, shrinking them after an OOM."""
+@torch.no_grad()  # not inference_mode: callers may still modify the returned tensors
+def decode(vae: CausalVideoVAE, latent: torch.Tensor, sink: Sink | None = None, settings: Settings | None = None,
+           *, num_frames: int | None = None, **options):
+    """Decodes a raw-space latent to frames in [0, 1], ``[B*T, H, W, 3]`` by default (the host's IMAGE).
 
-    def __init__(self, vae: CausalVideoVAE, grid: tuple[int, int], plan: memory.Plan, overlap_px: int,
-                 on_retry: Retry, cache_device: torch.device | str | None = None) -> None:
-        tile_px, r = plan.tile_px, vae.spatial_ratio
-        if overlap_px < 0:
-            raise FrameStreamError(f"tile overlap must be 0 or more pixels, got {overlap_px}")
-        if tile_px is not None and tile_px < r:
-            raise FrameStreamError(f"tile size must be at least {r} px for the {vae.family}, got {tile_px}")
-        self.grid, self.on_retry = grid, on_retry
-        # where carries live: the compute device (None) unless asked, planned or forced by running out of memory
-        if cache_device is None and plan.offload_carries:
-            cache_device = "cpu"
-        self.cache_device = torch.device(cache_device) if cache_device is not None else None
-        self.on_gpu = vae.weight_device.type != "cpu"
-        overlap = -(-overlap_px // r)  # whole latent pixels, rounded up
-        if tile_px is not None and overlap >= tile_px // r:
-            raise FrameStreamError(
-                f"tile overlap {overlap_px} px must be smaller than the tile ({tile_px} px); try an overlap of "
-                f"{tile_px // 4} px or less"
-            )
-        tile = None if tile_px is None or tile_px // r >= max(grid) else tile_px // r
-        self.layout = layout(*grid, tile, overlap)
-        self._sums: dict[int, torch.Tensor] = {}
-
-    @property
-    def may_offload(self) -> bool:
-        """Whether running out of memory may still move the carries to host RAM."""
-        return self.on_gpu and self.cache_device is None
-
-    def new_state(self) -> StreamState:
-        return StreamState(self.cache_device)
-
-    def shrink(self) -> bool:
-        """Halves the tiles (never below overlap + 1 cells); False when they cannot get smaller."""
-        current, overlap = max(self.layout.tile), self.layout.overlap
-        smaller = max(current // 2, overlap + 1)
-        if smaller >= current:
-            return False
-        self.layout = layout(*self.grid, smaller, overlap)
-        self._sums.clear()
-        return True
-
-    def tile_px(self, r: int) -> str:
-        return "whole frame" if self.layout.whole_frame else f"{self.layout.tile[0] * r}x{self.layout.tile[1] * r} px tiles"
-
-    def run(self, state: StreamState, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-            in_scale: int, out_scale: int) -> torch.Tensor:
-        """``fn`` over every tile of ``x`` (``in_scale`` px per grid cell), blended at ``out_scale``, in fp32."""
-        tiles: Layout = self.layout
-        if tiles.whole_frame:
-            return fn(x).float()
-        out = None
-        for window in tiles.windows:
-            with state.tile(window):
-                y = fn(x[(..., *window.region(in_scale, window.box))])
-            weights = blend_weights(window, tiles.windows, out_scale).to(y.device)
-            if out is None:
-                out = y.new_zeros(*y.shape[:3], self.grid[0] * out_scale, self.grid[1] * out_scale, dtype=torch.float32)
-            out[(..., *window.region(out_scale, window.box))].addcmul_(y.float(), weights)
-            del y
-        return out.div_(self._weight_sum(out_scale, out.device))
-
-    def _weight_sum(self, scale: int, device: torch.device) -> torch.Tensor:
-        if scale not in self._sums:
-            total = torch.zeros(self.grid[0] * scale, self.grid[1] * scale)
-            for window in self.layout.windows:
-                total[window.region(scale, window.box)] += blend_weights(window, self.layout.windows, scale)
-            self._sums[scale] = total
-        return self._sums[scale].to(device)
-
-    def step(self, state: StreamState, run: Callable[[], torch.Tensor], describe: str) -> torch.Tensor:
-        """``run()`` once, committing its carries; after an out-of-memory, again with smaller tiles."""
-        while True:
-            try:
-                result = run()
-            except OUT_OF_MEMORY:
-                state.rollback()
-                failed = self.tile_px(1)
-                if self.shrink():
-                    change = f"smaller tiles ({failed} -> {self.layout.tile} latent px)"
-                elif self.may_offload:
-                    self.cache_device = torch.device("cpu")
-                    state.offload(self.cache_device)
-                    change = "the causal carries moved to host RAM"
-                else:
-                    raise
-            else:
-                state.commit()
-                return result
-            release_cached_memory()  # outside the except block: the traceback no longer pins the step's tensors
-            self.on_retry(f"out of memory in {describe}; retrying it with {change}")
+    ``settings`` (or keyword overrides of it, e.g. ``tile="auto"``) say how:
+    see :class:`Settings`. ``num_frames`` splits a batch of per-frame latents
+    (``latent_layout == "frames"``, e.g. Stable Video Diffusion) into videos of
+    that many frames, as diffusers' ``decode(z, num_frames)``. Runs where the
+    model's weights are, in their precision; frames land on the CPU in float32.
+    """
+    settings = Settings.of(settings, options)
+    latent = check_latent(vae, latent, num_frames)
+    work = memory.plan_decode(vae, latent.shape, settings)
+    tiler = Tiler(vae, tuple(latent.shape[-2:]), work.tiles, settings.overlap, settings.on_retry, settings.carries)
+    passes = gathering_passes(vae, settings)
+    counter = Counter(latent.shape[0] * len(work.steps) * (1 + passes), settings.progress)
+    sink = sink if sink is not None else FrameSink()
+    return _finish(sink, functools.partial(_decode_videos, vae, latent, work, tiler, passes, sink, counter))
 
 
-def _plan(vae: CausalVideoVAE, tile, overlap: int, height: int, width: int, per_step: int,
-          budget: int | None) -> memory.Plan:
-    if tile is None or tile == "none":
-        return memory.Plan(None, False)
-    if tile == "auto":
-        return memory.plan(vae, height, width, per_step, overlap, budget)
-    if isinstance(tile, int) and not isinstance(tile, bool):
-        return memory.Plan(tile, False)
-    raise FrameStreamError(f"tile must be 'auto', 'none' or a size in pixels, got {tile!r}")
+def _decode_videos(vae: CausalVideoVAE, latent: torch.Tensor, work: memory.WorkPlan, tiler: Tiler, passes: int,
+                   sink: Sink, counter: Counter) -> None:
+    videos, length = latent.shape[0], latent.shape[2]
+    sink.start((videos, vae.decoded_frames(length), *work.frame, 3))
+    counter.start()
+    for batch in range(videos):
+        z = latent[batch : batch + 1]
+        pooling = group_norm.Pooling() if vae.norm_statistics == "clip" else None
+        for _ in range(passes):
+            pooling = group_norm.frozen_after(decode_pass(vae, z, work, tiler, pooling, _discard, counter))
+        decode_pass(vae, z, work, tiler, pooling, functools.partial(sink.write, batch), counter)
+
+
+def decode_pass(vae: CausalVideoVAE, z: torch.Tensor, work: memory.WorkPlan, tiler: Tiler,
+                pooling: group_norm.Pooling | None, write: Write, counter: Counter) -> StreamState:
+    """One pass over one video's steps, writing its frames in order; returns the stream's final state."""
+    stitcher = temporal.Stitcher(write)
+    state = None
+    for window in work.steps:
+        if window.fresh_stream:
+            state = _fresh_state(tiler, pooling, state)
+        with state.active():
+            pixels = tiler.step(state, functools.partial(decode_window, vae, z, window, tiler, state),
+                                f"latent frames {window.start}-{window.stop - 1}")
+        frames = to_frames(pixels).cpu()
+        del pixels
+        stitcher.add(window, frames)
+        counter.step(frames[-1])
+    return state
+
+
+def decode_window(vae: CausalVideoVAE, z: torch.Tensor, window: temporal.TemporalWindow, tiler: Tiler,
+                  state: StreamState) -> torch.Tensor:
+    """One step: the latent-resolution stages over the window (plus their own halo), then the tiles."""
+    first, last = max(0, window.start - vae.shared_halo), min(z.shape[2], window.stop + vae.shared_halo)
+    latent = z[:, :, first:last].to(vae.weight_device, vae.weight_dtype)
+
+    def run() -> torch.Tensor:
+        state.frames_owned = _owned(window.core, first, last)
+        shared = vae.decode_shared(latent)[:, :, window.start - first : window.stop - first]
+        state.frames_owned = _owned(window.core, window.start, window.stop)
+        return tiler.run(state, vae.decode_tile, shared, in_scale=1, out_scale=vae.spatial_ratio)
+
+    return with_step_statistics(vae, tiler, state, run)
+
+
+def _owned(core: tuple[int, int], first: int, last: int) -> tuple[int, int, int] | None:
+    """The core's frames within a stage that runs latents ``[first, last)`` (None: all of them)."""
+    return None if core == (first, last) else (core[0] - first, core[1] - first, last - first)
+
+
+def _fresh_state(tiler: Tiler, pooling: group_norm.Pooling | None, previous: StreamState | None) -> StreamState:
+    """A new stream for a window; a windowed decode's windows keep adding to the clip's statistics."""
+    state = tiler.new_state()
+    state.pooling = pooling
+    if previous is not None and pooling is not None:
+        state.carry_over(previous, group_norm.KEY)
+    return state
+
+
+@torch.no_grad()  # not inference_mode: callers may still modify the returned tensors
+def encode(vae: CausalVideoVAE, frames: torch.Tensor | Iterable[torch.Tensor], sink: Sink | None = None,
+           settings: Settings | None = None, *, frame_count: int | None = None, **options):
+    """Encodes one video, frames ``[T, H, W, 3]`` in [0, 1], to its raw latent mean ``[1, C, T', h, w]``
+    (``[T, C, h, w]`` for a model of per-frame latents, the host's image LATENT).
+
+    ``frames`` may also be an iterable of such chunks (a video file read frame
+    by frame) with ``frame_count`` giving their total, so a long input never
+    sits in memory. As in the host, trailing frames that do not fill a whole
+    latent frame are dropped and the frame size is cropped to whole latent
+    pixels. Frames in memory get the gathering passes of ``statistics_passes``
+    (a stream is read once, with running statistics).
+    """
+    settings = Settings.of(settings, options)
+    source = FrameSource(vae, frames, frame_count)
+    height, width = source.size
+    work = memory.plan_encode(vae, source.count, height, width, settings)
+    kept = work.steps[-1][1]
+    _note_what_is_dropped(vae, (source.count, *source.raw_size), (kept, height, width))
+    tiler = Tiler(vae, (height // vae.spatial_ratio, width // vae.spatial_ratio), work.tiles, settings.overlap,
+                  settings.on_retry, settings.carries)
+    passes = gathering_passes(vae, settings) if source.rereadable else 0
+    counter = Counter(len(work.steps) * (1 + passes), settings.progress)
+    sink = sink if sink is not None else LatentSink()
+    result = _finish(sink, functools.partial(_encode_video, vae, source, work, tiler, passes, sink, counter))
+    if vae.latent_layout == "frames" and isinstance(result, torch.Tensor):
+        return result[0].transpose(0, 1).contiguous()
+    return result
+
+
+def _encode_video(vae: CausalVideoVAE, source: FrameSource, work: memory.WorkPlan, tiler: Tiler, passes: int,
+                  sink: Sink, counter: Counter) -> None:
+    sink.start((1, vae.latent_channels, vae.latent_frames(source.count), *(n // vae.spatial_ratio for n in work.frame)))
+    counter.start()
+    pooling = group_norm.Pooling() if vae.norm_statistics == "clip" else None
+    for _ in range(passes):
+        pooling = group_norm.frozen_after(encode_pass(vae, source, work, tiler, pooling, _discard, counter))
+    encode_pass(vae, source, work, tiler, pooling, functools.partial(sink.write, 0), counter)
+
+
+def encode_pass(vae: CausalVideoVAE, source: FrameSource, work: memory.WorkPlan, tiler: Tiler,
+                pooling: group_norm.Pooling | None, write: Write, counter: Counter) -> StreamState:
+    """One pass over the video's steps, writing its latent frames in order; returns the stream's final state."""
+    state = _fresh_state(tiler, pooling, None)
+    written = 0
+    with state.active():
+        for group in source.groups(work.steps):
+            latent = tiler.step(state, functools.partial(encode_step, vae, group, tiler, state),
+                                f"frames {written * vae.temporal_ratio}+")
+            write(written, latent[0].float().cpu())
+            written += latent.shape[2]
+            del latent
+            counter.step()
+    return state
+
+
+def encode_step(vae: CausalVideoVAE, group: torch.Tensor, tiler: Tiler, state: StreamState) -> torch.Tensor:
+    """One step: the high-resolution stages tile by tile, then the latent-resolution stages on the whole frame."""
+    dtype = vae.weight_dtype
+    # never in place: these are the caller's frames
+    pixels = (group.to(vae.weight_device, torch.float32).permute(3, 0, 1, 2).unsqueeze(0) * 2.0 - 1.0).to(dtype)
+
+    def run() -> torch.Tensor:
+        features = tiler.run(state, vae.encode_tile, pixels, in_scale=vae.spatial_ratio, out_scale=1)
+        return vae.encode_shared(features.to(dtype))
+
+    return with_step_statistics(vae, tiler, state, run)
+
+
+def with_step_statistics(vae: CausalVideoVAE, tiler: Tiler, state: StreamState, run: Callable[[], torch.Tensor]):
+    """``run()`` for one step. A model whose GroupNorms take statistics per step (CogVideoX, image VAEs) gets them
+    from all tiles of the step, gathered in a first run whose carries are dropped; untiled it needs none."""
+    if vae.norm_statistics != "chunk" or tiler.layout.whole_frame:
+        return run()
+    state.pooling = group_norm.Pooling(per_step=True)
+    run()
+    state.pooling = group_norm.frozen_after(state, per_step=True)
+    state.rollback()
+    try:
+        return run()
+    finally:
+        state.pooling = None
+
+
+def gathering_passes(vae: CausalVideoVAE, settings: Settings) -> int:
+    """The statistics-gathering passes before the one that writes (none for norms that need none)."""
+    return settings.statistics_passes if vae.norm_statistics == "clip" else 0
+
+
+def to_frames(pixels: torch.Tensor) -> torch.Tensor:
+    """``[1, 3, t, H, W]`` in [-1, 1] -> ``[t, H, W, 3]`` in [0, 1], fp32."""
+    return pixels[0].add_(1.0).div_(2.0).clamp_(0.0, 1.0).permute(1, 2, 3, 0)
 
 
 def _finish(sink: Sink, run: Callable[[], None]):
@@ -164,237 +242,8 @@ def _finish(sink: Sink, run: Callable[[], None]):
     return sink.result()
 
 
-def _with_step_statistics(vae: CausalVideoVAE, tiler: Tiler, state: StreamState, run: Callable[[], torch.Tensor]):
-    """``run()`` for one step. A model whose GroupNorms take statistics per step (CogVideoX) gets them from
-    all tiles of the step, gathered in a first run whose carries are dropped; untiled it needs none."""
-    if vae.norm_statistics != "chunk" or tiler.layout.whole_frame:
-        return run()
-    state.pooling = group_norm.Pooling(per_step=True)
-    run()
-    state.pooling = group_norm.frozen_after(state, per_step=True)
-    state.rollback()
-    try:
-        return run()
-    finally:
-        state.pooling = None
-
-
 def _discard(*args) -> None:
     pass
-
-
-def _gathering_passes(vae: CausalVideoVAE, passes: int) -> range | None:
-    """The statistics-gathering passes before the one that writes, or None for norms that need none."""
-    if vae.norm_statistics != "clip":
-        return None
-    if not isinstance(passes, int) or passes < 0:
-        raise FrameStreamError(f"statistics_passes must be 0 or more, got {passes!r}")
-    return range(passes)
-
-
-def _to_frames(pixels: torch.Tensor) -> torch.Tensor:
-    """``[1, 3, t, H, W]`` in [-1, 1] -> ``[t, H, W, 3]`` in [0, 1], fp32."""
-    return pixels[0].add_(1.0).div_(2.0).clamp_(0.0, 1.0).permute(1, 2, 3, 0)
-
-
-@torch.no_grad()  # not inference_mode: callers may still modify the returned tensors
-def decode(
-    vae: CausalVideoVAE,
-    latent: torch.Tensor,
-    sink: Sink | None = None,
-    frames_per_step: int = DEFAULT_FRAMES_PER_STEP,
-    tile: int | str | None = None,
-    overlap: int = DEFAULT_OVERLAP_PX,
-    budget: int | None = None,
-    progress: Progress = _quiet,
-    on_retry: Retry = _quiet,
-    cache_device: torch.device | str | None = None,
-    statistics_passes: int = 1,
-):
-    """Decodes a raw-space latent to frames in [0, 1], ``[B*T, H, W, 3]`` by default (the host's IMAGE).
-
-    ``tile``: None/"none" (whole frame), a size in pixels, or "auto" (the largest
-    tile whose planned peak fits ``budget`` bytes, by default the free memory).
-    Runs where the model's weights are, in their precision; frames land on the CPU in float32.
-    ``statistics_passes``: for decoders with GroupNorm over the clip (HunyuanVideo), how many passes gather
-    the statistics before the pass that writes (0: one pass with running statistics; see :mod:`group_norm`).
-    """
-    latent = check_latent(vae, latent)
-    passes = _gathering_passes(vae, statistics_passes)
-    if frames_per_step < 1:
-        raise FrameStreamError(f"frames_per_step must be at least 1, got {frames_per_step}")
-    device, dtype = vae.weight_device, vae.weight_dtype
-    sink = sink if sink is not None else FrameSink()
-    videos, _, length, h, w = latent.shape
-    r = vae.spatial_ratio
-    windows = temporal.windows(vae, length, frames_per_step)
-    per_step = max(window.stop - window.start for window in windows)  # a non-causal decoder's windows are wider
-    plan = _plan(vae, tile, overlap, h * r, w * r, per_step, budget)
-    tiler = Tiler(vae, (h, w), plan, overlap, on_retry, cache_device)
-
-    def decode_window(state: StreamState, batch: int, window: temporal.TemporalWindow) -> torch.Tensor:
-        first, last = max(0, window.start - vae.shared_halo), min(length, window.stop + vae.shared_halo)
-        z = latent[batch : batch + 1, :, first:last].to(device, dtype)
-
-        def run() -> torch.Tensor:
-            shared = vae.decode_shared(z)[:, :, window.start - first : window.stop - first]
-            return tiler.run(state, vae.decode_tile, shared, in_scale=1, out_scale=r)
-
-        return _with_step_statistics(vae, tiler, state, run)
-
-    def decode_pass(batch: int, pooling: group_norm.Pooling | None, write, count) -> StreamState:
-        stitcher = temporal.Stitcher(write)
-        for window in windows:
-            if window.fresh_stream:
-                state = tiler.new_state()
-                state.pooling = pooling
-            with state.active():
-                pixels = tiler.step(state, functools.partial(decode_window, state, batch, window),
-                                    f"latent frames {window.start}-{window.stop - 1}")
-            frames = _to_frames(pixels).cpu()
-            del pixels
-            stitcher.add(window, frames)
-            count(frames[-1])
-        return state
-
-    def loop() -> None:
-        sink.start((videos, vae.decoded_frames(length), h * r, w * r, 3))
-        total = videos * len(windows) * (1 + len(passes or ()))
-        done = 0
-
-        def count(preview) -> None:
-            nonlocal done
-            done += 1
-            progress(done, total, preview)
-
-        progress(0, total, None)
-        for batch in range(videos):
-            pooling = group_norm.Pooling() if passes is not None else None
-            for _ in passes or ():
-                pooling = group_norm.frozen_after(decode_pass(batch, pooling, _discard, count))
-            decode_pass(batch, pooling, functools.partial(sink.write, batch), count)
-
-    return _finish(sink, loop)
-
-
-def _regroup(chunks: Iterable[torch.Tensor], sizes: list[int]) -> Iterator[torch.Tensor]:
-    """Re-cuts a stream of frame chunks into pieces of exactly ``sizes`` frames (extra frames are ignored)."""
-    pending: list[torch.Tensor] = []
-    held = 0
-    wanted = iter(sizes)
-    need = next(wanted, None)
-    for chunk in chunks:
-        pending.append(chunk)
-        held += chunk.shape[0]
-        while need is not None and held >= need:
-            joined = torch.cat(pending) if len(pending) > 1 else pending[0]
-            yield joined[:need]
-            rest = joined[need:]
-            pending, held = ([rest] if rest.shape[0] else []), rest.shape[0]
-            need = next(wanted, None)
-        if need is None:
-            return
-    if need is not None:
-        raise FrameStreamError(f"the video ended early: {sum(sizes)} frames were expected")
-
-
-@torch.no_grad()  # not inference_mode: callers may still modify the returned tensors
-def encode(
-    vae: CausalVideoVAE,
-    frames: torch.Tensor | Iterable[torch.Tensor],
-    sink: Sink | None = None,
-    latents_per_step: int = DEFAULT_LATENTS_PER_STEP,
-    tile: int | str | None = None,
-    overlap: int = DEFAULT_OVERLAP_PX,
-    budget: int | None = None,
-    progress: Progress = _quiet,
-    on_retry: Retry = _quiet,
-    frame_count: int | None = None,
-    cache_device: torch.device | str | None = None,
-    statistics_passes: int = 1,
-):
-    """Encodes one video, frames ``[T, H, W, 3]`` in [0, 1], to its raw latent mean ``[1, C, T', h, w]``.
-
-    ``frames`` may also be an iterable of such chunks (a video file read frame
-    by frame) with ``frame_count`` giving their total, so a long input never
-    sits in memory. As in the host, trailing frames that do not fill a whole
-    latent frame are dropped and the frame size is cropped to whole latent
-    pixels. Runs where the model's weights are, in their precision. ``statistics_passes`` as for
-    :func:`decode`, for frames given as a tensor (a stream is read once, with running statistics).
-    """
-    if isinstance(frames, torch.Tensor):
-        raw_size = tuple(frames.shape[1:3])  # before check_frames crops it
-        frames, chunks = check_frames(vae, frames), None
-        frame_count = frames.shape[0]
-    elif frame_count is None or frame_count < 1:
-        raise FrameStreamError("encoding a stream of frame chunks needs their total frame_count (at least 1)")
-    else:
-        stream = iter(frames)
-        first = next(stream, None)
-        if first is None:
-            raise FrameStreamError("the video holds no frames")
-        chunks, raw_size = itertools.chain([first], stream), tuple(first.shape[1:3])
-        frames = check_frames(vae, first[:1])
-    if latents_per_step < 1:
-        raise FrameStreamError(f"latents_per_step must be at least 1, got {latents_per_step}")
-    device, dtype = vae.weight_device, vae.weight_dtype
-    sink = sink if sink is not None else LatentSink()
-    r, ratio = vae.temporal_ratio, vae.spatial_ratio
-    length = vae.latent_frames(frame_count)
-    spans = vae.encode_steps(vae.pixel_frames(length), latents_per_step)
-    height, width = frames.shape[1] // ratio, frames.shape[2] // ratio
-    _note_what_is_dropped(vae, (frame_count, *raw_size), (vae.pixel_frames(length), height * ratio, width * ratio))
-    plan = _plan(vae, tile, overlap, height * ratio, width * ratio, latents_per_step, budget)
-    tiler = Tiler(vae, (height, width), plan, overlap, on_retry, cache_device)
-    passes = _gathering_passes(vae, statistics_passes)
-    state = tiler.new_state()
-
-    def encode_step(group: torch.Tensor) -> torch.Tensor:
-        pixels = (group.to(device, torch.float32).permute(3, 0, 1, 2).unsqueeze(0) * 2.0 - 1.0).to(dtype)  # never in place: the caller's frames
-
-        def run() -> torch.Tensor:
-            features = tiler.run(state, vae.encode_tile, pixels, in_scale=ratio, out_scale=1)
-            return vae.encode_shared(features.to(dtype))
-
-        return _with_step_statistics(vae, tiler, state, run)
-
-    def groups() -> Iterator[torch.Tensor]:
-        if chunks is None:
-            yield from (frames[start:stop] for start, stop in spans)
-        else:
-            for group in _regroup(chunks, [stop - start for start, stop in spans]):
-                if tuple(group.shape[1:3]) != raw_size:
-                    raise FrameStreamError(f"frame size changed within the video: {tuple(group.shape[1:3])} after {raw_size}")
-                yield check_frames(vae, group)
-
-    def encode_pass(source: Iterable[torch.Tensor], pooling, write, count: int) -> StreamState:
-        nonlocal state
-        state = tiler.new_state()
-        state.pooling = pooling
-        written = 0
-        with state.active():
-            for step, group in enumerate(source, 1):
-                latent = tiler.step(state, functools.partial(encode_step, group), f"frames {written * r}+")
-                write(0, written, latent[0].float().cpu())
-                written += latent.shape[2]
-                del latent
-                progress(count + step, total, None)
-        return state
-
-    # GroupNorm over the clip (HunyuanVideo): frames held in memory get a gathering pass first; a stream read
-    # once (a video file) is normalised with running statistics
-    gathering = len(passes or ()) if chunks is None else 0
-    total = len(spans) * (1 + gathering)
-
-    def loop() -> None:
-        sink.start((1, vae.latent_channels, length, height, width))
-        progress(0, total, None)
-        pooling = group_norm.Pooling() if passes is not None else None
-        for index in range(gathering):
-            pooling = group_norm.frozen_after(encode_pass(groups(), pooling, _discard, index * len(spans)))
-        encode_pass(groups(), pooling, sink.write, gathering * len(spans))
-
-    return _finish(sink, loop)
 
 
 def _note_what_is_dropped(vae: CausalVideoVAE, given: tuple[int, int, int], kept: tuple[int, int, int]) -> None:

@@ -34,7 +34,7 @@ import torch.nn as nn
 
 from .state import StreamState, active_state
 
-_KEY = "group_moments"
+KEY = "group_moments"  # where each GroupNorm keeps its totals in the stream state
 
 
 class Moments(NamedTuple):
@@ -68,7 +68,7 @@ class Pooling:
 
 def frozen_after(state: StreamState, per_step: bool = False) -> Pooling:
     """A policy that applies what ``state`` gathered (its committed totals, or this step's for ``per_step``)."""
-    return Pooling(frozen=state.values(_KEY, pending=per_step), per_step=per_step)
+    return Pooling(frozen=state.values(KEY, pending=per_step), per_step=per_step)
 
 
 class GroupNorm(nn.GroupNorm):
@@ -78,9 +78,9 @@ class GroupNorm(nn.GroupNorm):
         if pooling is None:
             return super().forward(x)
         seen = Moments.of(state.owned(x), self.num_groups)
-        before = state.value(self, _KEY, pending_only=pooling.per_step)
+        before = state.value(self, KEY, pending_only=pooling.per_step)
         totals = seen if before is None else before + seen
-        state.set_value(self, _KEY, totals)
+        state.set_value(self, KEY, totals)
         if pooling.frozen is not None and id(self) in pooling.frozen:
             totals = pooling.frozen[id(self)]
         return self.normalise(x, *totals.mean_var())

@@ -15,23 +15,56 @@ def _image_latent(latent: torch.Tensor, vae: CausalVideoVAE) -> FrameStreamError
     )
 
 
-def check_latent(vae: CausalVideoVAE, latent: torch.Tensor) -> torch.Tensor:
-    """A ``[B, C, T, h, w]`` view of a valid latent for ``vae``, or one clear error."""
-    if not isinstance(latent, torch.Tensor):
-        raise FrameStreamError(f"expected a latent tensor, got {type(latent).__name__}")
+def _video_latent(latent: torch.Tensor, vae: CausalVideoVAE) -> FrameStreamError:
+    return FrameStreamError(
+        f"latent has shape {tuple(latent.shape)}, a video latent [B, C, T, H, W]; the {vae.family} decodes a batch "
+        f"of image latents [N, {vae.latent_channels}, H, W], one per frame"
+    )
+
+
+def _as_video(vae: CausalVideoVAE, latent: torch.Tensor, num_frames: int | None) -> torch.Tensor:
+    """A ``[B, C, T, h, w]`` view: video latents as they are, a batch of per-frame latents as its videos."""
+    if vae.latent_layout == "frames":
+        if latent.ndim == 5:
+            raise _video_latent(latent, vae)
+        if latent.ndim != 4:
+            raise FrameStreamError(f"latent has shape {tuple(latent.shape)}; the {vae.family} decodes a batch of "
+                                   f"image latents [N, {vae.latent_channels}, H, W]")
+        _check_channels(vae, latent.shape[1])
+        frames = latent.shape[0]
+        if num_frames is not None and (num_frames < 1 or frames % num_frames):
+            raise FrameStreamError(f"the latent holds {frames} frame latents, which is not a whole number of videos "
+                                   f"of num_frames={num_frames} frames")
+        per_video = num_frames or frames
+        return latent.unflatten(0, (frames // per_video, per_video)).transpose(1, 2) if frames else latent[None].transpose(1, 2)
+    if num_frames is not None:
+        raise FrameStreamError(f"num_frames is for batches of per-frame latents; the {vae.family} takes video latents "
+                               "whose frames are their own axis")
     if latent.ndim == 4 and latent.shape[0] != vae.latent_channels:
-        raise _image_latent(latent, vae)
+        if latent.shape[1] == vae.latent_channels:
+            raise _image_latent(latent, vae)
+        _check_channels(vae, latent.shape[0])
     if latent.ndim == 4:
         latent = latent.unsqueeze(0)
     if latent.ndim != 5:
         raise FrameStreamError(
             f"latent has shape {tuple(latent.shape)}; a video latent is [C, T, H, W] or [B, C, T, H, W]"
         )
-    if latent.shape[1] != vae.latent_channels:
-        raise FrameStreamError(
-            f"latent has {latent.shape[1]} channels but the {vae.family} expects {vae.latent_channels};"
-            " it was made for another model"
-        )
+    _check_channels(vae, latent.shape[1])
+    return latent
+
+
+def _check_channels(vae: CausalVideoVAE, channels: int) -> None:
+    if channels != vae.latent_channels:
+        raise FrameStreamError(f"latent has {channels} channels but the {vae.family} expects {vae.latent_channels};"
+                               " it was made for another model")
+
+
+def check_latent(vae: CausalVideoVAE, latent: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
+    """A ``[B, C, T, h, w]`` view of a valid latent for ``vae``, or one clear error."""
+    if not isinstance(latent, torch.Tensor):
+        raise FrameStreamError(f"expected a latent tensor, got {type(latent).__name__}")
+    latent = _as_video(vae, latent, num_frames)
     if min(latent.shape) == 0:
         raise FrameStreamError(f"latent has shape {tuple(latent.shape)}, which holds no frames")
     if not latent.is_floating_point():
@@ -68,7 +101,7 @@ def check_frames(vae: CausalVideoVAE, frames: torch.Tensor) -> torch.Tensor:
     return frames[:, top : top + h // r * r, left : left + w // r * r, :3]
 
 
-def require_video_latent(latent: torch.Tensor, vae: CausalVideoVAE) -> None:
-    """A node's LATENT is always batched: a 4-D one is an image latent, never [C, T, H, W]."""
-    if isinstance(latent, torch.Tensor) and latent.ndim == 4:
+def require_node_latent(latent: torch.Tensor, vae: CausalVideoVAE) -> None:
+    """A node's LATENT is always batched: for a video VAE a 4-D one is an image latent, never [C, T, H, W]."""
+    if isinstance(latent, torch.Tensor) and latent.ndim == 4 and vae.latent_layout == "video":
         raise _image_latent(latent, vae)

@@ -12,17 +12,26 @@ Peak memory of a streamed step is modelled in three parts:
   and the tile's pixels (the constant is fitted and checked in
   ``benchmarks/tiling_and_memory.py``);
 * the step's blended output in fp32, and the weights (not part of a budget).
+
+:func:`plan_decode` and :func:`plan_encode` decide everything a run will hold
+before it starts (temporal windows, tiles, where carries live) from one
+:class:`settings.Settings`; the engine runs that plan, and the nodes ask the
+host for exactly the room it needs.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
+from . import temporal
 from .model import CausalVideoVAE
+from .settings import Settings
 from .state import StreamState
+from .tiles import spans
 
 LIVE_AT_FINEST = 6.0
 MIN_TILE_PX = 128
@@ -122,3 +131,67 @@ def free_bytes(device: torch.device) -> int:
         return int(fields["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
         return 8 * 2**30  # no /proc (macOS, Windows): assume a modest machine
+
+
+@dataclass(frozen=True)
+class WorkPlan:
+    """A decode's or encode's plan: its steps, its tiles and carries, and the peak it will reach."""
+
+    direction: str
+    frame: tuple[int, int]  # pixels
+    steps: list  # decode: temporal.TemporalWindow per step; encode: pixel spans [start, stop)
+    per_step: int  # latent frames of the widest step (a window with its halos included)
+    tiles: Plan
+    overlap_px: int
+    estimate: Estimate
+
+    def describe(self, spatial_ratio: int) -> str:
+        height, width = self.frame
+        tile, r = self.tiles.tile_px, spatial_ratio
+        if tile is None or tile >= max(height, width):
+            tiles = "the whole frame"
+        else:
+            rows, cols = (len(spans(side // r, tile // r, -(-self.overlap_px // r))) for side in (height, width))
+            tiles = f"{rows}x{cols} tiles of {tile} px"
+        carries = ", carries in host RAM" if self.tiles.offload_carries else ""
+        return (f"{self.direction} {width}x{height}: {len(self.steps)} steps of up to {self.per_step} latent frames, "
+                f"{tiles}{carries}, estimated peak {self.estimate.total / 2**20:.0f} MiB beyond the weights")
+
+
+def _tiles(vae: CausalVideoVAE, height: int, width: int, per_step: int, settings: Settings, direction: str,
+           device: torch.device | None) -> Plan:
+    offload = settings.carries is not None and torch.device(settings.carries).type == "cpu" \
+        and vae.weight_device.type != "cpu"
+    if not settings.tiled:
+        return Plan(None, offload)
+    if settings.tile == "auto":
+        return plan(vae, height, width, per_step, settings.overlap, settings.budget, direction, device)
+    return Plan(settings.tile, offload)
+
+
+def plan_decode(vae: CausalVideoVAE, latent_shape: tuple[int, ...], settings: Settings,
+                device: torch.device | None = None) -> WorkPlan:
+    """The plan for decoding a ``[B, C, T, h, w]`` latent."""
+    length, h, w = latent_shape[-3:]
+    r = vae.spatial_ratio
+    windows = temporal.windows(vae, length, settings.frames_per_step)
+    per_step = max(window.stop - window.start for window in windows)  # a non-causal decoder's windows are wider
+    tiles = _tiles(vae, h * r, w * r, per_step, settings, "decode", device)
+    need = estimate(vae, h * r, w * r, per_step, tiles.tile_px, "decode", tiles.offload_carries)
+    return WorkPlan("decode", (h * r, w * r), windows, per_step, tiles, settings.overlap, need)
+
+
+def plan_encode(vae: CausalVideoVAE, frames: int, height: int, width: int, settings: Settings,
+                device: torch.device | None = None) -> WorkPlan:
+    """The plan for encoding ``frames`` frames of ``height`` x ``width`` pixels (already whole latent pixels)."""
+    steps = vae.encode_steps(vae.pixel_frames(vae.latent_frames(frames)), settings.latents_per_step)
+    per_step = settings.latents_per_step
+    tiles = _tiles(vae, height, width, per_step, settings, "encode", device)
+    need = estimate(vae, height, width, per_step, tiles.tile_px, "encode", tiles.offload_carries)
+    return WorkPlan("encode", (height, width), steps, per_step, tiles, settings.overlap, need)
+
+
+def room_to_ask(work: "Callable[[Settings], WorkPlan]", settings: Settings) -> int:
+    """What to ask the host to free before a run: the planned peak, or with ``tile="auto"`` the untiled peak
+    (the most the run can use; it then plans its tiles against whatever the host could free)."""
+    return work(settings.replace(tile=None) if settings.tile == "auto" else settings).estimate.total

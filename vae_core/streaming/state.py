@@ -69,6 +69,9 @@ class StreamState:
     def __init__(self, cache_device: torch.device | str | None = None) -> None:
         self.cache_device = torch.device(cache_device) if cache_device is not None else None
         self.window: Window | None = None
+        # the frames of the stage at work that this step stands for, as (first, stop, of): a windowed decode's
+        # halo frames are computed again by the neighbouring window, so statistics must not count them twice
+        self.frames_owned: tuple[int, int, int] | None = None
         self.pooling = None  # how GroupNorms over time pick their statistics (:mod:`group_norm`); None: locally
         self._committed: dict[int, dict] = {}
         self._pending: dict[int, dict] = {}
@@ -123,11 +126,22 @@ class StreamState:
         return {layer: values[key] for layer, values in source.items() if key in values}
 
     def owned(self, x: torch.Tensor) -> torch.Tensor:
-        """The part of a tile's activation ``x`` that its tile owns (all of it when not tiling)."""
-        window = self.window
+        """The part of an activation ``x`` that this tile and step own: all of it unless tiling, or decoding in
+        temporal windows (a ``[B, C, T, H, W]`` tensor then keeps the window's own frames)."""
+        window, frames = self.window, self.frames_owned
+        if frames is not None and x.ndim == 5:
+            first, stop, of = frames
+            scale = x.shape[2] // of
+            x = x[:, :, first * scale : stop * scale]
         if window is None:
             return x
         return x[(..., *window.region(window.scale_of(x), window.owned, relative=True))]
+
+    def carry_over(self, earlier: "StreamState", key: str) -> None:
+        """Starts this (fresh) stream with ``earlier``'s committed ``key`` values, e.g. the statistics a windowed
+        decode keeps gathering over the whole clip while each window starts a fresh stream."""
+        for layer, value in earlier.values(key).items():
+            self._committed.setdefault(layer, {})[key] = value
 
     def carry_bytes(self) -> int:
         return sum(v.nbytes for d in self._committed.values() for v in d.values() if isinstance(v, torch.Tensor))
@@ -159,7 +173,7 @@ class StreamState:
             height, width = window.frame
             pending["frames"] = frames.new_empty(*frames.shape[:3], height * s, width * s, device=device)
         rows, cols = window.region(s, window.owned)
-        pending["frames"][..., rows, cols] = self.owned(frames)
+        pending["frames"][..., rows, cols] = frames[(..., *window.region(s, window.owned, relative=True))]
 
 
 def active_state() -> StreamState | None:

@@ -31,6 +31,7 @@ from .model import CausalVideoVAE
 class TemporalWindow:
     start: int  # latent frames decoded: [start, stop)
     stop: int
+    core: tuple[int, int]  # the latent frames it stands for (the rest is halo), each in exactly one window
     first_pixel: int  # global pixel index of the window's first decoded frame
     keep: tuple[int, int]  # global pixel frames this window contributes
     hold: int  # trailing kept frames the next window cross-fades with
@@ -47,7 +48,7 @@ def windows(vae: CausalVideoVAE, length: int, per_step: int) -> list[TemporalWin
         out = []
         for start, stop in vae.decode_steps(length, per_step):
             span = pixel_span(vae, start, stop)
-            out.append(TemporalWindow(start, stop, span[0], span, 0, start == 0))
+            out.append(TemporalWindow(start, stop, (start, stop), span[0], span, 0, start == 0))
         return out
     return context_windows(vae, length, vae.temporal_core, vae.temporal_halo, vae.temporal_blend)
 
@@ -62,7 +63,7 @@ def context_windows(vae: CausalVideoVAE, length: int, core: int, halo: int, blen
         keep = pixel_span(vae, max(0, c0 - blend), c1)
         nxt = cores[i + 1][0] if i + 1 < len(cores) else None
         hold = 0 if nxt is None else keep[1] - pixel_span(vae, max(0, nxt - blend), nxt)[0]
-        out.append(TemporalWindow(start, stop, vae.temporal_ratio * start, keep, hold, True))
+        out.append(TemporalWindow(start, stop, (c0, c1), vae.temporal_ratio * start, keep, hold, True))
     return out
 
 

@@ -370,11 +370,11 @@ class LTXVideoVAE(CausalVideoVAE):
 
     @property
     def finest_width(self) -> int:
-        return self.decoder.conv_out.conv.in_channels // self.cfg.patch_size**2
+        return self.decoder.conv_out.conv.in_channels / self.cfg.patch_size**2
 
     @property
     def encoder_finest_width(self) -> int:
-        return self.encoder.conv_in.conv.out_channels // self.cfg.patch_size**2
+        return self.encoder.conv_in.conv.out_channels / self.cfg.patch_size**2
 
     def _timestep(self, z: torch.Tensor) -> torch.Tensor | None:
         if not self.cfg.timestep_conditioning:

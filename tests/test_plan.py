@@ -1,0 +1,84 @@
+"""One plan per run: what the engine runs is what the node asks the host to free, and every setting is checked."""
+
+import pytest
+import torch
+
+from framestream.vae_core import build_vae
+from framestream.vae_core.errors import FrameStreamError
+from framestream.vae_core.streaming import engine, memory
+from framestream.vae_core.streaming.settings import Settings
+
+from test_ltx import SMALL, diffusers_ltx
+from toy_models import LookAheadNormVAE
+
+
+@pytest.fixture(scope="module")
+def ltx():
+    return build_vae(diffusers_ltx(SMALL).state_dict())
+
+
+def test_a_windowed_decoder_is_planned_for_its_whole_window(ltx):
+    """LTX-Video decodes windows of a core plus halos: the plan's step is the window, not frames_per_step."""
+    work = memory.plan_decode(ltx, (1, 128, 40, 4, 4), Settings(frames_per_step=1))
+    assert work.per_step == ltx.temporal_core + 2 * ltx.temporal_halo
+    assert work.estimate == memory.estimate(ltx, 128, 128, work.per_step, None)
+    assert work.estimate.total > memory.estimate(ltx, 128, 128, 1, None).total
+
+
+def test_the_node_asks_the_host_for_what_the_plan_holds(ltx, monkeypatch):
+    from framestream.nodes import vae_input
+
+    asked = []
+    monkeypatch.setattr(vae_input, "ready_video_vae", lambda vae, room: asked.append(room) or ltx)
+    latent = torch.randn(1, 128, 40, 4, 4)
+    vae_input.prepare_decode(ltx, {"samples": latent}, 1, {"tiles": "none"})
+    vae_input.prepare_decode(ltx, {"samples": latent}, 1, {"tiles": "custom", "tile_size": 64, "tile_overlap": 32})
+    untiled = memory.plan_decode(ltx, latent.shape, Settings()).estimate.total
+    tiled = memory.plan_decode(ltx, latent.shape, Settings(tile=64, overlap=32)).estimate.total
+    assert asked == [untiled, tiled] and tiled < untiled
+
+
+def test_auto_tiles_ask_for_the_untiled_peak_then_plan_against_what_is_free(ltx):
+    latent_shape = (1, 128, 40, 16, 16)
+    untiled = memory.plan_decode(ltx, latent_shape, Settings())
+    need = untiled.estimate.output + untiled.estimate.activations // 2  # room for half the untiled activations
+    auto = Settings(tile="auto", budget=int(need / memory.PLANNED_SHARE))
+
+    assert memory.room_to_ask(lambda s: memory.plan_decode(ltx, latent_shape, s), auto) == untiled.estimate.total
+    planned = memory.plan_decode(ltx, latent_shape, auto)
+    assert planned.tiles.tile_px is not None and planned.estimate.total <= need
+    assert f"2x2 tiles of {planned.tiles.tile_px} px" in planned.describe(ltx.spatial_ratio)
+    assert f"up to {untiled.per_step} latent frames" in untiled.describe(ltx.spatial_ratio)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"frames_per_step": 0}, "frames_per_step must be at least 1, got 0"),
+    ({"latents_per_step": 1.5}, "latents_per_step must be a whole number"),
+    ({"tile": "big"}, "tile must be 'auto', 'none' or a size in pixels, got 'big'"),
+    ({"tile": -64}, "tile must be"),
+    ({"overlap": -1}, "tile overlap must be 0 or more pixels"),
+    ({"budget": 0}, "the memory budget must be more than 0 bytes"),
+    ({"statistics_passes": -1}, "statistics_passes must be 0 or more"),
+])
+def test_every_setting_is_checked_before_any_work(options, message):
+    with pytest.raises(FrameStreamError, match=message):
+        Settings(**options)
+
+
+def test_unknown_option_is_a_type_error():
+    with pytest.raises(TypeError, match="unknown option"):
+        engine.decode(LookAheadNormVAE(2, 2), torch.randn(1, 4, 3, 1, 1), tiles="auto")
+
+
+def test_windows_gather_the_clips_statistics_counting_each_frame_once():
+    """A GroupNorm over the whole clip inside a decoder decoded in windows: one gathering pass gives the
+    whole-clip statistics (halo frames are not counted twice, windows keep adding up), so windows are exact."""
+    vae = LookAheadNormVAE(core=2, halo=2).eval()
+    z = torch.randn(1, 4, 9, 3, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole = vae.decode_chunk(z)[0].add(1).div(2).clamp(0, 1).permute(1, 2, 3, 0)
+    windowed = engine.decode(vae, z)
+    running = engine.decode(vae, z, statistics_passes=0)
+    assert len(memory.plan_decode(vae, z.shape, Settings()).steps) == 5
+    assert (windowed - whole).abs().max() < 1e-5
+    assert (running - whole).abs().max() > 1e-3

@@ -1,0 +1,116 @@
+"""One step's high-resolution part, run tile by tile and blended, with smaller tiles after running out of memory.
+
+The tiles of a step share one :class:`state.StreamState`: each reads its own
+extent of every carry and writes back the part it owns (:mod:`state`). A step
+that runs out of memory is dropped (its writes were pending) and re-run with
+tiles half the size, then with the carries in host RAM, so no work is lost.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..errors import FrameStreamError
+from . import memory
+from .model import CausalVideoVAE
+from .runtime import OUT_OF_MEMORY, release_cached_memory
+from .settings import Retry
+from .state import StreamState
+from .tiles import Layout, blend_weights, layout
+
+
+class Tiler:
+    """Runs one step's high-resolution part tile by tile and blends the tiles, shrinking them after an OOM."""
+
+    def __init__(self, vae: CausalVideoVAE, grid: tuple[int, int], plan: memory.Plan, overlap_px: int,
+                 on_retry: Retry, cache_device: torch.device | str | None = None) -> None:
+        tile_px, r = plan.tile_px, vae.spatial_ratio
+        if overlap_px < 0:
+            raise FrameStreamError(f"tile overlap must be 0 or more pixels, got {overlap_px}")
+        if tile_px is not None and tile_px < r:
+            raise FrameStreamError(f"tile size must be at least {r} px for the {vae.family}, got {tile_px}")
+        self.grid, self.on_retry = grid, on_retry
+        # where carries live: the compute device (None) unless asked, planned or forced by running out of memory
+        if cache_device is None and plan.offload_carries:
+            cache_device = "cpu"
+        self.cache_device = torch.device(cache_device) if cache_device is not None else None
+        self.on_gpu = vae.weight_device.type != "cpu"
+        overlap = -(-overlap_px // r)  # whole latent pixels, rounded up
+        if tile_px is not None and overlap >= tile_px // r:
+            raise FrameStreamError(
+                f"tile overlap {overlap_px} px must be smaller than the tile ({tile_px} px); try an overlap of "
+                f"{tile_px // 4} px or less"
+            )
+        tile = None if tile_px is None or tile_px // r >= max(grid) else tile_px // r
+        self.layout = layout(*grid, tile, overlap)
+        self._sums: dict[int, torch.Tensor] = {}
+
+    @property
+    def may_offload(self) -> bool:
+        """Whether running out of memory may still move the carries to host RAM."""
+        return self.on_gpu and self.cache_device is None
+
+    def new_state(self) -> StreamState:
+        return StreamState(self.cache_device)
+
+    def shrink(self) -> bool:
+        """Halves the tiles (never below overlap + 1 cells); False when they cannot get smaller."""
+        current, overlap = max(self.layout.tile), self.layout.overlap
+        smaller = max(current // 2, overlap + 1)
+        if smaller >= current:
+            return False
+        self.layout = layout(*self.grid, smaller, overlap)
+        self._sums.clear()
+        return True
+
+    def tile_px(self, r: int) -> str:
+        return "whole frame" if self.layout.whole_frame else f"{self.layout.tile[0] * r}x{self.layout.tile[1] * r} px tiles"
+
+    def run(self, state: StreamState, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+            in_scale: int, out_scale: int) -> torch.Tensor:
+        """``fn`` over every tile of ``x`` (``in_scale`` px per grid cell), blended at ``out_scale``, in fp32."""
+        tiles: Layout = self.layout
+        if tiles.whole_frame:
+            return fn(x).float()
+        out = None
+        for window in tiles.windows:
+            with state.tile(window):
+                y = fn(x[(..., *window.region(in_scale, window.box))])
+            weights = blend_weights(window, tiles.windows, out_scale).to(y.device)
+            if out is None:
+                out = y.new_zeros(*y.shape[:3], self.grid[0] * out_scale, self.grid[1] * out_scale, dtype=torch.float32)
+            out[(..., *window.region(out_scale, window.box))].addcmul_(y.float(), weights)
+            del y
+        return out.div_(self._weight_sum(out_scale, out.device))
+
+    def _weight_sum(self, scale: int, device: torch.device) -> torch.Tensor:
+        if scale not in self._sums:
+            total = torch.zeros(self.grid[0] * scale, self.grid[1] * scale)
+            for window in self.layout.windows:
+                total[window.region(scale, window.box)] += blend_weights(window, self.layout.windows, scale)
+            self._sums[scale] = total
+        return self._sums[scale].to(device)
+
+    def step(self, state: StreamState, run: Callable[[], torch.Tensor], describe: str) -> torch.Tensor:
+        """``run()`` once, committing its carries; after an out-of-memory, again with smaller tiles."""
+        while True:
+            try:
+                result = run()
+            except OUT_OF_MEMORY:
+                state.rollback()
+                failed = self.tile_px(1)
+                if self.shrink():
+                    change = f"smaller tiles ({failed} -> {self.layout.tile} latent px)"
+                elif self.may_offload:
+                    self.cache_device = torch.device("cpu")
+                    state.offload(self.cache_device)
+                    change = "the causal carries moved to host RAM"
+                else:
+                    raise
+            else:
+                state.commit()
+                return result
+            release_cached_memory()  # outside the except block: the traceback no longer pins the step's tensors
+            self.on_retry(f"out of memory in {describe}; retrying it with {change}")
