@@ -14,13 +14,15 @@ import time
 import torch
 
 from .vae_core.streaming import engine
-from .vae_core.models.registry import load_vae
+from .vae_core.models.registry import load_vae, supported
 from .vae_core.demo import FIXTURE_PATH, demo_vae, fixture_vae, moving_shapes
 from .vae_core.errors import FrameStreamError
 from .vae_core.io.files import check_writable, read_frames, read_latent, write_frames, write_latent
 from .vae_core.io.progress import ConsoleProgress
 from .vae_core.quality import psnr
 from .vae_core.streaming.runtime import DTYPES, OUT_OF_MEMORY, peak_memory_text, resolve_device, resolve_dtype
+from .vae_core.streaming.inputs import check_latent
+from .vae_core.streaming.memory import plan_decode
 from .vae_core.streaming.settings import Settings
 from .vae_core.streaming.sinks import FrameSink
 from .vae_core.streaming.tiles import DEFAULT_OVERLAP_PX
@@ -76,13 +78,22 @@ def cmd_decode(args) -> None:
     latent = read_latent(args.latent)
     vae, device, dtype = _load(args)
     started = time.perf_counter()
-    frames = engine.decode(vae, latent, sink=sink, settings=settings)
+    shape = check_latent(vae, latent, args.num_frames).shape
+    _say(args, plan_decode(vae, shape, settings).describe(vae.spatial_ratio))
+    videos, _, length, height, width = shape
+    frames = engine.decode(vae, latent, sink=sink, settings=settings, num_frames=args.num_frames)
     if isinstance(frames, torch.Tensor):
         write_frames(args.output, frames)
-    count = vae.decoded_frames(latent.shape[-3]) * (latent.shape[0] if latent.ndim == 5 else 1)
-    height, width = (n * vae.spatial_ratio for n in latent.shape[-2:])
+    count = vae.decoded_frames(length) * videos
+    height, width = height * vae.spatial_ratio, width * vae.spatial_ratio
     print(f"decoded {tuple(latent.shape)} -> {count} frames {width}x{height} in {time.perf_counter() - started:.2f} s ({vae.family}, "
           f"{device}, {str(dtype)[6:]}), {peak_memory_text(device)} -> {args.output}")
+
+
+def _say(args, line: str) -> None:
+    """A line about the run on stderr (the plan, before any work), unless --quiet."""
+    if not args.quiet:
+        print(line, file=sys.stderr)
 
 
 def _frames_source(args, vae):
@@ -182,13 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--lossless", action="store_true", help="lossless RGB h264 (large files; not for browsers)")
 
     p = sub.add_parser("decode", help="latent -> a video file, or frames [B*T, H, W, 3] in [0, 1] (the host's IMAGE)")
-    p.add_argument("vae", help="video VAE .safetensors (Wan 2.1 / 2.2, HunyuanVideo, CogVideoX, LTX-Video; "
-                                      "original, diffusers or ComfyUI layout)")
-    p.add_argument("latent", help="a host .latent file or a .safetensors with one [C,T,H,W] or [B,C,T,H,W] tensor")
+    p.add_argument("vae", help=f"VAE .safetensors: a {supported()} (original, diffusers or ComfyUI layout)")
+    p.add_argument("latent", help="a host .latent file or a .safetensors with one tensor: [C,T,H,W] or [B,C,T,H,W] "
+                                  "for video VAEs, [N,C,H,W] (one latent per frame) for image VAEs and SVD")
     p.add_argument("-o", "--output", required=True,
                    help="OUT.mp4 (.mkv, .mov), written frame by frame, or OUT.safetensors holding the tensor 'frames'")
     p.add_argument("--frames-per-step", type=int, default=engine.DEFAULT_FRAMES_PER_STEP,
                    help=f"latent frames decoded per step (default {engine.DEFAULT_FRAMES_PER_STEP})")
+    p.add_argument("--num-frames", type=int,
+                   help="for a batch of per-frame latents [N, C, H, W] (Stable Video Diffusion, image VAEs): frames "
+                        "per video, when N holds several videos (default: one video of N frames)")
     p.add_argument("--statistics-passes", type=int, default=1,
                    help="HunyuanVideo only: passes that gather the clip's GroupNorm statistics before the one that "
                         "writes (default 1; 0: one pass with running statistics)")
@@ -200,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_decode)
 
     p = sub.add_parser("encode", help="a video file or frames -> a .latent file the host's Load Latent opens")
-    p.add_argument("vae", help="video VAE .safetensors")
+    p.add_argument("vae", help="VAE .safetensors (as for decode)")
     p.add_argument("video", help="a video file (.mp4, .mkv, .mov), read frame by frame, or a .safetensors holding "
                                  "'frames' [T, H, W, 3] in [0, 1]")
     p.add_argument("-o", "--output", required=True, help="OUT.latent")

@@ -11,13 +11,15 @@ from .vae_input import VAE_TOOLTIP, prepare_decode
 
 DECODE_INPUTS = {
     "vae": ("VAE", {"tooltip": VAE_TOOLTIP}),
-    "samples": ("LATENT", {"tooltip": "The video latent to decode, e.g. from a sampler or Load Latent."}),
+    "samples": ("LATENT", {"tooltip": "The latent to decode, e.g. from a sampler or Load Latent: a video latent "
+                                       "for a video VAE, or a batch of image latents (one per frame, e.g. "
+                                       "AnimateDiff or SVD) for an image VAE or SVD's."}),
 }
 FRAMES_PER_STEP = ("INT", {
     "default": engine.DEFAULT_FRAMES_PER_STEP, "min": 1, "max": 64,
-    "tooltip": "Latent frames decoded per step (each gives 4 video frames). Higher can be faster and uses more "
-               "memory. The result is the same for every value (Wan, LTX-Video) or close (HunyuanVideo); "
-               "CogVideoX always decodes in its own 2-frame steps.",
+    "tooltip": "Latent frames decoded per step (each gives 4 video frames, or 1 for image VAEs). Higher can be "
+               "faster and uses more memory. The result is the same for every value (Wan, LTX-Video, image VAEs, "
+               "SVD) or close (HunyuanVideo); CogVideoX always decodes in its own 2-frame steps.",
 })
 
 SEGMENT_INPUTS = {

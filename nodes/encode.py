@@ -7,7 +7,8 @@ from .registry import node
 from .tiling_inputs import TILE_INPUTS
 from .vae_input import VAE_TOOLTIP, prepare_encode
 
-LATENT_OUTPUT_TOOLTIP = "The video latent [1, C, T, H/8, W/8] (H/16 for Wan 2.2), ready for a sampler or Save Latent."
+LATENT_OUTPUT_TOOLTIP = ("The latent, ready for a sampler or Save Latent: [1, C, T, H/8, W/8] for a video VAE (H/16 for "
+                         "Wan 2.2), or [N, C, H/8, W/8], one latent per frame, for an image VAE or SVD.")
 
 
 @node("FrameStream Encode (streaming video VAE)")

@@ -13,8 +13,9 @@ from ..vae_core.streaming.settings import Settings
 from . import host
 from .tiling_inputs import node_tiling
 
-VAE_TOOLTIP = ("A Wan 2.1/2.2, HunyuanVideo or LTX-Video VAE from Load VAE, or any of these and CogVideoX from "
-               "FrameStream Load VAE.")
+VAE_TOOLTIP = ("A VAE from Load VAE (Wan 2.1/2.2, HunyuanVideo, LTX-Video, and the image VAEs of SD 1.x/2.x, SDXL, "
+               "SD3, Flux and TAESD), from Image Only Checkpoint Loader (Stable Video Diffusion), or from FrameStream "
+               "Load VAE (also CogVideoX).")
 
 
 def video_vae(vae) -> CausalVideoVAE:

@@ -91,3 +91,10 @@ class LookAheadNormVAE(LookAheadVAE):
     def decode_tile(self, z):
         x = torch.tanh(self.b(self.norm(self.a(z))))
         return x.repeat_interleave(2, dim=2)[:, :, 1:]
+
+
+class PointwiseFramesVAE(PointwiseVAE):
+    """:class:`PointwiseVAE` taking the host's image-latent batch ``[N, C, h, w]`` (one latent per frame)."""
+
+    family = "pointwise per-frame test VAE"
+    latent_layout = "frames"

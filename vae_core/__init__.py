@@ -1,12 +1,14 @@
-"""FrameStream's core: streaming causal video VAEs in pure torch (never imports the host)."""
+"""FrameStream's core: streaming video VAEs in pure torch (never imports the host)."""
 
+from .errors import FrameStreamError
 from .models.registry import build_vae, load_vae
 from .models.wan.checkpoints import build_wan
 from .streaming.engine import decode, encode
-from .errors import FrameStreamError
+from .streaming.memory import plan_decode, plan_encode
+from .streaming.settings import Settings
 from .streaming.sinks import CallbackSink, FrameSink, LatentSink
-from .streaming.stitch import StitchSink
 from .streaming.state import StreamState
+from .streaming.stitch import StitchSink
 
-__all__ = ["build_vae", "build_wan", "load_vae", "decode", "encode", "FrameStreamError", "CallbackSink", "FrameSink",
-           "LatentSink", "StitchSink", "StreamState"]
+__all__ = ["build_vae", "build_wan", "load_vae", "decode", "encode", "plan_decode", "plan_encode", "Settings",
+           "FrameStreamError", "CallbackSink", "FrameSink", "LatentSink", "StitchSink", "StreamState"]
