@@ -203,9 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-frames", type=int,
                    help="for a batch of per-frame latents [N, C, H, W] (Stable Video Diffusion, image VAEs): frames "
                         "per video, when N holds several videos (default: one video of N frames)")
-    p.add_argument("--statistics-passes", type=int, default=1,
-                   help="HunyuanVideo only: passes that gather the clip's GroupNorm statistics before the one that "
-                        "writes (default 1; 0: one pass with running statistics)")
+    p.add_argument("--statistics-passes", type=int,
+                   help="HunyuanVideo and SVD: passes that gather the clip's GroupNorm statistics before the one "
+                        "that writes (default: the model's, 1 for HunyuanVideo, 2 for SVD; 0: running statistics)")
     p.add_argument("--decode-timestep", type=float, default=0.05,
                    help="LTX-Video 0.9.1 and later: the timestep the decoder is conditioned on (default 0.05, as "
                         "Lightricks' pipelines and the host)")

@@ -13,7 +13,7 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 
 @node("FrameStream Load VAE")
 class FrameStreamVAELoader:
-    DESCRIPTION = (f"Loads a video VAE ({supported()}) from models/vae for the FrameStream nodes, including files the "
+    DESCRIPTION = (f"Loads a VAE ({supported()}) from models/vae for the FrameStream nodes, including files the "
                    "host's Load VAE cannot read (CogVideoX). Its output feeds FrameStream nodes only.")
     CATEGORY = "FrameStream"
     FUNCTION = "load"

@@ -95,7 +95,7 @@ def test_bad_inputs_each_give_one_line_and_write_nothing(files, capsys, tmp_path
     from diffusers import AutoencoderKL
 
     image_vae = bad(tmp_path, "sd_vae.safetensors",
-                    AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=4).state_dict())
+                    AutoencoderKL(block_out_channels=(64,), latent_channels=4).state_dict())
     wrong_channels = bad(tmp_path, "flux.latent", {"latent_tensor": torch.randn(1, 4, 3, 2, 2),
                                                    "latent_format_version_0": torch.tensor([])})
     nan = z.clone()
@@ -108,7 +108,7 @@ def test_bad_inputs_each_give_one_line_and_write_nothing(files, capsys, tmp_path
     torch.save({"a": torch.ones(1)}, pickle)
     vae, latent = folder / "wan21.safetensors", folder / "clip.latent"
     cases = [
-        (["decode", image_vae, latent], "image VAE"),
+        (["decode", image_vae, latent], "a video latent [B, C, T, H, W]; the image VAE"),  # an image VAE, Wan's latent
         (["decode", vae, wrong_channels], "latent has 4 channels but the Wan 2.1 VAE expects 16"),
         (["decode", vae, nan_latent], "NaN/inf"),
         (["decode", vae, two], "holds 2 tensors"),

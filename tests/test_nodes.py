@@ -104,14 +104,27 @@ def test_interrupt_stops_the_decode(host_vae, fake_host):
     assert fake_host.updates == [(0, 6), (1, 6)]
 
 
-def test_image_vae_given_to_a_node_is_named():
+def test_image_vae_in_a_node_decodes_and_encodes_frame_batches(fake_host):
+    """An image VAE's LATENT is a batch of per-frame latents [N, C, h, w]; a video latent or a VAE the host's
+    32 GroupNorm groups cannot divide is refused by name."""
     from diffusers import AutoencoderKL
 
-    sd_vae = HostVAE(AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=4))
-    with pytest.raises(FrameStreamError, match="the VAE given to this node is not a VAE FrameStream supports: it looks like the image VAE"):
-        NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(sd_vae, {"samples": torch.randn(1, 4, 8, 8)})
-    with pytest.raises(FrameStreamError, match="image VAE"):
-        NODE_CLASS_MAPPINGS["FrameStreamEncode"]().encode(sd_vae, torch.rand(1, 16, 16, 3))
+    from framestream.vae_core import build_vae
+
+    module = AutoencoderKL(block_out_channels=(32, 32, 64, 64), layers_per_block=1, latent_channels=4,
+                           down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    sd_vae, ours = HostVAE(module.eval()), build_vae(module.state_dict())
+    z = torch.randn(3, 4, 4, 6, generator=torch.Generator().manual_seed(2))
+    (frames,) = NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(sd_vae, {"samples": z})
+    assert frames.shape == (3, 32, 48, 3) and torch.equal(frames, engine.decode(ours, z))
+    (latent,) = NODE_CLASS_MAPPINGS["FrameStreamEncode"]().encode(sd_vae, frames)
+    assert torch.equal(latent["samples"], engine.encode(ours, frames))
+    with pytest.raises(FrameStreamError, match=r"a video latent \[B, C, T, H, W\]; the image VAE .* decodes a batch "
+                                               r"of image latents \[N, 4, H, W\]"):
+        NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(sd_vae, {"samples": torch.randn(1, 4, 3, 4, 6)})
+    narrow = HostVAE(AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=4))
+    with pytest.raises(FrameStreamError, match=r"the VAE given to this node is an image VAE with block widths \(8,\)"):
+        NODE_CLASS_MAPPINGS["FrameStreamDecode"]().decode(narrow, {"samples": torch.randn(1, 4, 8, 8)})
 
 
 def test_something_else_on_the_vae_socket():

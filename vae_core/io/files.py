@@ -58,8 +58,10 @@ def read_safetensors(path: str, device: str | torch.device = "cpu", dtype: torch
     if not os.path.isfile(path):
         raise FrameStreamError(f"file not found: {path}")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if path.lower().endswith(_PICKLE_SUFFIXES) or head[:2] == b"PK" or head[:1] == b"\x80":
+        head = f.read(9)
+    # a pickle starts with PK (zip) or 0x80; a safetensors file's 8-byte header length may too, but its JSON follows
+    pickled = head[:2] == b"PK" or (head[:1] == b"\x80" and head[8:9] != b"{")
+    if path.lower().endswith(_PICKLE_SUFFIXES) or pickled:
         raise FrameStreamError(
             f"{path} is a pickle checkpoint; pickles can run code when loaded, so FrameStream reads only "
             ".safetensors files (the repackaged ComfyUI VAEs are safetensors, or convert it with safetensors.torch.save_file)"

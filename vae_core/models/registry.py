@@ -14,7 +14,7 @@ import torch
 from ..errors import FrameStreamError
 from ..io.files import read_metadata, read_safetensors
 from ..streaming.model import CausalVideoVAE
-from . import cogvideox, hunyuan, ltx, wan
+from . import cogvideox, hunyuan, image, ltx, svd, taesd, wan
 from .family import Family, Lookalike, StateDict
 
 FAMILIES: tuple[Family, ...] = (
@@ -22,21 +22,21 @@ FAMILIES: tuple[Family, ...] = (
     hunyuan.FAMILY,
     cogvideox.FAMILY,
     ltx.FAMILY,
+    image.FAMILY,
+    svd.FAMILY,
+    taesd.FAMILY,
 )
 
 # models that are recognisable but not supported, so a file of theirs is named, not misread
 LOOKALIKES: tuple[Lookalike, ...] = (
     Lookalike("HunyuanVideo 1.5 VAE (diffusers layout)",
               lambda sd: "decoder.conv_in.conv.weight" in sd and "decoder.mid_block.resnets.0.norm1.gamma" in sd),
-    Lookalike("HunyuanVideo 1.5 VAE (host layout)",
-              lambda sd: _has_prefix(sd, "decoder.mid.block_1.") and "decoder.conv_in.weight" in sd
-              and sd["decoder.conv_in.weight"].ndim == 5),
+    Lookalike("HunyuanVideo 1.5 VAE (host layout)",  # RMS gains in the SD layout, 3D convs
+              lambda sd: "decoder.mid.block_1.norm1.gamma" in sd
+              and getattr(sd.get("decoder.conv_in.weight"), "ndim", 0) == 5),
     Lookalike("Mochi VAE (genmo layout)", lambda sd: "blocks.2.blocks.3.stack.5.weight" in sd
               or "layers.4.layers.1.attn_block.attn.qkv.weight" in sd),
     Lookalike("Mochi VAE (diffusers layout)", lambda sd: _has_prefix(sd, "decoder.block_in.")),
-    Lookalike("image VAE (SD 1.x / SDXL / SD3 / Flux layout)", lambda sd: "decoder.mid.block_1.norm1.weight" in sd),
-    Lookalike("image VAE (diffusers AutoencoderKL layout)", lambda sd: "decoder.mid_block.resnets.0.norm1.weight" in sd),
-    Lookalike("tiny autoencoder (TAESD)", lambda sd: "decoder.layers.0.weight" in sd or "taesd_decoder.1.weight" in sd),
 )
 _PREFIXES = ("first_stage_model.", "vae.", "model.")
 

@@ -157,7 +157,7 @@ def encode(vae: CausalVideoVAE, frames: torch.Tensor | Iterable[torch.Tensor], s
     _note_what_is_dropped(vae, (source.count, *source.raw_size), (kept, height, width))
     tiler = Tiler(vae, (height // vae.spatial_ratio, width // vae.spatial_ratio), work.tiles, settings.overlap,
                   settings.on_retry, settings.carries)
-    passes = gathering_passes(vae, settings) if source.rereadable else 0
+    passes = gathering_passes(vae, settings, "encode") if source.rereadable else 0
     counter = Counter(len(work.steps) * (1 + passes), settings.progress)
     sink = sink if sink is not None else LatentSink()
     result = _finish(sink, functools.partial(_encode_video, vae, source, work, tiler, passes, sink, counter))
@@ -170,7 +170,7 @@ def _encode_video(vae: CausalVideoVAE, source: FrameSource, work: memory.WorkPla
                   sink: Sink, counter: Counter) -> None:
     sink.start((1, vae.latent_channels, vae.latent_frames(source.count), *(n // vae.spatial_ratio for n in work.frame)))
     counter.start()
-    pooling = group_norm.Pooling() if vae.norm_statistics == "clip" else None
+    pooling = group_norm.Pooling() if norm_statistics(vae, "encode") == "clip" else None
     for _ in range(passes):
         pooling = group_norm.frozen_after(encode_pass(vae, source, work, tiler, pooling, _discard, counter))
     encode_pass(vae, source, work, tiler, pooling, functools.partial(sink.write, 0), counter)
@@ -202,13 +202,14 @@ def encode_step(vae: CausalVideoVAE, group: torch.Tensor, tiler: Tiler, state: S
         features = tiler.run(state, vae.encode_tile, pixels, in_scale=vae.spatial_ratio, out_scale=1)
         return vae.encode_shared(features.to(dtype))
 
-    return with_step_statistics(vae, tiler, state, run)
+    return with_step_statistics(vae, tiler, state, run, "encode")
 
 
-def with_step_statistics(vae: CausalVideoVAE, tiler: Tiler, state: StreamState, run: Callable[[], torch.Tensor]):
+def with_step_statistics(vae: CausalVideoVAE, tiler: Tiler, state: StreamState, run: Callable[[], torch.Tensor],
+                         direction: str = "decode"):
     """``run()`` for one step. A model whose GroupNorms take statistics per step (CogVideoX, image VAEs) gets them
     from all tiles of the step, gathered in a first run whose carries are dropped; untiled it needs none."""
-    if vae.norm_statistics != "chunk" or tiler.layout.whole_frame:
+    if norm_statistics(vae, direction) != "chunk" or tiler.layout.whole_frame:
         return run()
     state.pooling = group_norm.Pooling(per_step=True)
     run()
@@ -220,9 +221,17 @@ def with_step_statistics(vae: CausalVideoVAE, tiler: Tiler, state: StreamState, 
         state.pooling = None
 
 
-def gathering_passes(vae: CausalVideoVAE, settings: Settings) -> int:
+def gathering_passes(vae: CausalVideoVAE, settings: Settings, direction: str = "decode") -> int:
     """The statistics-gathering passes before the one that writes (none for norms that need none)."""
-    return settings.statistics_passes if vae.norm_statistics == "clip" else 0
+    if norm_statistics(vae, direction) != "clip":
+        return 0
+    return vae.statistics_passes if settings.statistics_passes is None else settings.statistics_passes
+
+
+def norm_statistics(vae: CausalVideoVAE, direction: str) -> str:
+    if direction == "encode" and vae.encoder_norm_statistics is not None:
+        return vae.encoder_norm_statistics
+    return vae.norm_statistics
 
 
 def to_frames(pixels: torch.Tensor) -> torch.Tensor:

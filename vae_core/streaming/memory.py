@@ -27,6 +27,7 @@ from typing import Callable
 
 import torch
 
+from ..errors import FrameStreamError
 from . import temporal
 from .model import CausalVideoVAE
 from .settings import Settings
@@ -53,7 +54,8 @@ class Estimate:
 
 @torch.no_grad()
 def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode") -> int:
-    """Bytes of causal carry per latent pixel, in the model's dtype (probed once, cached on the model)."""
+    """Bytes of causal carry per latent pixel, in the model's dtype (probed once, cached on the model, on a 2x2
+    grid: a GroupNorm with one channel per group cannot normalise a single pixel)."""
     cache = vae.__dict__.setdefault("_framestream_carry_per_cell", {})
     if direction == "decode" and not vae.causal_decoder:
         cache[direction] = 0  # decoded in independent windows: nothing is carried
@@ -63,14 +65,14 @@ def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode") -> int:
         with state.active():
             if direction == "decode":
                 for _ in range(2):
-                    vae.decode_chunk(torch.zeros(1, vae.latent_channels, 1, 1, 1, device=device, dtype=dtype))
+                    vae.decode_chunk(torch.zeros(1, vae.latent_channels, 1, 2, 2, device=device, dtype=dtype))
                     state.commit()
             else:
                 r, s = vae.temporal_ratio, vae.spatial_ratio
                 for frames in (1, r):
-                    vae.encode_chunk(torch.zeros(1, 3, frames, s, s, device=device, dtype=dtype))
+                    vae.encode_chunk(torch.zeros(1, 3, frames, 2 * s, 2 * s, device=device, dtype=dtype))
                     state.commit()
-        cache[direction] = state.carry_bytes()
+        cache[direction] = state.carry_bytes() // 4
     return cache[direction]
 
 
@@ -164,6 +166,9 @@ def _tiles(vae: CausalVideoVAE, height: int, width: int, per_step: int, settings
         and vae.weight_device.type != "cpu"
     if not settings.tiled:
         return Plan(None, offload)
+    r = vae.spatial_ratio
+    if settings.tile != "auto" and settings.tile < r:
+        raise FrameStreamError(f"tile size must be at least {r} px for the {vae.family}, got {settings.tile}")
     if settings.tile == "auto":
         return plan(vae, height, width, per_step, settings.overlap, settings.budget, direction, device)
     return Plan(settings.tile, offload)

@@ -40,8 +40,11 @@ class CausalVideoVAE(nn.Module):
     shared_halo: int = 0
     # Where the decoder's norms take their statistics (see :mod:`group_norm`): "position" (per position, e.g.
     # RMSNorm: streams exactly), "clip" (GroupNorm over the whole clip: the engine gathers them in a first pass)
-    # or "chunk" (GroupNorm over each of the model's own decode steps, CogVideoX's native behaviour).
+    # or "chunk" (GroupNorm over each of the model's own decode steps, CogVideoX's native behaviour), or "frame"
+    # (GroupNorm over each frame alone: exact untiled, tiles normalise with their own statistics).
     norm_statistics: str = "position"
+    encoder_norm_statistics: str | None = None  # the encoder's, where it differs (SVD's per-frame image encoder)
+    statistics_passes: int = 1  # gathering passes before the writing one, unless the settings say otherwise
 
     def decode_shared(self, z: torch.Tensor) -> torch.Tensor:
         """``[B, latent_channels, t, h, w]`` latent -> features on the same ``h x w`` grid (whole frame)."""

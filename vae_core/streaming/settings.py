@@ -37,7 +37,8 @@ class Settings:
     budget: int | None = None  # bytes for the work beyond the weights (tile="auto"); None: what is free
     carries: torch.device | str | None = None  # where causal carries live; None: the compute device, until the
     #                                            plan or running out of memory moves them to host RAM
-    statistics_passes: int = 1  # GroupNorms over the whole clip: passes that gather statistics before writing
+    statistics_passes: int | None = None  # GroupNorms over the whole clip: gathering passes before the one that
+    #                                       writes; None: the model's own default
     progress: Progress = quiet
     on_retry: Retry = quiet
 
@@ -54,7 +55,7 @@ class Settings:
             raise FrameStreamError(f"tile overlap must be 0 or more pixels, got {self.overlap!r}")
         if self.budget is not None and not self.budget > 0:
             raise FrameStreamError(f"the memory budget must be more than 0 bytes, got {self.budget!r}")
-        if not _is_int(self.statistics_passes) or self.statistics_passes < 0:
+        if self.statistics_passes is not None and (not _is_int(self.statistics_passes) or self.statistics_passes < 0):
             raise FrameStreamError(f"statistics_passes must be 0 or more, got {self.statistics_passes!r}")
 
     @property
