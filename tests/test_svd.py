@@ -15,6 +15,8 @@ from framestream.vae_core.streaming.settings import Settings
 from framestream.vae_core.streaming.state import StreamState
 from framestream.vae_core.streaming.tiler import Tiler
 
+from test_image_vae import to_original as image_original
+
 TOL = 1e-4
 SMALL = dict(block_out_channels=(32, 32, 64, 64), down_block_types=("DownEncoderBlock2D",) * 4, layers_per_block=2)
 
@@ -171,33 +173,24 @@ def test_encode_matches_diffusers_mean(pair):
     assert (got - expected).abs().max().item() <= TOL * expected.abs().max().item()
 
 
+_TIME_LAYERS = [(".spatial_res_block.", "."), (".temporal_res_block.norm1.", ".time_stack.in_layers.0."),
+                (".temporal_res_block.conv1.", ".time_stack.in_layers.2."),
+                (".temporal_res_block.norm2.", ".time_stack.out_layers.0."),
+                (".temporal_res_block.conv2.", ".time_stack.out_layers.3."), (".time_mixer.", "."),
+                ("decoder.time_conv_out.", "decoder.conv_out.time_mix_conv.")]
+
+
 def to_original(sd):
     """Stability's layout (the host's), written from its module names: the inverse of the loader's renaming.
-    It has no quant_conv. Image VAEs' keys come out in their own original layout."""
-    levels = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("decoder.up_blocks."))
-    out = {}
+    It has no quant_conv; the time layers get their own names, the rest the image VAEs' original layout."""
+    renamed = {}
     for key, value in sd.items():
         if key.startswith("quant_conv."):
             continue
-        for old, new in [(".spatial_res_block.", "."), (".temporal_res_block.norm1.", ".time_stack.in_layers.0."),
-                         (".temporal_res_block.conv1.", ".time_stack.in_layers.2."),
-                         (".temporal_res_block.norm2.", ".time_stack.out_layers.0."),
-                         (".temporal_res_block.conv2.", ".time_stack.out_layers.3."), (".time_mixer.", "."),
-                         ("decoder.time_conv_out.", "decoder.conv_out.time_mix_conv."),
-                         ("conv_shortcut", "nin_shortcut"), ("conv_norm_out", "norm_out"),
-                         ("mid_block.resnets.0", "mid.block_1"), ("mid_block.resnets.1", "mid.block_2"),
-                         ("mid_block.attentions.0.group_norm", "mid.attn_1.norm"), ("to_out.0", "proj_out"),
-                         ("mid_block.attentions.0.to_", "mid.attn_1."), ("mid_block.attentions.0.", "mid.attn_1."),
-                         ("downsamplers.0", "downsample"),
-                         ("upsamplers.0", "upsample"), ("resnets.", "block."), ("down_blocks.", "down.")]:
+        for old, new in _TIME_LAYERS:
             key = key.replace(old, new)
-        if key.startswith("decoder.up_blocks."):
-            _, _, index, rest = key.split(".", 3)
-            key = f"decoder.up.{levels - 1 - int(index)}.{rest}"
-        if ".mid.attn_1." in key and key.endswith("weight") and value.ndim == 2:
-            value = value.reshape(*value.shape, 1, 1)  # 1x1 convs there
-        out[key] = value
-    return out
+        renamed[key] = value
+    return image_original(renamed)
 
 
 def test_original_layout_loads_and_decodes_identically(pair):

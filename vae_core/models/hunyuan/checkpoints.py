@@ -9,17 +9,15 @@ class serves both.
 
 from __future__ import annotations
 
-import re
 from typing import Mapping
 
 import torch
 
 from ..assembly import assemble, count_indices
+from ..sd_layout import sd_layout_to_diffusers
 from ...errors import FrameStreamError
 from .model import HunyuanConfig, HunyuanVideoVAE
 
-_ATTENTION = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
-_OUTER = [("nin_shortcut.", "conv_shortcut."), ("norm_out.", "conv_norm_out.")]
 
 
 def is_diffusers_layout(sd: Mapping[str, torch.Tensor]) -> bool:
@@ -32,28 +30,6 @@ def is_host_layout(sd: Mapping[str, torch.Tensor]) -> bool:
     """The SD layout with 3D convs: only HunyuanVideo's VAE has it (image VAEs' convs are 2D)."""
     weight = sd.get("decoder.conv_in.conv.weight")
     return weight is not None and weight.ndim == 5 and "decoder.mid.block_1.norm1.weight" in sd
-
-
-def host_to_diffusers(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    levels = count_indices(sd, r"decoder\.up\.(\d+)\.")
-    out = {}
-    for key, value in sd.items():
-        for old, new in _OUTER:
-            key = key.replace(old, new)
-        key = re.sub(r"\.down\.(\d+)\.block\.", r".down_blocks.\1.resnets.", key)
-        key = re.sub(r"\.down\.(\d+)\.downsample\.", r".down_blocks.\1.downsamplers.0.", key)
-        key = re.sub(r"\.up\.(\d+)\.block\.", lambda m: f".up_blocks.{levels - 1 - int(m.group(1))}.resnets.", key)
-        key = re.sub(r"\.up\.(\d+)\.upsample\.", lambda m: f".up_blocks.{levels - 1 - int(m.group(1))}.upsamplers.0.",
-                     key)
-        key = re.sub(r"\.mid\.block_(\d)\.", lambda m: f".mid_block.resnets.{int(m.group(1)) - 1}.", key)
-        attention = re.match(r"(.*)\.mid\.attn_1\.(norm|q|k|v|proj_out)\.(.*)", key)
-        if attention:
-            prefix, part, tail = attention.groups()
-            key = f"{prefix}.mid_block.attentions.0.{_ATTENTION[part]}.{tail}"
-            if part != "norm" and value.ndim == 5:
-                value = value.flatten(1)
-        out[key] = value
-    return out
 
 
 def recognises(sd: Mapping[str, torch.Tensor]) -> bool:
@@ -71,7 +47,7 @@ def infer_hunyuan_config(sd: Mapping[str, torch.Tensor]) -> HunyuanConfig:
 
 def build_hunyuan(sd: Mapping[str, torch.Tensor], source: str = "checkpoint", metadata=None) -> HunyuanVideoVAE:
     """A :class:`HunyuanVideoVAE` holding exactly the given tensors (no copy), in either layout."""
-    sd = host_to_diffusers(sd) if is_host_layout(sd) else dict(sd)
+    sd = sd_layout_to_diffusers(sd) if is_host_layout(sd) else dict(sd)
     try:
         cfg = infer_hunyuan_config(sd)
     except (KeyError, ValueError) as err:

@@ -16,7 +16,7 @@ from typing import Mapping
 import torch
 
 from ..assembly import assemble, count_indices
-from ..hunyuan.checkpoints import host_to_diffusers as sd_layout_to_diffusers
+from ..sd_layout import sd_layout_to_diffusers
 from ...errors import FrameStreamError
 from .blocks import AutoencoderConfig
 from .model import ImageVAE
