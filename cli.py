@@ -79,7 +79,7 @@ def cmd_decode(args) -> None:
     vae, device, dtype = _load(args)
     started = time.perf_counter()
     shape = check_latent(vae, latent, args.num_frames).shape
-    _say(args, plan_decode(vae, shape, settings).describe(vae.spatial_ratio))
+    _say(args, plan_decode(vae, shape, settings).check_budget(settings).describe(vae.spatial_ratio))
     videos, _, length, height, width = shape
     frames = engine.decode(vae, latent, sink=sink, settings=settings, num_frames=args.num_frames)
     if isinstance(frames, torch.Tensor):
@@ -124,6 +124,42 @@ def cmd_encode(args) -> None:
     write_latent(args.output, latent)
     print(f"encoded -> latent {tuple(latent.shape)} in {time.perf_counter() - started:.2f} s"
           f" ({vae.family}, {device}, {str(dtype)[6:]}), {peak_memory_text(device)} -> {args.output}")
+
+
+def cmd_plan(args) -> None:
+    """What a decode would hold (steps or temporal windows, tiles, carries, estimated peak, output), doing none of it."""
+    device = _planned_device(args.device)
+    budget = None if args.max_memory is None else int(args.max_memory * 2**30)
+    if device.type == "cuda" and not torch.cuda.is_available() and budget is None and args.tile == "auto":
+        raise FrameStreamError("this machine has no CUDA GPU to ask for free memory: give --max-memory to plan for one")
+    settings = Settings(frames_per_step=args.frames_per_step, tile=args.tile, overlap=args.overlap, budget=budget)
+    vae = load_vae(args.vae, "cpu", resolve_dtype(args.dtype, device))  # the plan needs shapes, not the device
+    vae.configure(decode_timestep=args.decode_timestep)
+    shape = _planned_latent_shape(args, vae)
+    print(plan_decode(vae, shape, settings, device).check_budget(settings).describe(vae.spatial_ratio))
+
+
+def _planned_device(name: str) -> torch.device:
+    """A device to plan for, which (unlike one to run on) need not be on this machine."""
+    try:
+        return resolve_device(name)
+    except FrameStreamError:
+        if name.startswith("cuda"):
+            return torch.device(name)
+        raise
+
+
+def _planned_latent_shape(args, vae) -> tuple[int, ...]:
+    if (args.latent is None) == (args.frames is None):
+        raise FrameStreamError("give a LATENT file, or --frames and --size for a video of that many frames and size")
+    if args.latent is not None:
+        return tuple(check_latent(vae, read_latent(args.latent), args.num_frames).shape)
+    width, height = _size_arg(args.size or "")
+    r = vae.spatial_ratio
+    if args.frames < 1 or width < r or height < r:
+        raise FrameStreamError(f"--frames must be at least 1 and --size at least {r}x{r} px for the {vae.family}")
+    frames = vae.latent_frames(args.frames) if vae.latent_layout == "video" else args.frames
+    return (1, vae.latent_channels, frames, height // r, width // r)
 
 
 def cmd_demo(args) -> None:
@@ -182,10 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="memory budget for the work beyond the weights (default: what the device has free)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
         p.add_argument("--ltx-latents", choices=("normalized", "raw"), default="normalized",
-                       help="LTX-Video only: latents normalised by the checkpoint's per-channel statistics, as the "
+                       help="LTX-Video and LTX-2: latents normalised by the checkpoint's per-channel statistics, as the "
                             "host saves them and diffusers' pipelines make them (default), or the VAE's raw space")
         p.add_argument("--ltx-noise-seed", type=int, default=0,
-                       help="LTX-Video 0.9.1 only: seed of the noise its decoder adds (default 0)")
+                       help="LTX-Video 0.9.1 and LTX-2 decoders that add noise: its seed (default 0)")
 
     def video_output(p: argparse.ArgumentParser) -> None:
         p.add_argument("--fps", type=float, default=16.0, help="frame rate of a video output (default 16, Wan's)")
@@ -207,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HunyuanVideo and SVD: passes that gather the clip's GroupNorm statistics before the one "
                         "that writes (default: the model's, 1 for HunyuanVideo, 2 for SVD; 0: running statistics)")
     p.add_argument("--decode-timestep", type=float, default=0.05,
-                   help="LTX-Video 0.9.1 and later: the timestep the decoder is conditioned on (default 0.05, as "
+                   help="LTX-Video 0.9.1+ and timestep-conditioned LTX-2: the timestep the decoder is conditioned on (default 0.05, as "
                         "Lightricks' pipelines and the host)")
     video_output(p)
     common(p)
@@ -226,6 +262,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="latent frames produced per step after the first (each takes 4 pixel frames)")
     common(p)
     p.set_defaults(run=cmd_encode)
+
+    p = sub.add_parser("plan", help="print what a decode would hold (windows, tiles, carries, peak) without running it")
+    p.add_argument("vae", help="VAE .safetensors (as for decode)")
+    p.add_argument("latent", nargs="?", help="the latent to plan for (as for decode), or give --frames and --size")
+    p.add_argument("--frames", type=int, help="plan for a video of this many frames instead of a latent file")
+    p.add_argument("--size", help="with --frames: the video's WIDTHxHEIGHT, such as 3840x2160")
+    p.add_argument("--num-frames", type=int, help="as for decode")
+    p.add_argument("--frames-per-step", type=int, default=engine.DEFAULT_FRAMES_PER_STEP, help="as for decode")
+    p.add_argument("--decode-timestep", type=float, default=0.05, help="as for decode")
+    p.add_argument("--device", default="auto", help="the device to plan for: auto, cpu, cuda or cuda:N (a CUDA "
+                                                    "device need not be on this machine when --max-memory is given)")
+    p.add_argument("--dtype", choices=list(DTYPES), help="working precision (default: bf16 on GPU, fp32 on CPU)")
+    p.add_argument("--tile", type=_tile_arg, default="auto", help="as for decode")
+    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP_PX, help="as for decode")
+    p.add_argument("--max-memory", type=float, metavar="GB", help="the budget to plan for (default: what is free)")
+    p.set_defaults(run=cmd_plan)
 
     p = sub.add_parser("demo", help="encode and decode a generated clip with the bundled small trained VAE")
     p.add_argument("--frames", type=int, default=33, help="clip length in frames (default 33)")

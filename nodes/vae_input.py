@@ -64,7 +64,8 @@ def prepare_decode(vae, samples: dict, frames_per_step: int, tiling: dict):
     model = video_vae(vae)
     require_node_latent(latent, model)
     settings = _settings(tiling, "decode", frames_per_step=frames_per_step)
-    shape = check_latent(model, latent).shape  # a bad latent is refused before the host loads anything
+    shape = check_latent(model, latent).shape  # a bad latent or budget is refused before the host loads anything
+    memory.plan_decode(model, shape, settings).check_budget(settings)
     model = ready_video_vae(vae, memory.room_to_ask(lambda s: memory.plan_decode(model, shape, s), settings))
     return model, latent, _with_free_budget(settings, model)
 
@@ -79,6 +80,7 @@ def prepare_encode(vae, height: int, width: int, tiling: dict):
     def plan(candidate):
         return memory.plan_encode(model, one_step, max(height // r, 1) * r, max(width // r, 1) * r, candidate)
 
+    plan(settings).check_budget(settings)
     model = ready_video_vae(vae, memory.room_to_ask(plan, settings))
     return model, _with_free_budget(settings, model)
 

@@ -11,6 +11,7 @@ from framestream.vae_core.streaming import engine
 from framestream.vae_core import build_wan, load_vae
 from framestream.vae_core.models.wan.checkpoints import diffusers_to_original, infer_wan_config
 from framestream.vae_core.errors import FrameStreamError
+from framestream.vae_core.models.registry import vae_keys
 
 from oracle import WAN21_SMALL, WAN22_SMALL, diffusers_wan
 
@@ -90,6 +91,16 @@ def test_prefixed_keys_load(wan21_pair, tmp_path):
     assert load_vae(str(tmp_path / "p.safetensors")).cfg == ours.cfg
 
 
+def test_the_vae_of_a_whole_model_checkpoint_loads_alone(wan21_pair, tmp_path):
+    """LTX-2 and SVD ship their VAE inside the diffusion model's file: only the VAE's tensors are read."""
+    _, ours = wan21_pair
+    tensors = {f"vae.{k}": v.contiguous() for k, v in ours.state_dict().items()}
+    others = {"model.diffusion_model.proj.weight": torch.zeros(4, 4), "audio_vae.decoder.conv.weight": torch.zeros(2)}
+    save_file({**tensors, **others}, tmp_path / "whole.safetensors")
+    assert vae_keys([*tensors, *others]) == list(tensors)
+    assert load_vae(str(tmp_path / "whole.safetensors")).cfg == ours.cfg
+
+
 def test_load_in_working_precision(wan21_pair, tmp_path):
     _, ours = wan21_pair
     save_file({k: v.contiguous() for k, v in ours.state_dict().items()}, tmp_path / "v.safetensors")
@@ -131,18 +142,11 @@ def test_corrupt_header(tmp_path):
 
 
 def test_unsupported_family_named_not_misread(tmp_path):
-    """A HunyuanVideo 1.5 VAE shares key names with Wan's diffusers layout (RMS gains) and LTX's (nested convs):
-    it must be called what it is, not an incomplete Wan or a broken LTX-Video checkpoint."""
-    from diffusers import AutoencoderKLHunyuanVideo15
-
-    hv15 = AutoencoderKLHunyuanVideo15(block_out_channels=(8, 8, 16, 16, 16), layers_per_block=1)
-    save_file(hv15.state_dict(), tmp_path / "hv15.safetensors")
-    with pytest.raises(FrameStreamError, match=r"hv15.safetensors is not a VAE FrameStream supports: it looks like the "
-                                               r"HunyuanVideo 1.5 VAE \(diffusers layout\); FrameStream reads a Wan"):
-        load_vae(str(tmp_path / "hv15.safetensors"))
-    save_file({"layers.4.layers.1.attn_block.attn.qkv.weight": torch.ones(4, 4)}, tmp_path / "mochi.safetensors")
-    with pytest.raises(FrameStreamError, match=r"Mochi VAE \(genmo layout\)"):
-        load_vae(str(tmp_path / "mochi.safetensors"))
+    """LTX-2.5's diffusion decoder reads LTX-2 latents, but it is another model: it is called what it is."""
+    save_file({"decoder.conv_in_x_t.weight": torch.ones(4, 4)}, tmp_path / "ltx25.safetensors")
+    with pytest.raises(FrameStreamError, match=r"ltx25.safetensors is not a VAE FrameStream supports: it looks like the "
+                                               r"LTX-2.5 diffusion decoder; FrameStream reads a Wan"):
+        load_vae(str(tmp_path / "ltx25.safetensors"))
 
 
 def test_unrecognised_file_lists_the_registered_families(tmp_path):
@@ -161,3 +165,15 @@ def test_incomplete_wan_checkpoint(wan21_pair, tmp_path):
     save_file(sd, tmp_path / "v.safetensors")
     with pytest.raises(FrameStreamError, match="does not match its architecture"):
         load_vae(str(tmp_path / "v.safetensors"))
+
+
+def test_a_later_release_sharing_key_names_wins_without_either_reader_knowing_the_other():
+    """LTX-2's files have LTX-Video 0.9.5's key names and shapes: both families recognise them, LTX-2 knows them."""
+    from framestream.vae_core.models import ltx, ltx2
+    from framestream.vae_core.models.registry import family_of
+
+    from test_ltx2 import SMALL_20, diffusers_ltx2
+
+    sd = diffusers_ltx2(SMALL_20).state_dict()
+    assert ltx.FAMILY.recognises(sd) and ltx2.FAMILY.recognises(sd)
+    assert family_of(sd) is ltx2.FAMILY

@@ -13,6 +13,8 @@ from framestream import cli
 from framestream.vae_core.streaming import engine
 from framestream.vae_core.demo import moving_shapes
 from framestream.vae_core.io.video import VideoFileSink, probe_video, read_video
+from framestream.vae_core.streaming.memory import plan_decode
+from framestream.vae_core.streaming.settings import Settings
 
 from oracle import diffusers_decode_raw
 
@@ -218,3 +220,33 @@ def test_ltx_decode_reads_normalised_latents_at_the_pipelines_timestep(capsys, t
                         tmp_path / "t.safetensors", "--ltx-noise-seed", "3", "--decode-timestep", "0.5"], capsys)
     frames = load_file(tmp_path / "t.safetensors")["frames"]
     assert code == 0 and (frames - expected).abs().max().item() > 1e-2  # the timestep is used
+
+
+def test_plan_prints_what_a_decode_would_hold_without_running_it(files, capsys, wan21_pair):
+    folder, z = files
+    vae = wan21_pair[1]
+    code, out, err = run(["plan", folder / "wan21.safetensors", folder / "clip.latent"], capsys)
+    assert code == 0, err
+    expected = plan_decode(vae, z.shape, Settings(tile="auto")).describe(vae.spatial_ratio)
+    assert out.strip() == expected and expected.endswith("-> 9x16x24x3")
+
+    # a video size instead of a latent, for a GPU this machine need not have, under a budget
+    code, out, err = run(["plan", folder / "wan21.safetensors", "--frames", "81", "--size", "1280x720",
+                          "--device", "cuda", "--max-memory", "0.5"], capsys)
+    assert code == 0, err
+    assert "21 steps of up to 1 latent frames" in out and "tiles of" in out and "-> 81x720x1280x3" in out
+    assert float(out.split("estimated peak ")[1].split(" MiB")[0]) <= 0.9 * 512
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--frames", "81", "--size", "1280x720", "--max-memory", "0.001"],
+     "a memory budget of 0.00 GB is too small for this decode of 1280x720 px: even tiles of"),
+    (["--frames", "81", "--size", "1280x720", "--device", "cuda"], "give --max-memory to plan for one"),
+    ([], "give a LATENT file, or --frames and --size"),
+    (["--frames", "9", "--size", "1280"], "--size must be WIDTHxHEIGHT"),
+])
+def test_plan_refuses_what_cannot_be_planned(files, capsys, extra, message, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    folder, _ = files
+    code, _, err = run(["plan", folder / "wan21.safetensors", *extra], capsys)
+    assert_one_line_error(code, err, message)

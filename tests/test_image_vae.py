@@ -302,12 +302,12 @@ def test_video_vaes_in_the_sd_layout_are_not_image_vaes():
     torch.manual_seed(0)
     svd = AutoencoderKLTemporalDecoder(block_out_channels=(32, 64), layers_per_block=1,
                                        down_block_types=("DownEncoderBlock2D",) * 2).state_dict()
-    hunyuan15 = {k.replace("norm1.weight", "norm1.gamma"): v[:, :, None] if k == "decoder.conv_in.weight" else v
-                 for k, v in original.items()}  # RMS gains and 3D convs
-    for sd in (svd_host, svd, hunyuan15):
+    rms_3d = {k.replace("norm1.weight", "norm1.gamma"): v[:, :, None] if k == "decoder.conv_in.weight" else v
+              for k, v in original.items()}  # RMS gains and 3D convs in the SD layout: no image VAE
+    for sd in (svd_host, svd, rms_3d):
         assert not image.FAMILY.recognises(sd) and not taesd.FAMILY.recognises(sd)
-    with pytest.raises(FrameStreamError, match="looks like the HunyuanVideo 1.5 VAE"):
-        registry.family_of(hunyuan15)
+    with pytest.raises(FrameStreamError, match="is not a VAE FrameStream recognises"):
+        registry.family_of(rms_3d)
 
 
 # --- tiles -----------------------------------------------------------------------------------------------------------

@@ -78,10 +78,10 @@ def test_offloaded_carries_count_only_the_tile_at_work(wan21_pair):
 
 def test_on_a_gpu_the_plan_moves_carries_to_host_ram_only_when_no_tile_fits_otherwise(wan21_pair):
     vae, gpu = wan21_pair[1], torch.device("cuda")
-    smallest_kept = memory.estimate(vae, 1024, 1024, 1, 136).total
+    smallest_kept = memory.estimate(vae, 1024, 1024, 1, 136, device=gpu).total
     assert memory.plan(vae, 1024, 1024, 1, 64, smallest_kept / memory.PLANNED_SHARE, device=gpu) == \
         memory.Plan(136, False)
-    budget = memory.estimate(vae, 1024, 1024, 1, 400, offload_carries=True).total / memory.PLANNED_SHARE
+    budget = memory.estimate(vae, 1024, 1024, 1, 400, offload_carries=True, device=gpu).total / memory.PLANNED_SHARE
     assert budget < smallest_kept  # so keeping the carries on the device fits no tile
     assert memory.plan(vae, 1024, 1024, 1, 64, budget, device=gpu) == memory.Plan(400, True)
     assert memory.plan(vae, 1024, 1024, 1, 64, budget) == memory.Plan(136, False)  # on the CPU: nowhere to move them

@@ -48,7 +48,10 @@ def test_auto_tiles_ask_for_the_untiled_peak_then_plan_against_what_is_free(ltx)
     planned = memory.plan_decode(ltx, latent_shape, auto)
     assert planned.tiles.tile_px is not None and planned.estimate.total <= need
     assert f"2x2 tiles of {planned.tiles.tile_px} px" in planned.describe(ltx.spatial_ratio)
-    assert f"up to {untiled.per_step} latent frames" in untiled.describe(ltx.spatial_ratio)
+    halo = max(window.stop - window.core[1] for window in untiled.steps)
+    assert f"{len(untiled.steps)} temporal windows of up to {ltx.temporal_core} latent frames with a halo of {halo} " \
+        "each side" in untiled.describe(ltx.spatial_ratio)
+    assert untiled.describe(ltx.spatial_ratio).endswith(f"-> {ltx.decoded_frames(40)}x512x512x3")
 
 
 @pytest.mark.parametrize("options, message", [

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -49,11 +49,14 @@ def atomic_path(path: str) -> Iterator[str]:
             os.remove(temp)
 
 
-def read_safetensors(path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file, with one clear error for every way the file can be wrong.
+def read_safetensors(path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                     select: Callable[[list[str]], list[str]] | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (those ``select`` picks from its keys, else all), with one clear error
+    for every way the file can be wrong.
 
     Floating-point tensors are cast to ``dtype`` one at a time as they are read,
-    so a file in another precision never sits in memory twice.
+    so a file in another precision never sits in memory twice, and a whole-model
+    checkpoint gives up only the part asked for.
     """
     if not os.path.isfile(path):
         raise FrameStreamError(f"file not found: {path}")
@@ -71,7 +74,8 @@ def read_safetensors(path: str, device: str | torch.device = "cpu", dtype: torch
 
     try:
         with safe_open(path, framework="pt", device=str(device)) as f:
-            return {key: _cast(f.get_tensor(key), dtype) for key in f.keys()}
+            keys = list(f.keys())
+            return {key: _cast(f.get_tensor(key), dtype) for key in (select(keys) if select else keys)}
     except OUT_OF_MEMORY:
         raise
     except (SafetensorError, OSError, RuntimeError, ValueError) as err:

@@ -26,6 +26,9 @@ class Family:
     recognises: Callable[[StateDict], bool]
     # the model holding exactly these tensors (no copy); metadata is the file's safetensors header, or None
     build: Callable[[StateDict, str, Mapping[str, str] | None], CausalVideoVAE]
+    # the family this one is a later release of, sharing its key names (LTX-2 of LTX-Video): where both
+    # recognise a file, this one knows it better, so neither family's reader needs to know the other
+    succeeds: str | None = None
 
 
 @dataclass(frozen=True)

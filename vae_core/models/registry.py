@@ -14,7 +14,7 @@ import torch
 from ..errors import FrameStreamError
 from ..io.files import read_metadata, read_safetensors
 from ..streaming.model import CausalVideoVAE
-from . import cogvideox, hunyuan, image, ltx, svd, taesd, wan
+from . import cogvideox, hunyuan, hunyuan15, image, ltx, ltx2, mochi, svd, taesd, wan
 from .family import Family, Lookalike, StateDict
 
 FAMILIES: tuple[Family, ...] = (
@@ -22,6 +22,9 @@ FAMILIES: tuple[Family, ...] = (
     hunyuan.FAMILY,
     cogvideox.FAMILY,
     ltx.FAMILY,
+    hunyuan15.FAMILY,
+    ltx2.FAMILY,
+    mochi.FAMILY,
     image.FAMILY,
     svd.FAMILY,
     taesd.FAMILY,
@@ -29,26 +32,26 @@ FAMILIES: tuple[Family, ...] = (
 
 # models that are recognisable but not supported, so a file of theirs is named, not misread
 LOOKALIKES: tuple[Lookalike, ...] = (
-    Lookalike("HunyuanVideo 1.5 VAE (diffusers layout)",
-              lambda sd: "decoder.conv_in.conv.weight" in sd and "decoder.mid_block.resnets.0.norm1.gamma" in sd),
-    Lookalike("HunyuanVideo 1.5 VAE (host layout)",  # RMS gains in the SD layout, 3D convs
-              lambda sd: "decoder.mid.block_1.norm1.gamma" in sd
-              and getattr(sd.get("decoder.conv_in.weight"), "ndim", 0) == 5),
-    Lookalike("Mochi VAE (genmo layout)", lambda sd: "blocks.2.blocks.3.stack.5.weight" in sd
-              or "layers.4.layers.1.attn_block.attn.qkv.weight" in sd),
-    Lookalike("Mochi VAE (diffusers layout)", lambda sd: _has_prefix(sd, "decoder.block_in.")),
+    # LTX-2.5's diffusion decoder reads LTX-2 latents but is another model (attention, no encoder)
+    Lookalike("LTX-2.5 diffusion decoder", lambda sd: "decoder.conv_in_x_t.weight" in sd or "conv_in_x_t.weight" in sd),
 )
 _PREFIXES = ("first_stage_model.", "vae.", "model.")
-
-
-def _has_prefix(sd: StateDict, prefix: str) -> bool:
-    return any(key.startswith(prefix) for key in sd)
 
 
 def supported() -> str:
     """The registered families, for messages and tooltips."""
     names = [family.name for family in FAMILIES]
     return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
+def vae_keys(keys: list[str]) -> list[str]:
+    """The keys of a file's VAE: all of them, or in a whole-model checkpoint (a diffusion model with its VAE, as
+    LTX-2 and Stable Video Diffusion ship) those under its VAE prefix."""
+    for prefix in _PREFIXES[:2]:
+        inside = [key for key in keys if key.startswith(prefix)]
+        if inside and len(inside) < len(keys):
+            return inside
+    return keys
 
 
 def strip_prefix(sd: StateDict) -> dict[str, torch.Tensor]:
@@ -62,6 +65,8 @@ def strip_prefix(sd: StateDict) -> dict[str, torch.Tensor]:
 def family_of(sd: StateDict, source: str = "checkpoint") -> Family:
     """The one family that recognises these (prefix-stripped) tensors, or one clear error naming what they are."""
     found = [family for family in FAMILIES if family.recognises(sd)]
+    succeeded = {family.succeeds for family in found}
+    found = [family for family in found if family.name not in succeeded]
     if len(found) == 1:
         return found[0]
     if found:  # a recogniser is not precise enough: say so rather than guess
@@ -84,5 +89,5 @@ def build_vae(sd: StateDict, source: str = "checkpoint", metadata: Mapping[str, 
 
 def load_vae(path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> CausalVideoVAE:
     """Loads a VAE file onto ``device`` in ``dtype`` (a single copy of the weights)."""
-    tensors = read_safetensors(path, device, dtype)
+    tensors = read_safetensors(path, device, dtype, select=vae_keys)
     return build_vae(tensors, os.path.basename(path), read_metadata(path)).requires_grad_(False)

@@ -96,7 +96,7 @@ def decode_pass(vae: CausalVideoVAE, z: torch.Tensor, work: memory.WorkPlan, til
     state = None
     for window in work.steps:
         if window.fresh_stream:
-            state = _fresh_state(tiler, pooling, state)
+            state = _fresh_state(tiler, pooling, state, z.shape[2] if vae.causal_decoder else None)
         with state.active():
             pixels = tiler.step(state, functools.partial(decode_window, vae, z, window, tiler, state),
                                 f"latent frames {window.start}-{window.stop - 1}")
@@ -127,9 +127,11 @@ def _owned(core: tuple[int, int], first: int, last: int) -> tuple[int, int, int]
     return None if core == (first, last) else (core[0] - first, core[1] - first, last - first)
 
 
-def _fresh_state(tiler: Tiler, pooling: group_norm.Pooling | None, previous: StreamState | None) -> StreamState:
-    """A new stream for a window; a windowed decode's windows keep adding to the clip's statistics."""
-    state = tiler.new_state()
+def _fresh_state(tiler: Tiler, pooling: group_norm.Pooling | None, previous: StreamState | None,
+                 latent_frames: int | None) -> StreamState:
+    """A new stream (of ``latent_frames``, when known) for a window; a windowed decode's windows keep adding to
+    the clip's statistics."""
+    state = tiler.new_state(latent_frames)
     state.pooling = pooling
     if previous is not None and pooling is not None:
         state.carry_over(previous, group_norm.KEY)
@@ -179,7 +181,7 @@ def _encode_video(vae: CausalVideoVAE, source: FrameSource, work: memory.WorkPla
 def encode_pass(vae: CausalVideoVAE, source: FrameSource, work: memory.WorkPlan, tiler: Tiler,
                 pooling: group_norm.Pooling | None, write: Write, counter: Counter) -> StreamState:
     """One pass over the video's steps, writing its latent frames in order; returns the stream's final state."""
-    state = _fresh_state(tiler, pooling, None)
+    state = _fresh_state(tiler, pooling, None, vae.latent_frames(source.count))
     written = 0
     with state.active():
         for group in source.groups(work.steps):

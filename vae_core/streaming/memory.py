@@ -3,10 +3,12 @@
 Peak memory of a streamed step is modelled in three parts:
 
 * the causal carries, for the whole frame, twice while a step runs (see
-  :mod:`stream`); measured once per model by streaming two latent frames
-  through it on a one-cell grid, since carries scale exactly with frame area.
+  :mod:`state`); measured once per model by streaming two latent frames
+  through it on a small grid, since carries scale exactly with frame area.
   Kept in host RAM instead (for 720p Wan 2.1 they are 8 GiB in bf16), only
-  the tile at work has its extent on the device;
+  the tile at work has its extent on the device. Carries that grow with the
+  clip (a causal attention's keys and values) are held once, for the whole
+  frame, and counted at the clip's full length;
 * one tile's activations at the finest stage, which dominate:
   ``LIVE_AT_FINEST`` tensors of the finest width over the step's pixel frames
   and the tile's pixels (the constant is fitted and checked in
@@ -46,21 +48,32 @@ class Estimate:
     carries: int
     activations: int
     output: int
+    growing: int = 0  # carries that grow with the clip (causal attention's keys and values), at its full length
 
     @property
     def total(self) -> int:
-        return self.carries + self.activations + self.output
+        return self.carries + self.activations + self.output + self.growing
+
+
+def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode") -> int:
+    """Bytes of fixed-size causal carry per latent pixel, in the model's dtype (probed once, cached on the model)."""
+    return _probe(vae, direction)[0]
+
+
+def growing_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode") -> int:
+    """Bytes per latent pixel and latent frame that the growing carries add (:func:`state.growing_carry`)."""
+    return _probe(vae, direction)[1]
 
 
 @torch.no_grad()
-def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode") -> int:
-    """Bytes of causal carry per latent pixel, in the model's dtype (probed once, cached on the model, on a 2x2
-    grid: a GroupNorm with one channel per group cannot normalise a single pixel)."""
+def _probe(vae: CausalVideoVAE, direction: str) -> tuple[int, int]:
+    """Streams two latent frames through the model on a 2x2 grid (a GroupNorm with one channel per group cannot
+    normalise a single pixel) and reads its carries: they scale exactly with frame area."""
     cache = vae.__dict__.setdefault("_framestream_carry_per_cell", {})
     if direction == "decode" and not vae.causal_decoder:
-        cache[direction] = 0  # decoded in independent windows: nothing is carried
+        cache[direction] = (0, 0)  # decoded in independent windows: nothing is carried
     if direction not in cache:
-        state = StreamState()
+        state = StreamState(expected_frames=2)
         device, dtype = vae.weight_device, vae.weight_dtype
         with state.active():
             if direction == "decode":
@@ -72,23 +85,31 @@ def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode") -> int:
                 for frames in (1, r):
                     vae.encode_chunk(torch.zeros(1, 3, frames, 2 * s, 2 * s, device=device, dtype=dtype))
                     state.commit()
-        cache[direction] = state.carry_bytes() // 4
+        cache[direction] = (state.carry_bytes() // 4, state.growing_bytes() // (4 * 2))
     return cache[direction]
 
 
 def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_px: int | None,
-             direction: str = "decode", offload_carries: bool = False) -> Estimate:
-    """Peak device bytes beyond the weights for frames of ``height`` x ``width`` px, ``per_step`` latent frames a step."""
+             direction: str = "decode", offload_carries: bool = False, length: int = 0,
+             device: torch.device | None = None) -> Estimate:
+    """Peak device bytes beyond the weights for frames of ``height`` x ``width`` px, ``per_step`` latent frames a
+    step, ``length`` latent frames in all (for carries that grow with the clip), on ``device`` (the weights')."""
     r = vae.spatial_ratio
     itemsize = vae.weight_dtype.itemsize
     tile_h, tile_w = (height, width) if tile_px is None else (min(tile_px, height), min(tile_px, width))
-    carry_cells = (tile_h // r) * (tile_w // r) if offload_carries else (height // r) * (width // r)
+    cells = (height // r) * (width // r)
+    carry_cells = (tile_h // r) * (tile_w // r) if offload_carries else cells
     carries = 2 * carry_bytes_per_cell(vae, direction) * carry_cells
+    # one copy, whole frame: a failed step rewrites its own slots; kept in RAM, a step still reads all of it
+    growing = growing_bytes_per_cell(vae, direction) * cells * length
     frames = vae.temporal_ratio * per_step
     width_at_finest = vae.finest_width if direction == "decode" else vae.encoder_finest_width
     activations = int(LIVE_AT_FINEST * width_at_finest * frames * tile_h * tile_w * itemsize)
-    output = 2 * 3 * frames * height * width * 4 if direction == "decode" else 0
-    return Estimate(carries, activations, output)
+    # the step's blended frames in fp32, twice in RAM (fitted on the CPU, benchmarks/tiling_and_memory.py); a GPU
+    # holds them once, as they go to host RAM as soon as they are blended
+    copies = 1 if (device or vae.weight_device).type == "cuda" else 2
+    output = copies * 3 * frames * height * width * 4 if direction == "decode" else 0
+    return Estimate(carries, activations, output, growing)
 
 
 @dataclass(frozen=True)
@@ -98,7 +119,7 @@ class Plan:
 
 
 def plan(vae: CausalVideoVAE, height: int, width: int, per_step: int, overlap_px: int, budget: int | None,
-         direction: str = "decode", device: torch.device | None = None) -> Plan:
+         direction: str = "decode", device: torch.device | None = None, length: int = 0) -> Plan:
     """The cheapest way to fit ``budget`` (by default the free memory): the whole frame, else the largest tiles,
     else, on a GPU, the same with the carries in host RAM (moving them costs transfers every step).
 
@@ -112,11 +133,11 @@ def plan(vae: CausalVideoVAE, height: int, width: int, per_step: int, overlap_px
     smallest = max(MIN_TILE_PX, 2 * math.ceil(overlap_px / r) * r + r)
     placements = (False, True) if device.type != "cpu" else (False,)
     for offload in placements:
-        if estimate(vae, height, width, per_step, None, direction, offload).total <= budget:
+        if estimate(vae, height, width, per_step, None, direction, offload, length, device).total <= budget:
             return Plan(None, offload)
         tile = max(height, width) // r * r
         while tile >= smallest:
-            if estimate(vae, height, width, per_step, tile, direction, offload).total <= budget:
+            if estimate(vae, height, width, per_step, tile, direction, offload, length, device).total <= budget:
                 return Plan(tile, offload)
             tile -= r
     return Plan(smallest, placements[-1])
@@ -146,8 +167,10 @@ class WorkPlan:
     tiles: Plan
     overlap_px: int
     estimate: Estimate
+    output: tuple[int, ...] = ()  # decode: (frames, height, width, 3); encode: the latent's shape
 
     def describe(self, spatial_ratio: int) -> str:
+        """One line: steps (or temporal windows), tiles, where carries live, the estimated peak, the output."""
         height, width = self.frame
         tile, r = self.tiles.tile_px, spatial_ratio
         if tile is None or tile >= max(height, width):
@@ -156,12 +179,35 @@ class WorkPlan:
             rows, cols = (len(spans(side // r, tile // r, -(-self.overlap_px // r))) for side in (height, width))
             tiles = f"{rows}x{cols} tiles of {tile} px"
         carries = ", carries in host RAM" if self.tiles.offload_carries else ""
-        return (f"{self.direction} {width}x{height}: {len(self.steps)} steps of up to {self.per_step} latent frames, "
-                f"{tiles}{carries}, estimated peak {self.estimate.total / 2**20:.0f} MiB beyond the weights")
+        if self.estimate.growing:
+            carries += f", attention carry {self.estimate.growing / 2**20:.0f} MiB at the end"
+        output = f" -> {'x'.join(map(str, self.output))}" if self.output else ""
+        return (f"{self.direction} {width}x{height}: {self._steps()}, {tiles}{carries}, estimated peak "
+                f"{self.estimate.total / 2**20:.0f} MiB beyond the weights{output}")
+
+    def _steps(self) -> str:
+        halos = [max(w.core[0] - w.start, w.stop - w.core[1]) for w in self.steps if hasattr(w, "core")]
+        if any(halos):
+            cores = max(w.core[1] - w.core[0] for w in self.steps)
+            return (f"{len(self.steps)} temporal windows of up to {cores} latent frames with a halo of "
+                    f"{max(halos)} each side")
+        return f"{len(self.steps)} steps of up to {self.per_step} latent frames"
+
+    def check_budget(self, settings: Settings) -> "WorkPlan":
+        """This plan, or one error when even the smallest tiles cannot keep a user's budget (``tile="auto"`` with
+        ``budget``), naming the smallest budget that works. Call it only with a budget the user gave: against what
+        is free, the engine does its best and reacts to running out of memory."""
+        budget = settings.budget if settings.tile == "auto" else None
+        if budget is not None and self.estimate.total > PLANNED_SHARE * budget:
+            smallest = math.ceil(self.estimate.total / PLANNED_SHARE / 2**30 * 100) / 100
+            raise FrameStreamError(f"a memory budget of {budget / 2**30:.2f} GB is too small for this {self.direction} "
+                                   f"of {self.frame[1]}x{self.frame[0]} px: even tiles of {self.tiles.tile_px} px need "
+                                   f"{smallest:.2f} GB; give at least that")
+        return self
 
 
 def _tiles(vae: CausalVideoVAE, height: int, width: int, per_step: int, settings: Settings, direction: str,
-           device: torch.device | None) -> Plan:
+           device: torch.device | None, length: int) -> Plan:
     offload = settings.carries is not None and torch.device(settings.carries).type == "cpu" \
         and vae.weight_device.type != "cpu"
     if not settings.tiled:
@@ -170,7 +216,7 @@ def _tiles(vae: CausalVideoVAE, height: int, width: int, per_step: int, settings
     if settings.tile != "auto" and settings.tile < r:
         raise FrameStreamError(f"tile size must be at least {r} px for the {vae.family}, got {settings.tile}")
     if settings.tile == "auto":
-        return plan(vae, height, width, per_step, settings.overlap, settings.budget, direction, device)
+        return plan(vae, height, width, per_step, settings.overlap, settings.budget, direction, device, length)
     return Plan(settings.tile, offload)
 
 
@@ -181,9 +227,11 @@ def plan_decode(vae: CausalVideoVAE, latent_shape: tuple[int, ...], settings: Se
     r = vae.spatial_ratio
     windows = temporal.windows(vae, length, settings.frames_per_step)
     per_step = max(window.stop - window.start for window in windows)  # a non-causal decoder's windows are wider
-    tiles = _tiles(vae, h * r, w * r, per_step, settings, "decode", device)
-    need = estimate(vae, h * r, w * r, per_step, tiles.tile_px, "decode", tiles.offload_carries)
-    return WorkPlan("decode", (h * r, w * r), windows, per_step, tiles, settings.overlap, need)
+    tiles = _tiles(vae, h * r, w * r, per_step, settings, "decode", device, length)
+    need = estimate(vae, h * r, w * r, per_step, tiles.tile_px, "decode", tiles.offload_carries, length, device)
+    videos = latent_shape[0] if len(latent_shape) == 5 else 1
+    output = (videos * vae.decoded_frames(length), h * r, w * r, 3)
+    return WorkPlan("decode", (h * r, w * r), windows, per_step, tiles, settings.overlap, need, output)
 
 
 def plan_encode(vae: CausalVideoVAE, frames: int, height: int, width: int, settings: Settings,
@@ -191,9 +239,11 @@ def plan_encode(vae: CausalVideoVAE, frames: int, height: int, width: int, setti
     """The plan for encoding ``frames`` frames of ``height`` x ``width`` pixels (already whole latent pixels)."""
     steps = vae.encode_steps(vae.pixel_frames(vae.latent_frames(frames)), settings.latents_per_step)
     per_step = settings.latents_per_step
-    tiles = _tiles(vae, height, width, per_step, settings, "encode", device)
-    need = estimate(vae, height, width, per_step, tiles.tile_px, "encode", tiles.offload_carries)
-    return WorkPlan("encode", (height, width), steps, per_step, tiles, settings.overlap, need)
+    length = vae.latent_frames(frames)
+    tiles = _tiles(vae, height, width, per_step, settings, "encode", device, length)
+    need = estimate(vae, height, width, per_step, tiles.tile_px, "encode", tiles.offload_carries, length, device)
+    output = (1, vae.latent_channels, length, height // vae.spatial_ratio, width // vae.spatial_ratio)
+    return WorkPlan("encode", (height, width), steps, per_step, tiles, settings.overlap, need, output)
 
 
 def room_to_ask(work: "Callable[[Settings], WorkPlan]", settings: Settings) -> int:

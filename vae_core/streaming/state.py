@@ -17,6 +17,10 @@ Two properties make tiling and out-of-memory recovery possible:
   of a step. A failed step is dropped with :meth:`StreamState.rollback` and
   re-run from intact carries. The price is a second copy of the carry while a
   step runs.
+* A carry that only grows (a causal attention's keys and values: every later
+  frame reads all earlier ones) is one buffer allocated for the stream's length
+  (:func:`growing_carry`). A step writes past the committed length, so a failed
+  step re-runs over the same slots: it needs no second copy and no concatenation.
 
 Each temporal layer is defined over the *whole* sequence, so cutting the
 sequence into chunks anywhere gives the same result as one whole-clip call.
@@ -26,12 +30,14 @@ Without an active state, a call is simply a fresh one-chunk stream.
 from __future__ import annotations
 
 import contextvars
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 
+_GROWING, _GROWING_DIM, _GROWING_LENGTH = "growing", "growing_dim", "growing_length"
 _ACTIVE: contextvars.ContextVar["StreamState | None"] = contextvars.ContextVar("framestream_stream", default=None)
 
 
@@ -66,8 +72,10 @@ class StreamState:
     VRAM is short); each tile then moves just its extent in and out.
     """
 
-    def __init__(self, cache_device: torch.device | str | None = None) -> None:
+    def __init__(self, cache_device: torch.device | str | None = None, expected_frames: int | None = None) -> None:
         self.cache_device = torch.device(cache_device) if cache_device is not None else None
+        # latent frames this stream will run, so that growing carries are allocated once
+        self.expected_frames = expected_frames
         self.window: Window | None = None
         # the frames of the stage at work that this step stands for, as (first, stop, of): a windowed decode's
         # halo frames are computed again by the neighbouring window, so statistics must not count them twice
@@ -144,7 +152,58 @@ class StreamState:
             self._committed.setdefault(layer, {})[key] = value
 
     def carry_bytes(self) -> int:
-        return sum(v.nbytes for d in self._committed.values() for v in d.values() if isinstance(v, torch.Tensor))
+        """Bytes of the fixed-size carries (growing ones: :meth:`growing_bytes`)."""
+        return sum(v.nbytes for d in self._committed.values() for k, v in d.items()
+                   if isinstance(v, torch.Tensor) and k != _GROWING)
+
+    def growing_bytes(self) -> int:
+        """Bytes the growing carries hold so far (their committed frames, not the room allocated ahead)."""
+        total = 0
+        for values in self._committed.values():
+            buffer = values.get(_GROWING)
+            if buffer is not None:
+                dim = values[_GROWING_DIM]
+                total += buffer.nbytes // buffer.shape[dim] * values.get(_GROWING_LENGTH, 0)
+        return total
+
+    def grow(self, layer: torch.nn.Module, x: torch.Tensor, latent_frames: float, dim: int,
+             positions: tuple[int, int] | None) -> torch.Tensor:
+        """See :func:`growing_carry`."""
+        window = self.window
+        if window is not None and positions is None:
+            raise RuntimeError("this growing carry is kept for the whole frame: run its layer outside the tiles")
+        committed = self._committed.setdefault(id(layer), {})
+        buffer, length = committed.get(_GROWING), committed.get(_GROWING_LENGTH, 0)
+        need = length + x.shape[dim]
+        if buffer is None or buffer.shape[dim] < need:
+            buffer = self._grown(committed, x, latent_frames, dim, positions, need)
+        self._pending.setdefault(id(layer), {})[_GROWING_LENGTH] = need
+        if window is None:
+            buffer.narrow(dim, length, x.shape[dim]).copy_(x)
+            return buffer.narrow(dim, 0, need).to(x.device, x.dtype)  # no copy where the buffer is on the device
+        # a tile writes the positions it owns and reads the box it computes (as sliding_windows does)
+        s = x.shape[positions[0]] // window.box[2]
+        owned, box, mine = _at(positions, window.region(s, window.owned)), _at(positions, window.region(s, window.box)), \
+            _at(positions, window.region(s, window.owned, relative=True))
+        buffer.narrow(dim, length, x.shape[dim])[owned] = x[mine]
+        earlier = buffer.narrow(dim, 0, length)[box].to(x.device, x.dtype)
+        return torch.cat([earlier, x], dim=dim)
+
+    def _grown(self, committed: dict, x: torch.Tensor, latent_frames: float, dim: int,
+               positions: tuple[int, int] | None, need: int) -> torch.Tensor:
+        """Room for the stream's expected length (or double the old room), with the committed part kept."""
+        old, length = committed.get(_GROWING), committed.get(_GROWING_LENGTH, 0)
+        ahead = math.ceil(x.shape[dim] / latent_frames * (self.expected_frames or 0))
+        shape = list(x.shape)
+        shape[dim] = max(need, ahead, 2 * old.shape[dim] if old is not None else 0)
+        if self.window is not None:
+            s = x.shape[positions[0]] // self.window.box[2]
+            shape[positions[0]], shape[positions[1]] = (n * s for n in self.window.frame)
+        grown = x.new_empty(shape, device=self.cache_device or x.device)
+        if length:
+            grown.narrow(dim, 0, length).copy_(old.narrow(dim, 0, length))
+        committed[_GROWING], committed[_GROWING_DIM] = grown, dim
+        return grown
 
     def seen(self, layer: torch.nn.Module) -> bool:
         seen = self._committed.get(id(layer), {}).get("seen", False)
@@ -174,6 +233,13 @@ class StreamState:
             pending["frames"] = frames.new_empty(*frames.shape[:3], height * s, width * s, device=device)
         rows, cols = window.region(s, window.owned)
         pending["frames"][..., rows, cols] = frames[(..., *window.region(s, window.owned, relative=True))]
+
+
+def _at(positions: tuple[int, int], region: tuple[slice, slice]) -> tuple[slice, ...]:
+    """An index selecting ``region`` (rows, columns) on the dims ``positions`` of a tensor."""
+    index = [slice(None)] * (max(positions) + 1)
+    index[positions[0]], index[positions[1]] = region
+    return tuple(index)
 
 
 def active_state() -> StreamState | None:
@@ -210,3 +276,23 @@ def sliding_windows(layer: torch.nn.Module, x: torch.Tensor, kernel: int, stride
     if count == 0:
         return None
     return frames[:, :, : (count - 1) * stride + kernel]
+
+
+def growing_carry(layer: torch.nn.Module, x: torch.Tensor, latent_frames: float, dim: int,
+                  positions: tuple[int, int] | None = None) -> torch.Tensor:
+    """Everything ``layer`` kept of earlier steps followed by ``x``, this step's part of a sequence along ``dim``
+    that stands for ``latent_frames`` of the stream's latent frames (e.g. an attention's keys and values over
+    ``frames * h * w`` tokens, or over the frames at each position).
+
+    For layers whose every later frame reads all earlier ones (causal
+    attention). The carry is one buffer of the stream's expected length,
+    allocated at the first step (on the carries' device, host RAM when they are
+    offloaded); without a known length it doubles when full. It is kept for the
+    whole frame; a layer whose positions do not mix may run inside the tiles by
+    naming the dims of ``x`` that hold rows and columns of the grid
+    (``positions``): each tile then reads its box and appends what it owns.
+    """
+    state = _ACTIVE.get()
+    if state is None:
+        return x
+    return state.grow(layer, x, latent_frames, dim, positions)

@@ -13,8 +13,9 @@ Why it streams the way it does:
   upscaled in space): :func:`stream.first_call` tells them which chunk holds it.
 * The mid block's attention is causal across frames: a frame attends to every
   position of itself and of all earlier frames. It keeps the keys and values of
-  the frames already decoded as its carry, at latent resolution (this is the one
-  carry that grows with length: 2 x 512 values per latent pixel).
+  the frames already decoded as its carry, at latent resolution, in one buffer
+  that grows with the clip (:func:`stream.growing_carry`: 2 x 512 values per
+  latent pixel and frame).
 * Every norm is a GroupNorm over channels, time *and* space, which no chunked
   decode can reproduce locally. The engine gathers the statistics over the
   whole clip in a first pass and applies them in a second (:mod:`group_norm`).
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from ...streaming.group_norm import GroupNorm
 from ...streaming.model import CausalVideoVAE
 from ...streaming.conv import NestedCausalConv3d
-from ...streaming.state import active_state, first_call
+from ...streaming.state import first_call, growing_carry
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class CausalFrameAttention(nn.Module):
         b, c, t, h, w = x.shape
         tokens = self.group_norm(x).permute(0, 2, 3, 4, 1).flatten(1, 3)
         q = self.to_q(tokens)
-        keys, values = self._with_earlier_frames(self.to_k(tokens), self.to_v(tokens))
+        keys, values = self._with_earlier_frames(self.to_k(tokens), self.to_v(tokens), t)
         earlier = keys.shape[1] // (h * w) - t
         query_frame = torch.arange(t, device=x.device).repeat_interleave(h * w) + earlier
         key_frame = torch.arange(earlier + t, device=x.device).repeat_interleave(h * w)
@@ -86,16 +87,9 @@ class CausalFrameAttention(nn.Module):
         out = self.to_out[0](out).unflatten(1, (t, h, w)).permute(0, 4, 1, 2, 3)
         return out + x
 
-    def _with_earlier_frames(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        state = active_state()
-        if state is None:
-            return k, v
-        carried = state.value(self, "keys_values")  # one tensor, so carry sizing and offloading see it
-        if carried is not None:
-            carried = carried.to(k.device, k.dtype)
-            k, v = torch.cat([carried[0], k], dim=1), torch.cat([carried[1], v], dim=1)
-        state.set_value(self, "keys_values", torch.stack([k, v]).to(state.cache_device or k.device))
-        return k, v
+    def _with_earlier_frames(self, k: torch.Tensor, v: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        keys_values = growing_carry(self, torch.stack([k, v]), frames, dim=2)  # one carry, so the plan sees it
+        return keys_values[0], keys_values[1]
 
 
 class MidBlock(nn.Module):

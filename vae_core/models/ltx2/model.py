@@ -1,0 +1,375 @@
+"""The LTX-2 video VAE (2.0 and 2.3): 8x32x32 compression, 128 latent channels, described layer by layer.
+
+Module names follow diffusers' ``AutoencoderKLLTX2Video``, so its checkpoints load
+as they are (:mod:`.checkpoints` renames the Lightricks / host layout). The
+layers are LTX-Video 0.9's (:mod:`..ltx.model`): parameter-free RMS norms per
+position, convs padded in time with copies of the edge frames, space-to-depth
+downsamplers, depth-to-space upsamplers, optional timestep conditioning and
+decoder noise. What LTX-2 adds is where those layers are generalised here:
+
+* Whether the decoder looks ahead is not in the weights. The release decodes
+  with convs padded at both ends (it cannot stream: the engine decodes
+  overlapping windows whose halos cover the decoder's reach, computed from the
+  layers by :meth:`LTX2VideoVAE.decoder_reach`); the same weights may be run
+  causally (front padding only), which streams like the encoder.
+* Upsamplers may scale time, space or both (2.3 mixes all three), each with
+  or without the residual shortcut; a clip's first frame group collapses to
+  one frame in each one that scales time, once per stream.
+* Shortcut convs are plain 1x1x1 convs (``conv_shortcut.weight``).
+* The decoder pads height and width by reflection in 2.0 and with zeros in 2.3;
+  the encoder always with zeros. Neither is in the weights (:mod:`.checkpoints`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ...errors import FrameStreamError
+from ...streaming.conv import Conv3d, CausalConv3d
+from ...streaming.model import CausalVideoVAE
+from ...streaming.state import active_state, first_call
+from ..ltx import model as ltx
+from ..ltx.noise import SpatialNoise
+
+HOST_DECODE_TIMESTEP = ltx.HOST_DECODE_TIMESTEP
+SPATIAL_PADDING_MODES = ltx.SPATIAL_PADDING_MODES
+STRIDES = {8: (2, 2, 2), 4: (1, 2, 2), 2: (2, 1, 1)}  # an upsampler's scale (frames x rows x cols) -> its stride
+
+
+@dataclass(frozen=True)
+class LTX2Config:
+    """Listed from the pixels inward for the encoder and from the latent outward for the decoder."""
+
+    latent_channels: int = 128
+    patch_size: int = 4
+    encoder_in_width: int = 128  # conv_in's output
+    encoder_widths: tuple[int, ...] = (256, 512, 1024, 2048)  # each down block's output
+    encoder_layers: tuple[int, ...] = (4, 6, 6, 2)  # resnets per down block
+    encoder_kinds: tuple[str, ...] = ("spatial", "temporal", "spatiotemporal", "spatiotemporal")
+    encoder_mid_layers: int = 2
+    decoder_in_width: int = 1024  # conv_in's output, the mid block's width
+    decoder_mid_layers: int = 5
+    decoder_widths: tuple[int, ...] = (512, 256, 128)  # each up block's resnet width
+    decoder_layers: tuple[int, ...] = (5, 5, 5)
+    decoder_conv_in: tuple[bool, ...] = (False, False, False)  # an up block that changes width first
+    upsample_strides: tuple[tuple[int, int, int] | None, ...] = ((2, 2, 2),) * 3
+    upsample_residual: tuple[bool, ...] = (True,) * 3
+    upsample_factor: tuple[int, ...] = (2,) * 3  # channel reduction of each upsampler's input
+    decoder_noise: tuple[bool, ...] = (False,) * 4  # the mid block's resnets, then each up block's
+    timestep_conditioning: bool = False
+    decoder_causal: bool = False
+
+
+class ResnetBlock(ltx.ResnetBlock):
+    """LTX-Video's resnet, its width-changing shortcut a plain 1x1x1 conv as LTX-2 stores it."""
+
+    def __init__(self, in_channels: int, out_channels: int, causal: bool, conditioned: bool = False,
+                 noisy: bool = False) -> None:
+        super().__init__(in_channels, out_channels, causal, conditioned, noisy)
+        if self.conv_shortcut is not None:  # frame by frame: nothing to stream
+            self.conv_shortcut = Conv3d(in_channels, out_channels, 1)
+
+
+class Upsampler(nn.Module):
+    """Depth-to-space by ``stride`` (frames, rows, cols), optionally plus the input rearranged the same way.
+
+    Scaling time, the clip's first latent frame stands for one frame: the
+    first ``stride_t - 1`` outputs of a stream are dropped, in its first step
+    only (a causal decode streams; each window of a windowed decode is a fresh
+    stream).
+    """
+
+    def __init__(self, in_channels: int, stride: tuple[int, int, int], residual: bool, factor: int,
+                 causal: bool) -> None:
+        super().__init__()
+        self.stride, self.residual, self.factor = stride, residual, factor
+        self.conv = ltx.ltx_conv(in_channels, in_channels * math.prod(stride) // factor, causal=causal)
+
+    def forward(self, x: torch.Tensor, from_start: bool = True) -> torch.Tensor:
+        """``from_start``: whether ``x`` begins with the clip's first frame (a trimmed window's does not)."""
+        drop = self.stride[0] - 1 if first_call(self) and from_start else 0
+        y = ltx._depth_to_space_time(self.conv(x), self.stride)[:, :, drop:]
+        if self.residual:
+            repeats = math.prod(self.stride) // self.factor
+            y = y + ltx._depth_to_space_time(x, self.stride).repeat(1, repeats, 1, 1, 1)[:, :, drop:]
+        return y
+
+
+class DownBlock(nn.Module):
+    """Resnets at the input width, then one downsampler to the output width (no conv_out, unlike 0.9.0)."""
+
+    def __init__(self, in_channels: int, out_channels: int, layers: int, kind: str) -> None:
+        super().__init__()
+        self.resnets = nn.ModuleList(ResnetBlock(in_channels, in_channels, True) for _ in range(layers))
+        if kind == "conv":
+            down = ltx.ltx_conv(in_channels, in_channels, stride=(2, 2, 2))
+        else:
+            stride = {"spatial": (1, 2, 2), "temporal": (2, 1, 1), "spatiotemporal": (2, 2, 2)}[kind]
+            down = ltx.Downsampler(in_channels, out_channels, stride)
+        self.downsamplers = nn.ModuleList([down])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for resnet in self.resnets:
+            x = resnet(x)
+        return self.downsamplers[0](x)
+
+
+class UpBlock(nn.Module):
+    def __init__(self, cfg: LTX2Config, index: int, in_channels: int) -> None:
+        super().__init__()
+        width, factor, stride = cfg.decoder_widths[index], cfg.upsample_factor[index], cfg.upsample_strides[index]
+        causal, conditioned = cfg.decoder_causal, cfg.timestep_conditioning
+        noisy = cfg.decoder_noise[index + 1]
+        block_in = in_channels // factor  # diffusers' naming: the time embedder is sized by it
+        self.time_embedder = ltx.TimestepEmbedding(block_in * 4) if conditioned else None
+        self.conv_in = ResnetBlock(block_in, width, causal, conditioned, noisy) if cfg.decoder_conv_in[index] else None
+        self.upsamplers = None
+        if stride is not None:
+            self.upsamplers = nn.ModuleList([Upsampler(width * factor, stride, cfg.upsample_residual[index], factor,
+                                                       causal)])
+        self.resnets = nn.ModuleList(ResnetBlock(width, width, causal, conditioned, noisy)
+                                     for _ in range(cfg.decoder_layers[index]))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, from_start: bool = True) -> torch.Tensor:
+        if self.conv_in is not None:
+            x = self.conv_in(x, t)  # as diffusers: the raw timestep
+        temb = self.time_embedder(t, x.dtype).view(x.shape[0], -1, 1, 1, 1) if self.time_embedder else None
+        if self.upsamplers is not None:
+            x = self.upsamplers[0](x, from_start)
+        for resnet in self.resnets:
+            x = resnet(x, temb)
+        return x
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: LTX2Config) -> None:
+        super().__init__()
+        self.conv_in = ltx.ltx_conv(3 * cfg.patch_size**2, cfg.encoder_in_width)
+        widths = (cfg.encoder_in_width, *cfg.encoder_widths)
+        self.down_blocks = nn.ModuleList(DownBlock(widths[i], widths[i + 1], cfg.encoder_layers[i], kind)
+                                         for i, kind in enumerate(cfg.encoder_kinds))
+        self.mid_block = ltx.MidBlock(widths[-1], cfg.encoder_mid_layers, causal=True)
+        self.conv_out = ltx.ltx_conv(widths[-1], cfg.latent_channels + 1)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: LTX2Config) -> None:
+        super().__init__()
+        causal, conditioned = cfg.decoder_causal, cfg.timestep_conditioning
+        self.conv_in = ltx.ltx_conv(cfg.latent_channels, cfg.decoder_in_width, causal=causal)
+        self.mid_block = ltx.MidBlock(cfg.decoder_in_width, cfg.decoder_mid_layers, causal, conditioned,
+                                      cfg.decoder_noise[0])
+        blocks, width = [], cfg.decoder_in_width
+        for index in range(len(cfg.decoder_widths)):
+            blocks.append(UpBlock(cfg, index, width))
+            width = cfg.decoder_widths[index]
+        self.up_blocks = nn.ModuleList(blocks)
+        self.conv_out = ltx.ltx_conv(width, 3 * cfg.patch_size**2, causal=causal)
+        if conditioned:
+            self.timestep_scale_multiplier = nn.Parameter(torch.tensor(1000.0))
+            self.time_embedder = ltx.TimestepEmbedding(width * 2)
+            self.scale_shift_table = nn.Parameter(torch.zeros(2, width))
+        upscale = 1  # the resolution each resnet works at over the latent's, for its noise fields
+        for block in self.up_blocks:
+            if block.conv_in is not None:
+                block.conv_in.upscale = upscale
+            if block.upsamplers is not None:
+                upscale *= block.upsamplers[0].stride[1]
+            for resnet in block.resnets:
+                resnet.upscale = upscale
+
+
+class LTX2VideoVAE(CausalVideoVAE):
+    family = "LTX-2 VAE"
+
+    def __init__(self, cfg: LTX2Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.latent_channels = cfg.latent_channels
+        strides = [s for s in cfg.upsample_strides if s is not None]
+        self.spatial_ratio = cfg.patch_size * math.prod(s[1] for s in strides)
+        self.temporal_ratio = math.prod(s[0] for s in strides)
+        self.decode_timestep: float | None = None  # a timestep-conditioned decoder needs one (Lightricks: 0.05)
+        # the host's LTX latents are normalised by the checkpoint's per-channel statistics; diffusers' VAE takes raw
+        self.normalized_latents = False
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.first_upsampling = next((i for i, b in enumerate(self.decoder.up_blocks) if b.upsamplers is not None),
+                                     len(self.decoder.up_blocks))
+        self.register_buffer("latents_mean", torch.zeros(cfg.latent_channels))
+        self.register_buffer("latents_std", torch.ones(cfg.latent_channels))
+        self.spatial_padding = ("zeros", "zeros")
+        noisy = [m for m in self.decoder.modules()
+                 if isinstance(m, ltx.ResnetBlock) and m.per_channel_scale1 is not None]
+        self.spatial_noise = SpatialNoise([m.upscale for m in noisy for _ in range(2)])  # its seed: 0 by default
+        for index, resnet in enumerate(noisy):
+            resnet.noise, resnet.noise_index = self.spatial_noise, 2 * index
+        self._set_windows()
+
+    def _set_windows(self) -> None:
+        """A causal decoder streams; one that looks ahead decodes windows whose halos cover its reach. Cores are
+        twice the halo: the latent-resolution stages and the first up block run on the whole window, but the
+        finer, costlier blocks on little more than the core (:meth:`decode_tile`), so the halos add about 40 %
+        to the release's work on long clips."""
+        self.causal_decoder = self.cfg.decoder_causal
+        shared, upsampling = self.decoder_reach()
+        self.temporal_halo, self.shared_halo = math.ceil(upsampling), math.ceil(shared)  # exact
+        self.temporal_core, self.temporal_blend = max(8, 2 * self.temporal_halo), 0
+        self.__dict__.pop("_framestream_carry_per_cell", None)  # the memory plan's probe, for the other mode
+
+    def decode_causally(self, causal: bool) -> "LTX2VideoVAE":
+        """Runs the decoder's convs with front padding only (``True``: streams) or padded at both ends (the
+        release). The weights are the same; the frames are not, so it must match what the weights were trained
+        with (Lightricks' config calls it ``causal_decoder``, diffusers ``decoder_causal``)."""
+        for conv in self.decoder.modules():
+            if isinstance(conv, CausalConv3d):
+                conv.causal = causal
+                conv.time_padding = 2 * (conv.kernel_size[0] // 2) if causal else conv.kernel_size[0] // 2
+        self.cfg = replace(self.cfg, decoder_causal=causal)
+        self._set_windows()
+        return self
+
+    def use_host_conventions(self, host_module: nn.Module | None = None) -> "LTX2VideoVAE":
+        """The host's LATENTs are normalised by the checkpoint's per-channel statistics, and it decodes a
+        timestep-conditioned decoder at 0.05 (it also mixes 2.5 % noise into the latent first, which is not
+        copied: the result stays deterministic). Padding and causality are not in the weights: copy what the
+        host built from the file's config."""
+        self.normalized_latents = True
+        if self.decode_timestep is None:
+            self.decode_timestep = HOST_DECODE_TIMESTEP
+        if host_module is not None:
+            parts = (getattr(host_module, part, None) for part in ("encoder", "decoder"))
+            self.pad_spatially(*(ltx._padding_mode(part) for part in parts))
+            causal = getattr(getattr(host_module, "decoder", None), "causal", None)
+            if isinstance(causal, bool) and causal != self.cfg.decoder_causal:
+                self.decode_causally(causal)
+        return self
+
+    def configure(self, normalized_latents: bool | None = None, decode_timestep: float | None = None,
+                  noise_seed: int | None = None) -> "LTX2VideoVAE":
+        if normalized_latents is not None:
+            self.normalized_latents = normalized_latents
+        if decode_timestep is not None and self.cfg.timestep_conditioning:
+            self.decode_timestep = decode_timestep
+        if noise_seed is not None:
+            self.spatial_noise.seed = noise_seed
+        return self
+
+    def pad_spatially(self, encoder: str, decoder: str) -> "LTX2VideoVAE":
+        """How the encoder's and the decoder's convs pad height and width (nn.Conv3d's ``padding_mode``)."""
+        for part, mode in ((self.encoder, encoder), (self.decoder, decoder)):
+            if mode not in SPATIAL_PADDING_MODES:
+                raise FrameStreamError(f"unknown spatial padding {mode!r} for the LTX-2 VAE; expected one of "
+                                       f"{', '.join(SPATIAL_PADDING_MODES)}")
+            for conv in part.modules():
+                if isinstance(conv, nn.Conv3d):
+                    conv.padding_mode = mode
+        self.spatial_padding = (encoder, decoder)
+        return self
+
+    def decoder_reach(self) -> tuple[float, float]:
+        """How many latent frames away (each side) the latent-resolution stages and the upsampling stages see:
+        every conv that looks along time adds one frame at its own frame rate (none when causal: nothing ahead
+        is seen). Windows whose halos cover these give the whole-clip result."""
+        if self.cfg.decoder_causal:
+            return 0.0, 0.0
+        reaches = self._block_reaches()
+        shared = 1.0 + 2 * len(self.decoder.mid_block.resnets) + sum(reaches[: self.first_upsampling])  # + conv_in
+        return shared, sum(reaches[self.first_upsampling :]) + 1 / self.temporal_ratio  # + conv_out
+
+    def _block_reaches(self) -> list[float]:
+        """Each up block's reach in latent frames, at the frame rates it works at."""
+        reaches, rate = [], 1
+        for block in self.decoder.up_blocks:
+            reach = (2 if block.conv_in is not None else 0) / rate
+            if block.upsamplers is not None:
+                reach += 1 / rate
+                rate *= block.upsamplers[0].stride[0]
+            reaches.append(reach + 2 * len(block.resnets) / rate)
+        return reaches
+
+    def _reach_after(self, index: int) -> float:
+        """What the stages after up block ``index`` still see, in latent frames."""
+        return sum(self._block_reaches()[index + 1 :]) + 1 / self.temporal_ratio
+
+    # the same patching, latent statistics and latent-resolution stages as LTX-Video's
+    finest_width = ltx.LTXVideoVAE.finest_width
+    encoder_finest_width = ltx.LTXVideoVAE.encoder_finest_width
+    _statistics = ltx.LTXVideoVAE._statistics
+    decode_shared = ltx.LTXVideoVAE.decode_shared
+
+    def _timestep(self, z: torch.Tensor) -> torch.Tensor | None:
+        if not self.cfg.timestep_conditioning:
+            return None
+        if self.decode_timestep is None:
+            raise FrameStreamError("this LTX-2 VAE's decoder is conditioned on a timestep; set decode_timestep "
+                                   "(configure(decode_timestep=0.05), as Lightricks' pipelines and the host decode)")
+        t = torch.full((z.shape[0],), self.decode_timestep, device=z.device, dtype=z.dtype)
+        return t * self.decoder.timestep_scale_multiplier
+
+    def decode_tile(self, features: torch.Tensor) -> torch.Tensor:
+        """The upsampling stages. In a window, each block's output keeps only the frames that the core's frames
+        still depend on (the later stages reach fewer latent frames): the finest, costliest stages run on little
+        more than the core. The halo frames it drops are returned as zeros; the engine discards them."""
+        t = self._timestep(features)
+        keep = self._kept_frames(features.shape[2])
+        x, first, rate = features, 0, 1  # first: x's first frame in the untrimmed window, at the current rate
+        for index in range(self.first_upsampling, len(self.decoder.up_blocks)):
+            block = self.decoder.up_blocks[index]
+            x = block(x, t, from_start=first == 0)
+            if block.upsamplers is not None:
+                step = block.upsamplers[0].stride[0]
+                rate *= step
+                first = first * step - (step - 1) if first else 0  # the clip's first frame group collapsed
+            if keep is not None:
+                x, first = _trim(x, first, self.temporal_ratio // rate, keep,
+                                 self._reach_after(index) * self.temporal_ratio)
+        x = ltx.rms_norm(x)
+        if t is not None:
+            temb = self.decoder.time_embedder(t, x.dtype).view(x.shape[0], 2, -1, 1, 1, 1)
+            shift, scale = (temb + self.decoder.scale_shift_table[None, ..., None, None, None]).unbind(1)
+            x = x * (1 + scale) + shift
+        y = ltx._unpatchify(self.decoder.conv_out(F.silu(x)), self.cfg.patch_size)
+        if keep is not None and (first or y.shape[2] != keep[2]):
+            full = y.new_zeros(*y.shape[:2], keep[2], *y.shape[3:])
+            full[:, :, first : first + y.shape[2]] = y
+            y = full
+        return y
+
+    def _kept_frames(self, latent_frames: int) -> tuple[int, int, int] | None:
+        """The window-relative output frames ``[first, stop)`` of the window's core, and the window's frame
+        count, when this step decodes a window with halos (None otherwise)."""
+        state = active_state()
+        owned = state.frames_owned if state is not None else None
+        if owned is None or self.cfg.decoder_causal or owned[2] != latent_frames:
+            return None
+        r = self.temporal_ratio
+        core0, core1, length = owned
+        return (r * (core0 - 1) + 1 if core0 else 0), r * (core1 - 1) + 1, r * (length - 1) + 1
+
+    def encode_tile(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder.conv_in(ltx._patchify(x, self.cfg.patch_size))
+        for block in self.encoder.down_blocks:
+            h = block(h)
+        return h
+
+    def encode_shared(self, features: torch.Tensor) -> torch.Tensor:
+        h = self.encoder.mid_block(features)
+        h = self.encoder.conv_out(F.silu(ltx.rms_norm(h)))[:, : self.latent_channels]
+        if self.normalized_latents:
+            mean, std = self._statistics(h)
+            h = (h - mean) / std
+        return h
+
+
+def _trim(x: torch.Tensor, first: int, span: int, keep: tuple[int, int, int], reach: float) -> tuple[torch.Tensor, int]:
+    """``x`` (frame ``j`` stands for output frames up to ``span * j``) cut to the frames that output frames
+    ``keep[0]:keep[1]`` depend on through ``reach`` more output frames each side, one frame of margin beyond."""
+    low = max(first, math.floor((keep[0] - reach) / span) - 1)
+    high = min(first + x.shape[2], math.ceil((keep[1] + reach) / span) + 1)
+    return x[:, :, low - first : high - first], low
