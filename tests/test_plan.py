@@ -85,3 +85,14 @@ def test_windows_gather_the_clips_statistics_counting_each_frame_once():
     assert len(memory.plan_decode(vae, z.shape, Settings()).steps) == 5
     assert (windowed - whole).abs().max() < 1e-5
     assert (running - whole).abs().max() > 1e-3
+
+
+def test_a_model_may_say_how_many_finest_size_tensors_it_holds():
+    """HunyuanVideo 1.5's convs copy each input once more to pad it by replication: 9 finest-size tensors."""
+    from framestream.vae_core.models.hunyuan15.model import HunyuanVideo15VAE
+
+    with torch.device("meta"):
+        vae = HunyuanVideo15VAE()
+    assert vae.live_at_finest == 9.0
+    activations = memory.estimate(vae, 256, 256, 1, None).activations
+    assert activations == int(9.0 * vae.finest_width * vae.temporal_ratio * 256 * 256 * 4)

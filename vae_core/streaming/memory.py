@@ -104,7 +104,8 @@ def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_p
     growing = growing_bytes_per_cell(vae, direction) * cells * length
     frames = vae.temporal_ratio * per_step
     width_at_finest = vae.finest_width if direction == "decode" else vae.encoder_finest_width
-    activations = int(LIVE_AT_FINEST * width_at_finest * frames * tile_h * tile_w * itemsize)
+    live = LIVE_AT_FINEST if vae.live_at_finest is None else vae.live_at_finest
+    activations = int(live * width_at_finest * frames * tile_h * tile_w * itemsize)
     # the step's blended frames in fp32, twice in RAM (fitted on the CPU, benchmarks/tiling_and_memory.py); a GPU
     # holds them once, as they go to host RAM as soon as they are blended
     copies = 1 if (device or vae.weight_device).type == "cuda" else 2

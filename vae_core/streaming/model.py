@@ -45,6 +45,9 @@ class CausalVideoVAE(nn.Module):
     norm_statistics: str = "position"
     encoder_norm_statistics: str | None = None  # the encoder's, where it differs (SVD's per-frame image encoder)
     statistics_passes: int = 1  # gathering passes before the writing one, unless the settings say otherwise
+    # tensors of the finest width alive at once in a step, for the memory plan (None: the engine's fitted
+    # default); a model whose convs copy each input once more (replicate padding) holds more
+    live_at_finest: float | None = None
 
     def decode_shared(self, z: torch.Tensor) -> torch.Tensor:
         """``[B, latent_channels, t, h, w]`` latent -> features on the same ``h x w`` grid (whole frame)."""

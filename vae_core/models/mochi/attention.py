@@ -7,10 +7,9 @@ Nothing mixes positions, so a spatial tile gets exactly the whole frame's
 result on every position it sees, and the layer can run inside the tiles.
 
 What a later frame needs of the earlier ones is their keys and values at every
-position: a carry that only grows with the clip, kept for the whole frame in
-one buffer (:func:`state.growing_carry`). Since positions do not mix, a tile
-reads its box of it and appends the positions it owns, as conv carries are
-read and written (``positions``).
+position: a carry that only grows with the clip, kept by
+:func:`state.growing_carry` for the whole frame, each tile reading the box it
+computes and appending the positions it owns.
 """
 
 from __future__ import annotations
@@ -21,12 +20,8 @@ import torch.nn.functional as F
 
 from ...streaming.state import growing_carry
 
-_TIME, _POSITIONS = 3, (1, 2)  # keys and values are kept as [B, h, w, frames, 2 * channels]
-
-
-def _heads_first(y: torch.Tensor) -> torch.Tensor:
-    """``[B, h, w, frames, heads, head_dim]`` -> ``[B*h*w, heads, frames, head_dim]``, as attention takes them."""
-    return y.flatten(0, 2).transpose(1, 2)
+_TIME = 3  # the history is [B, h, w, frames, 2 * channels]: keys then values, channels last
+_POSITIONS = (1, 2)  # its dims of grid rows and columns, so that tiles append what they own
 
 
 class CausalTimeAttention(nn.Module):
@@ -58,3 +53,8 @@ class CausalTimeAttention(nn.Module):
         """``[..., C]`` -> ``[..., heads, head_dim]``, keys' and queries' heads scaled to unit length (diffusers'
         LpNorm with its eps of 1e-5)."""
         return F.normalize(y.unflatten(-1, (self.heads, -1)), dim=-1, eps=1e-5)
+
+
+def _heads_first(y: torch.Tensor) -> torch.Tensor:
+    """``[B, h, w, frames, heads, head_dim]`` -> ``[B*h*w, heads, frames, head_dim]``."""
+    return y.flatten(0, 2).transpose(1, 2)
