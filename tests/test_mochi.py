@@ -260,8 +260,8 @@ def test_files_of_each_layout_load(pair, tmp_path):
 def other_families():
     """Checkpoints of every other family, in their layouts (keys and shapes only: built on the meta device)."""
     from diffusers import (AutoencoderKL, AutoencoderKLCogVideoX, AutoencoderKLHunyuanVideo,
-                           AutoencoderKLHunyuanVideo15, AutoencoderKLLTXVideo, AutoencoderKLTemporalDecoder,
-                           AutoencoderKLWan, AutoencoderTiny)
+                           AutoencoderKLHunyuanVideo15, AutoencoderKLLTX2Video, AutoencoderKLLTXVideo,
+                           AutoencoderKLTemporalDecoder, AutoencoderKLWan, AutoencoderTiny)
 
     from framestream.vae_core.models.wan.checkpoints import diffusers_to_original
     from test_cogvideox import to_original as cogvideox_original
@@ -273,7 +273,7 @@ def other_families():
         models = {"wan": AutoencoderKLWan(base_dim=8, z_dim=16), "hunyuan": AutoencoderKLHunyuanVideo(),
                   "cogvideox": AutoencoderKLCogVideoX(), "ltx": AutoencoderKLLTXVideo(), "sd": AutoencoderKL(),
                   "svd": AutoencoderKLTemporalDecoder(), "taesd": AutoencoderTiny(),
-                  "hunyuan15": AutoencoderKLHunyuanVideo15()}
+                  "hunyuan15": AutoencoderKLHunyuanVideo15(), "ltx2": AutoencoderKLLTX2Video()}
     sds = {name: model.state_dict() for name, model in models.items()}
     sds.update(wan_original=diffusers_to_original(sds["wan"]), hunyuan_host=to_host_layout(sds["hunyuan"]),
                cogvideox_original=cogvideox_original(sds["cogvideox"]), ltx_original=ltx_original(sds["ltx"], "0.9.0"),

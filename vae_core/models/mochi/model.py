@@ -53,7 +53,7 @@ from .attention import CausalTimeAttention
 GROUPS = 32  # not in the weights; every norm of the release uses 32
 FOURIER_OCTAVES = (6, 7)  # the encoder's input features: sin and cos at 2^6 and 2^7 cycles per unit
 FRAME_DROPPING = ("end", "per_level")
-UNFOLDING_SHARE = 1.5
+UNFOLDING_SHARE = 1.5  # the decoder's memory at full resolution, in widths of its finest stage (see finest_width)
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,6 @@ class MochiVAE(CausalVideoVAE):
         self.temporal_ratio, self.spatial_ratio = math.prod(parts.temporal), math.prod(parts.spatial)
         self.decoder = Decoder(cfg.decoder, cfg.latent_channels) if cfg.decoder is not None else None
         self.encoder = Encoder(cfg.encoder, cfg.latent_channels) if cfg.encoder is not None else None
-        self.frame_dropping = "end"
 
     def drop_first_frames(self, where: str) -> "MochiVAE":
         """Where the decoder drops the frames a clip's first latent frame unfolds into beyond its one: ``"end"``
@@ -254,7 +253,6 @@ class MochiVAE(CausalVideoVAE):
             for block in self.decoder.up_blocks:
                 block.drop.frames = block.time - 1 if where == "per_level" else 0
             self.decoder.drop.frames = self.temporal_ratio - 1 if where == "end" else 0
-        self.frame_dropping = where
         return self
 
     def _decoder(self) -> Decoder:
@@ -266,7 +264,8 @@ class MochiVAE(CausalVideoVAE):
     def _encoder(self) -> Encoder:
         if self.encoder is None:
             raise FrameStreamError(f"{self.source} holds only the Mochi VAE's decoder, so it cannot encode; load "
-                                   "a file with the encoder too (genmo's encoder.safetensors, or diffusers' vae folder)")
+                                   "a file with the encoder too (genmo's encoder.safetensors, or diffusers' vae "
+                                   "folder)")
         return self.encoder
 
     @property
