@@ -75,17 +75,21 @@ def _probe(vae: CausalVideoVAE, direction: str) -> tuple[int, int]:
     if direction not in cache:
         state = StreamState(expected_frames=2)
         device, dtype = vae.weight_device, vae.weight_dtype
+        grown = []  # growing bytes after each step: the second step's growth is every later step's (the first
+        #            latent frame stands for fewer frames at some levels, e.g. Mochi's encoder)
         with state.active():
             if direction == "decode":
                 for _ in range(2):
                     vae.decode_chunk(torch.zeros(1, vae.latent_channels, 1, 2, 2, device=device, dtype=dtype))
                     state.commit()
+                    grown.append(state.growing_bytes())
             else:
                 r, s = vae.temporal_ratio, vae.spatial_ratio
                 for frames in (1, r):
                     vae.encode_chunk(torch.zeros(1, 3, frames, 2 * s, 2 * s, device=device, dtype=dtype))
                     state.commit()
-        cache[direction] = (state.carry_bytes() // 4, state.growing_bytes() // (4 * 2))
+                    grown.append(state.growing_bytes())
+        cache[direction] = (state.carry_bytes() // 4, (grown[1] - grown[0]) // 4)
     return cache[direction]
 
 
