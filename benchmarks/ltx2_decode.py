@@ -78,7 +78,7 @@ def exactness() -> None:
     torch.set_num_threads(2)
     print("| model | check | steps | max abs error |")
     print("|---|---|---|---:|")
-    z = latent(121, 64)  # 16 latent frames: several windows when the cores are forced small
+    z = latent(121, 64)  # 16 latent frames
     video = torch.rand(49, 64, 64, 3, generator=torch.Generator().manual_seed(2))
     for name, config, t in (("2.0 depth, widths 256-32", CONFIG, None), ("2.3 shape, timestep", CONDITIONED_23, 0.05)):
         ref = reference(config, scale=0.15)
@@ -88,14 +88,12 @@ def exactness() -> None:
             causal = as_frames(ref.decode(z, temb=temb, causal=True).sample)
             encoded = ref.encode(video.permute(3, 0, 1, 2)[None] * 2 - 1).latent_dist.mode()
         ours = build_vae(ref.state_dict()).configure(decode_timestep=t)
-        default = ours.temporal_core
-        for core in (default, 4, 1):
-            ours.temporal_core = core
-            windows = len(engine.temporal.windows(ours, z.shape[2], 1))
-            got = engine.decode(ours, z)
-            print(f"| {name} | decode, 121 frames, windows (halos {ours.shared_halo} + {ours.temporal_halo}) | "
-                  f"{windows} windows, cores of {core} | {(got - whole).abs().max().item():.1e} |", flush=True)
-        ours.temporal_core = default
+        for per_step in (1, 4, 16):
+            steps = []
+            got = engine.decode(ours, z, frames_per_step=per_step, progress=lambda done, *_: steps.append(done))
+            print(f"| {name} | decode, 121 frames, delayed stream (delay {ours.decoder_delay:g} latent frames) | "
+                  f"{per_step} latent frames a step, {steps[-1]} steps | {(got - whole).abs().max().item():.1e} |",
+                  flush=True)
         streamed = build_vae(ref.state_dict(), metadata=CAUSAL).configure(decode_timestep=t)
         for per_step in (1, 2, 5):
             got = engine.decode(streamed, z, frames_per_step=per_step)
@@ -156,7 +154,7 @@ def memory_part() -> None:
     print("| decode -> mp4, 128x128 | frames | steps (latent frames) | extra peak RSS | time |")
     print("|---|---:|---|---:|---:|")
     results = {}
-    for label, causal in (("release (windows with halos)", False), ("causal decoder (streams)", True)):
+    for label, causal in (("release (delayed stream)", False), ("causal decoder (streams)", True)):
         for frames in (9, 129, 257):
             r = results[label, frames] = _child(frames=frames, size=128, causal=causal)
             print(f"| {label} | {frames} | {r['steps']} of up to {r['per_step']} | {r['extra'] / MiB:.0f} MiB | "

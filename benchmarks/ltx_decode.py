@@ -1,4 +1,4 @@
-"""LTX-Video decode: FrameStream's windowed decode vs the whole clip vs diffusers' framewise decode (CPU).
+"""LTX-Video decode: FrameStream's delayed stream vs the whole clip vs diffusers' framewise decode (CPU).
 
 The model is diffusers' AutoencoderKLLTXVideo with 0.9.0's depth (4, 3, 3, 3, 4 resnets) at reduced widths
 and its default random initialisation; ours shares its weights. Usage::
@@ -55,12 +55,13 @@ def error() -> None:
         framewise = as_frames(ref.decode(latent).sample)
     shared, upsampling = ours.decoder_reach()
     print(f"decoder reach: {shared:.2f} latent frames at latent resolution + {upsampling:.2f} in the upsampling "
-          f"stages; halos {ours.shared_halo} + {ours.temporal_halo}, cores of {ours.temporal_core}\n")
+          f"stages: the delayed stream's output lags its input by {ours.decoder_delay:g} latent frames\n")
     print("| LTX 0.9.0 depth, widths 16-64, 121x128x128 | max error vs whole clip | PSNR |")
     print("|---|---:|---:|")
-    rows = [("diffusers use_framewise_decoding", framewise), ("FrameStream windows (exact halos)", engine.decode(ours, latent))]
-    ours.shared_halo, ours.temporal_halo, ours.temporal_blend = 4, 2, 1
-    rows.append(("FrameStream windows, short halos (4 + 2, blend 1)", engine.decode(ours, latent)))
+    rows = [("diffusers use_framewise_decoding", framewise)]
+    for per_step in (1, 4):
+        rows.append((f"FrameStream delayed stream, {per_step} latent frames a step",
+                     engine.decode(ours, latent, frames_per_step=per_step)))
     for name, frames in rows:
         print(f"| {name} | {(frames - whole).abs().max().item():.2e} | {psnr(frames, whole):.1f} dB |", flush=True)
 
@@ -90,7 +91,7 @@ def memory() -> None:
     print("| decode, 128x128 | frames | extra peak RSS | time |")
     print("|---|---:|---:|---:|")
     for kind in ("framestream", "whole", "framewise"):
-        for latents in (9, 33, 65):
+        for latents in (2, 9, 33, 65):
             r = _child(kind, latents)
             print(f"| {kind} | {1 + 8 * (latents - 1)} | {r['extra'] / MiB:.0f} MiB | {r['seconds']:.1f} s |",
                   flush=True)

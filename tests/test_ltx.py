@@ -62,28 +62,27 @@ def test_whole_clip_decode_matches_diffusers(pair):
     assert (got - expected).abs().max().item() <= TOL * expected.abs().max().item()
 
 
-def test_windowed_decode_equals_the_whole_clip(pair):
-    """Windows with halos covering the decoder's reach give the whole-clip frames, for any core size."""
+def test_delayed_stream_equals_the_whole_clip(pair):
+    """The decoder looks ahead; streamed with a delay (each conv holds back its look-ahead, steps that feed nothing
+    flush the end) it gives the whole-clip frames for any latent frames a step."""
     ref, ours, timestep = pair
     z = torch.randn(1, 128, 14, 2, 2, generator=torch.Generator().manual_seed(3))
     expected = reference_decode(ref, z, timestep)
-    for core in (1, 3, 8):
-        ours.temporal_core = core
-        got = engine.decode(ours, z)
+    for per_step in (1, 3, 14):
+        got = engine.decode(ours, z, frames_per_step=per_step)
         assert got.shape == expected.shape == (1 + 8 * 13, 64, 64, 3)
         assert (got - expected).abs().max().item() <= TOL
-    ours.temporal_core = 8
 
 
-def test_a_halo_short_of_the_reach_is_not_exact(pair):
-    """The halos are needed: without the latent-resolution stages' extra context the frames differ."""
+def test_held_back_frames_are_needed(pair, monkeypatch):
+    """Without holding back what a conv looks ahead to (every step padded as if the clip ended there) the frames
+    differ: the delay is what makes the stream exact."""
     ref, ours, timestep = pair
     z = torch.randn(1, 128, 14, 2, 2, generator=torch.Generator().manual_seed(3))
-    shared, ours.shared_halo, ours.temporal_core = ours.shared_halo, 0, 3
-    try:
-        assert (engine.decode(ours, z) - reference_decode(ref, z, timestep)).abs().max().item() > 1e-3
-    finally:
-        ours.shared_halo, ours.temporal_core = shared, 8
+    monkeypatch.setattr(engine.StreamState, "ending", property(lambda self: True, lambda self, value: None),
+                        raising=False)
+    got = engine.decode(ours, z, frames_per_step=3)
+    assert (got[: len(got) // 2] - reference_decode(ref, z, timestep)[: len(got) // 2]).abs().max().item() > 1e-3
 
 
 def test_streamed_encode_matches_diffusers(pair):
@@ -243,8 +242,8 @@ def test_bad_padding_settings_get_clear_errors(tmp_path):
 
 
 def test_decoder_noise_is_diffusers_sequence_and_one_field_per_stream(monkeypatch):
-    """0.9.1's noisy decoder: with the same seed the whole-clip decode is diffusers'; every window and tile
-    of a streamed decode uses the same fields, so windows stay exact and tiles err far less than with noise
+    """0.9.1's noisy decoder: with the same seed the whole-clip decode is diffusers'; every step and tile
+    of a streamed decode uses the same fields, so steps stay exact and tiles err far less than with noise
     drawn per call, as diffusers and the host draw it."""
     ref = diffusers_ltx(SMALL_091_NOISE, seed=11)
     ours = build_vae(ref.state_dict())
@@ -257,10 +256,8 @@ def test_decoder_noise_is_diffusers_sequence_and_one_field_per_stream(monkeypatc
         assert (ours.decode_chunk(z) - expected).abs().max().item() <= TOL * expected.abs().max().item()
 
     z = torch.randn(1, 128, 6, 2, 2, generator=torch.Generator().manual_seed(14))
-    whole = engine.decode(ours, z)
-    ours.temporal_core = 2  # windows of 2 latent frames with their halos: still the whole clip's frames
-    assert (engine.decode(ours, z) - whole).abs().max().item() <= TOL
-    ours.temporal_core = 8
+    whole = engine.decode(ours, z, frames_per_step=6)
+    assert (engine.decode(ours, z, frames_per_step=1) - whole).abs().max().item() <= TOL  # streamed: the same
 
     with torch.no_grad():  # noise strong enough to dominate a tile's own error
         for name, param in ours.named_parameters():

@@ -79,66 +79,71 @@ def test_whole_clip_decode_matches_diffusers(pair):
     assert (got - expected).abs().max().item() <= TOL * expected.abs().max().item()
 
 
-def test_windows_with_halos_equal_the_whole_clip(pair):
-    """Several windows (forced small cores) with halos covering the decoder's reach give the one-call frames;
-    each noise field is drawn once for the stream, so the noisy decoder's windows agree too."""
+def test_the_delayed_stream_equals_the_whole_clip(pair):
+    """The release's decoder looks ahead; streamed with a delay (each conv holds back its look-ahead, steps that
+    feed nothing flush the end) it gives the one-call frames for any latent frames a step; each noise field is
+    drawn once for the stream, so the noisy decoder's steps agree as well (tiles: the tiling test)."""
     ref, ours, timestep = pair
     z = torch.randn(1, 128, 10, 2, 2, generator=torch.Generator().manual_seed(3))
     expected = reference_frames(ref, z, timestep)
-    core = ours.temporal_core
-    try:
-        for ours.temporal_core in (core, 2):
-            assert len(engine.temporal.windows(ours, 10, 1)) >= 2
-            got = engine.decode(ours, z)
-            assert got.shape == expected.shape == (1 + 8 * 9, 64, 64, 3)
-            assert (got - expected).abs().max().item() <= TOL
-    finally:
-        ours.temporal_core = core
+    assert ours.delayed_decoder and not ours.causal_decoder
+    for per_step in (1, 3, 10):
+        steps = memory.plan_decode(ours, z.shape, Settings(frames_per_step=per_step)).steps
+        assert sum(w.stop - w.start for w in steps) == 10 and steps[-1].start == steps[-1].stop == 10
+        got = engine.decode(ours, z, frames_per_step=per_step)
+        assert got.shape == expected.shape == (1 + 8 * 9, 64, 64, 3)
+        assert (got - expected).abs().max().item() <= TOL, per_step
 
 
-def test_the_finest_stages_run_on_little_more_than_the_core():
-    """Each up block keeps only the frames the core still depends on: in a window of 2 + 2 x 4 latent frames,
-    the last block (its own reach 0.75 latent frames, conv_out's 0.125) sees well under half the window."""
+@pytest.mark.parametrize("per_step", [1, 2])
+def test_no_frame_is_decoded_twice_and_no_step_grows(per_step):
+    """The finest block makes each of the clip's 73 frames once, and no step more than a step's frames plus the
+    one its convs look ahead to, however long the flush of the clip's end takes."""
     ref = diffusers_ltx2(SMALL_20)
     ours = build_vae(ref.state_dict())
+    z = torch.randn(1, 128, 10, 2, 2, generator=torch.Generator().manual_seed(3))
+    memory.plan_decode(ours, z.shape, Settings(frames_per_step=per_step))  # its probe streams too: before counting
     seen = []
     hook = ours.decoder.up_blocks[-1].register_forward_hook(lambda m, args, out: seen.append(out.shape[2]))
-    z = torch.randn(1, 128, 10, 2, 2, generator=torch.Generator().manual_seed(3))
-    ours.temporal_core = 2
     try:
-        got = engine.decode(ours, z)
+        got = engine.decode(ours, z, frames_per_step=per_step)
     finally:
         hook.remove()
-    windows = engine.temporal.windows(ours, 10, 1)
-    middle = windows[2]
-    assert middle.stop - middle.start == 10 and seen[2] < 0.4 * (8 * 10)
+    assert sum(seen) == 8 * 10 - 7 and max(seen) <= 8 * per_step + 1
+    assert len(seen) > -(-10 // per_step)  # the flush took steps of its own
     assert (got - reference_frames(ref, z, None)).abs().max().item() <= TOL
 
 
-def test_the_halos_come_from_the_layers():
+def test_the_plan_counts_the_carries_a_delayed_stream_holds_at_its_peak(monkeypatch):
+    """The carries fill as frames reach deeper layers and peak while the end flushes out; a clip shorter than
+    the delay never fills them, a longer one peaks as one two latent frames beyond it. The plan's probe gives
+    the peak a real stream of the same length reaches."""
+    ours = build_vae(diffusers_ltx2(SMALL_20).state_dict())
+    peaks = []
+    commit = engine.StreamState.commit
+    monkeypatch.setattr(engine.StreamState, "commit", lambda self: (commit(self), peaks.append(self.carry_bytes())))
+    per_cell = {}
+    for length in (2, 5, 40):
+        per_cell[length] = memory.carry_bytes_per_cell(ours, length=length)
+        peaks.clear()
+        engine.decode(ours, torch.randn(1, 128, length, 2, 3), tile=None)
+        assert max(peaks) == per_cell[length] * 2 * 3, length
+    assert per_cell[2] < per_cell[5] < per_cell[40] == memory.carry_bytes_per_cell(ours)
+
+
+def test_the_delay_comes_from_the_layers():
     """Each conv that looks ahead adds one frame at its frame rate: 2.0's release reaches 11 latent frames at
-    latent resolution (conv_in, five resnets) and 10.625 in the upsampling stages."""
+    latent resolution (conv_in, five resnets) and 10.625 in the upsampling stages; streamed, its output lags
+    its input by their sum."""
     with torch.device("meta"):
         release = LTX2VideoVAE(LTX2Config())
-    assert release.decoder_reach() == (11.0, 10.625)
-    assert (release.shared_halo, release.temporal_halo, release.temporal_core) == (11, 11, 22)
+    assert release.decoder_reach() == (11.0, 10.625) and release.decoder_delay == 21.625
     ours = build_vae(diffusers_ltx2(SMALL_20).state_dict())
     assert ours.decoder_reach() == (1 + 2 * 2, 1 + 1 + 0.5 + 0.5 + 0.25 + 0.25 + 0.125)
-
-
-def test_a_halo_short_of_the_reach_is_not_exact():
-    ref = diffusers_ltx2(SMALL_20)
-    ours = build_vae(ref.state_dict())
-    z = torch.randn(1, 128, 10, 2, 2, generator=torch.Generator().manual_seed(3))
-    expected = reference_frames(ref, z, None)
-    ours.temporal_core = 3
-    for name, short in (("shared_halo", 0), ("temporal_halo", 1)):
-        kept = getattr(ours, name)
-        setattr(ours, name, short)
-        try:
-            assert (engine.decode(ours, z) - expected).abs().max().item() > 1e-3, name
-        finally:
-            setattr(ours, name, kept)
+    rates = [conv.frames_per_latent for conv in (ours.decoder.conv_in.conv, ours.decoder.up_blocks[0].upsamplers[0]
+                                                 .conv.conv, ours.decoder.up_blocks[0].resnets[0].conv1.conv,
+                                                 ours.decoder.conv_out.conv)]
+    assert rates == [1, 1, 2, 8]
 
 
 @pytest.mark.parametrize("name", ["2.0", "2.3+t"])
@@ -147,7 +152,7 @@ def test_the_causal_decoder_streams_exactly(name):
     stream for the whole clip, any number of latent frames a step."""
     ref = diffusers_ltx2(CONFIGS[name])
     ours = build_vae(ref.state_dict(), metadata=causal_metadata()).configure(decode_timestep=TIMESTEP)
-    assert ours.causal_decoder and (ours.temporal_halo, ours.shared_halo) == (0, 0)
+    assert ours.causal_decoder and not ours.delayed_decoder
     z = torch.randn(1, 128, 5, 2, 2, generator=torch.Generator().manual_seed(4))
     expected = reference_frames(ref, z, TIMESTEP if name == "2.3+t" else None, causal=True)
     for per_step in (1, 3):
@@ -348,9 +353,12 @@ def test_4k_plan_for_the_release_decoder():
         release = LTX2VideoVAE(LTX2Config())
         causal = LTX2VideoVAE(LTX2Config(decoder_causal=True))
     exact = memory.plan_decode(release, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget), gpu)
-    assert exact.tiles.tile_px is not None and exact.per_step == 16  # one window: the halos span the clip
-    # the window's frames in fp32 (counted as 8 per latent) are most of it, held once on a GPU (they go to host RAM)
-    assert exact.estimate.output == 3 * 8 * 16 * 2176 * 3840 * 4 and exact.estimate.total <= memory.PLANNED_SHARE * budget
+    # streamed with a delay: a latent frame a step, then the flush; in fp32 the carries go to host RAM
+    assert exact.tiles.tile_px is not None and exact.per_step == 1 and exact.tiles.offload_carries
+    assert exact.estimate.total <= memory.PLANNED_SHARE * budget
+    assert "16 steps of up to 1 latent frames and about 22 to flush" in exact.describe(release.spatial_ratio)
+    # a step's frames in fp32 (8 per latent frame, one more while the end flushes), held once on a GPU
+    assert exact.estimate.output == 3 * 9 * 2176 * 3840 * 4
     on_the_cpu = memory.plan_decode(release, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget))
     assert on_the_cpu.estimate.output == 2 * exact.estimate.output  # in RAM the blended step is held twice
     streamed = memory.plan_decode(causal, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget), gpu)

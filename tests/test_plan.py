@@ -17,12 +17,24 @@ def ltx():
     return build_vae(diffusers_ltx(SMALL).state_dict())
 
 
-def test_a_windowed_decoder_is_planned_for_its_whole_window(ltx):
-    """LTX-Video decodes windows of a core plus halos: the plan's step is the window, not frames_per_step."""
-    work = memory.plan_decode(ltx, (1, 128, 40, 4, 4), Settings(frames_per_step=1))
-    assert work.per_step == ltx.temporal_core + 2 * ltx.temporal_halo
-    assert work.estimate == memory.estimate(ltx, 128, 128, work.per_step, None)
-    assert work.estimate.total > memory.estimate(ltx, 128, 128, 1, None).total
+def test_a_windowed_decoder_is_planned_for_its_whole_window():
+    """A decoder that looks ahead beyond its convs decodes windows of a core plus halos: the plan's step is the
+    window, not frames_per_step."""
+    vae = LookAheadNormVAE(core=2, halo=3)
+    work = memory.plan_decode(vae, (1, 4, 40, 4, 4), Settings(frames_per_step=1))
+    assert work.per_step == 2 + 2 * 3 and not work.steps[0].streamed
+    assert work.estimate == memory.estimate(vae, 4, 4, work.per_step, None)
+
+
+def test_a_delayed_decoder_is_planned_for_its_step_and_its_flush(ltx):
+    """LTX-Video's decoder streams with a delay: its step is frames_per_step (plus the frame its convs look ahead
+    to, at the finest rate), followed by steps that flush the clip's end, about its delay over the step."""
+    work = memory.plan_decode(ltx, (1, 128, 40, 4, 4), Settings(frames_per_step=2))
+    assert work.per_step == 2 and all(w.streamed for w in work.steps)
+    flush = [w for w in work.steps if w.start == w.stop == 40]
+    assert len(work.steps) == 20 + len(flush) and len(flush) == round(ltx.decoder_delay / 2)
+    assert work.estimate.activations == memory.estimate(ltx, 128, 128, 2, None).activations \
+        == int(memory.LIVE_AT_FINEST * ltx.finest_width * (8 * 2 + 1) * 128 * 128 * 4)
 
 
 def test_the_node_asks_the_host_for_what_the_plan_holds(ltx, monkeypatch):
@@ -41,16 +53,17 @@ def test_the_node_asks_the_host_for_what_the_plan_holds(ltx, monkeypatch):
 def test_auto_tiles_ask_for_the_untiled_peak_then_plan_against_what_is_free(ltx):
     latent_shape = (1, 128, 40, 16, 16)
     untiled = memory.plan_decode(ltx, latent_shape, Settings())
-    need = untiled.estimate.output + untiled.estimate.activations // 2  # room for half the untiled activations
+    # room for the carries, the output and half the untiled activations
+    need = untiled.estimate.carries + untiled.estimate.output + untiled.estimate.activations // 2
     auto = Settings(tile="auto", budget=int(need / memory.PLANNED_SHARE))
 
     assert memory.room_to_ask(lambda s: memory.plan_decode(ltx, latent_shape, s), auto) == untiled.estimate.total
     planned = memory.plan_decode(ltx, latent_shape, auto)
     assert planned.tiles.tile_px is not None and planned.estimate.total <= need
     assert f"2x2 tiles of {planned.tiles.tile_px} px" in planned.describe(ltx.spatial_ratio)
-    halo = max(window.stop - window.core[1] for window in untiled.steps)
-    assert f"{len(untiled.steps)} temporal windows of up to {ltx.temporal_core} latent frames with a halo of {halo} " \
-        "each side" in untiled.describe(ltx.spatial_ratio)
+    flush = round(ltx.decoder_delay)
+    assert f"40 steps of up to 1 latent frames and about {flush} to flush the decoder's look-ahead" \
+        in untiled.describe(ltx.spatial_ratio)
     assert untiled.describe(ltx.spatial_ratio).endswith(f"-> {ltx.decoded_frames(40)}x512x512x3")
 
 

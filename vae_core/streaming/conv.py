@@ -2,9 +2,9 @@
 
 Families differ only in how they pad: in time, in front with zeros (Wan) or
 with copies of the first frame (HunyuanVideo, CogVideoX, LTX-Video's encoder),
-or at both ends for a decoder that looks ahead (LTX-Video's, decoded in
-windows); in space with zeros, replicated or reflected edges. The temporal
-front padding is supplied by the stream (:func:`state.sliding_windows`), so a
+or at both ends for a decoder that looks ahead (LTX-Video's: it streams with a
+delay); in space with zeros, replicated or reflected edges. The temporal
+padding is supplied by the stream (:func:`state.sliding_windows`), so a
 chunked run equals a whole-clip run; the spatial padding stays inside the conv.
 """
 
@@ -24,6 +24,8 @@ class Conv3d(nn.Conv3d):
     """nn.Conv3d that sends small CPU float32 convs to oneDNN (see :func:`_one_dnn_serves`), in any padding mode."""
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if x.shape[2] == 0:  # a step of a delayed stream that has nothing for this layer yet
+            return self.empty_output(x)
         padding = self.padding
         if self.padding_mode != "zeros":
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
@@ -45,8 +47,10 @@ class CausalConv3d(Conv3d):
     ``padding`` is given as for a centred conv (Wan's convention). Causal, its
     temporal part becomes ``2 * padding_t`` frames in front, filled by
     ``time_fill`` and carried by the stream; not causal, ``padding_t`` frames
-    at each end (such a decoder is decoded in windows, never streamed).
-    ``spatial_mode`` is nn.Conv3d's ``padding_mode`` for height and width.
+    at each end: it looks ahead, and streams with a delay of ``padding_t``
+    frames. ``spatial_mode`` is nn.Conv3d's ``padding_mode`` for height and
+    width. ``frames_per_latent``, its frame rate over the latent's, bounds what
+    a look-ahead conv lets out per step (set by the model, e.g. :func:`pace`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, *,
@@ -58,14 +62,15 @@ class CausalConv3d(Conv3d):
             raise ValueError(f"time_fill must be one of {TIME_FILLS}, got {time_fill!r}")
         self.time_fill, self.causal = time_fill, causal
         self.time_padding = 2 * pad_t if causal else pad_t
+        self.frames_per_latent = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kernel, stride = self.kernel_size[0], self.stride[0]
         if kernel == 1 and stride == 1:  # frame by frame: nothing to carry
             return super().forward(x)
-        if not self.causal:
-            return super().forward(_pad_time(x, self.time_padding, self.time_fill))
-        frames = sliding_windows(self, x, kernel, stride, self.time_padding, replicate=self.time_fill == "replicate")
+        frames = sliding_windows(self, x, kernel, stride, self.time_padding, self.time_fill == "replicate",
+                                 back_pad=0 if self.causal else self.time_padding,
+                                 frames_per_latent=self.frames_per_latent)
         return self.empty_output(x) if frames is None else super().forward(frames)
 
 
@@ -81,13 +86,11 @@ class NestedCausalConv3d(nn.Module):
         return self.conv(x)
 
 
-def _pad_time(x: torch.Tensor, frames: int, fill: str) -> torch.Tensor:
-    """``frames`` frames at each end of the clip, zeros or copies of the edge frames."""
-    if frames == 0:
-        return x
-    if fill == "zeros":
-        return F.pad(x, (0, 0, 0, 0, frames, frames))
-    return torch.cat([x[:, :, :1].expand(-1, -1, frames, -1, -1), x, x[:, :, -1:].expand(-1, -1, frames, -1, -1)], 2)
+def pace(module: nn.Module, frames_per_latent: int) -> None:
+    """Tells every temporal conv in ``module`` that it runs at ``frames_per_latent`` frames per latent frame."""
+    for conv in module.modules():
+        if isinstance(conv, CausalConv3d):
+            conv.frames_per_latent = frames_per_latent
 
 
 def _one_dnn_serves(x: torch.Tensor) -> bool:

@@ -8,7 +8,8 @@ and go straight to a sink (a tensor, a video file, a callback), so memory holds
 the model, the causal carries, one tile's activations and whatever the sink
 keeps, never a growing concatenation.
 
-Decoders that look ahead in time cannot stream; they run in temporal windows
+Decoders that look ahead through their convs stream with a delay, flushed out
+in steps that feed nothing; those that look further run in temporal windows
 with a halo of context (:mod:`temporal`). GroupNorms over the whole clip get
 their statistics from gathering passes before the pass that writes
 (:mod:`group_norm`). Everything a run holds is decided up front by its plan
@@ -52,7 +53,14 @@ class Counter:
 
     def step(self, preview: torch.Tensor | None = None) -> None:
         self.done += 1
+        self.total = max(self.total, self.done)  # a delayed decoder's flush may take more steps than planned
         self.report(self.done, self.total, preview)
+
+    def finish(self) -> None:
+        """Reports the run complete (a delayed decoder's flush may have taken fewer steps than planned)."""
+        if self.done < self.total:
+            self.done = self.total
+            self.report(self.done, self.total, None)
 
 
 @torch.no_grad()  # not inference_mode: callers may still modify the returned tensors
@@ -87,6 +95,7 @@ def _decode_videos(vae: CausalVideoVAE, latent: torch.Tensor, work: memory.WorkP
         for _ in range(passes):
             pooling = group_norm.frozen_after(decode_pass(vae, z, work, tiler, pooling, _discard, counter))
         decode_pass(vae, z, work, tiler, pooling, functools.partial(sink.write, batch), counter)
+    counter.finish()
 
 
 def decode_pass(vae: CausalVideoVAE, z: torch.Tensor, work: memory.WorkPlan, tiler: Tiler,
@@ -94,28 +103,51 @@ def decode_pass(vae: CausalVideoVAE, z: torch.Tensor, work: memory.WorkPlan, til
     """One pass over one video's steps, writing its frames in order; returns the stream's final state."""
     stitcher = temporal.Stitcher(write)
     state = None
-    for window in work.steps:
+    for window in _steps(vae, work, z.shape[2], stitcher):
         if window.fresh_stream:
-            state = _fresh_state(tiler, pooling, state, z.shape[2] if vae.causal_decoder else None)
+            state = _fresh_state(tiler, pooling, state, z.shape[2] if vae.causal_decoder else None,
+                                 (work.per_step, vae.temporal_ratio) if vae.delayed_decoder else None)
         with state.active():
             pixels = tiler.step(state, functools.partial(decode_window, vae, z, window, tiler, state),
-                                f"latent frames {window.start}-{window.stop - 1}")
+                                f"latent frames {window.start}-{window.stop - 1}" if window.stop > window.start
+                                else "the decoder's last frames")
         frames = to_frames(pixels).cpu()
         del pixels
         stitcher.add(window, frames)
-        counter.step(frames[-1])
+        counter.step(frames[-1] if len(frames) else None)
     return state
+
+
+def _steps(vae: CausalVideoVAE, work: memory.WorkPlan, length: int, stitcher: temporal.Stitcher):
+    """The plan's steps; a delayed decoder's flush steps only while frames are still to come (as many as that
+    takes: their number is planned from the decoder's delay)."""
+    expected = vae.decoded_frames(length)
+    for window in work.steps:
+        if window.streamed and window.start == length and stitcher.written >= expected:
+            return
+        yield window
+    last = work.steps[-1]
+    while vae.delayed_decoder and stitcher.written < expected:
+        before = stitcher.written
+        yield last
+        if stitcher.written == before:
+            raise RuntimeError(f"the {vae.family}'s decoder stopped giving frames at {before} of {expected}")
 
 
 def decode_window(vae: CausalVideoVAE, z: torch.Tensor, window: temporal.TemporalWindow, tiler: Tiler,
                   state: StreamState) -> torch.Tensor:
-    """One step: the latent-resolution stages over the window (plus their own halo), then the tiles."""
-    first, last = max(0, window.start - vae.shared_halo), min(z.shape[2], window.stop + vae.shared_halo)
+    """One step: the latent-resolution stages over the window (plus their own halo), then the tiles. A stream's
+    step runs just its own latent frames (none while a delayed decoder flushes)."""
+    halo = 0 if window.streamed else vae.shared_halo
+    first, last = max(0, window.start - halo), min(z.shape[2], window.stop + halo)
     latent = z[:, :, first:last].to(vae.weight_device, vae.weight_dtype)
 
     def run() -> torch.Tensor:
+        state.ending = window.stop == z.shape[2] or not window.streamed  # a window is a whole clip
         state.frames_owned = _owned(window.core, first, last)
-        shared = vae.decode_shared(latent)[:, :, window.start - first : window.stop - first]
+        shared = vae.decode_shared(latent)
+        if not window.streamed:
+            shared = shared[:, :, window.start - first : window.stop - first]
         state.frames_owned = _owned(window.core, window.start, window.stop)
         return tiler.run(state, vae.decode_tile, shared, in_scale=1, out_scale=vae.spatial_ratio)
 
@@ -128,10 +160,10 @@ def _owned(core: tuple[int, int], first: int, last: int) -> tuple[int, int, int]
 
 
 def _fresh_state(tiler: Tiler, pooling: group_norm.Pooling | None, previous: StreamState | None,
-                 latent_frames: int | None) -> StreamState:
-    """A new stream (of ``latent_frames``, when known) for a window; a windowed decode's windows keep adding to
-    the clip's statistics."""
-    state = tiler.new_state(latent_frames)
+                 latent_frames: int | None, pace: tuple[int, int] | None = None) -> StreamState:
+    """A new stream (of ``latent_frames``, when known; ``pace``: see :class:`StreamState`) for a window; a windowed
+    decode's windows keep adding to the clip's statistics."""
+    state = tiler.new_state(latent_frames, pace)
     state.pooling = pooling
     if previous is not None and pooling is not None:
         state.carry_over(previous, group_norm.KEY)

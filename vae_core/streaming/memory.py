@@ -55,13 +55,18 @@ class Estimate:
         return self.carries + self.activations + self.output + self.growing
 
 
-def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode") -> int:
-    """Bytes of fixed-size causal carry per latent pixel, in the model's dtype (probed once, cached on the model)."""
+def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode", length: int | None = None) -> int:
+    """Bytes of fixed-size causal carry per latent pixel, in the model's dtype (probed once, cached on the model);
+    for a delayed decoder, their peak over a clip of ``length`` latent frames (by default a long one)."""
+    if direction == "decode" and vae.delayed_decoder:
+        return _probe_delayed(vae, length)
     return _probe(vae, direction)[0]
 
 
 def growing_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode") -> int:
     """Bytes per latent pixel and latent frame that the growing carries add (:func:`state.growing_carry`)."""
+    if direction == "decode" and vae.delayed_decoder:
+        return 0
     return _probe(vae, direction)[1]
 
 
@@ -75,22 +80,43 @@ def _probe(vae: CausalVideoVAE, direction: str) -> tuple[int, int]:
     if direction not in cache:
         state = StreamState(expected_frames=2)
         device, dtype = vae.weight_device, vae.weight_dtype
+        r, s = vae.temporal_ratio, vae.spatial_ratio
         grown = []  # growing bytes after each step: the second step's growth is every later step's (the first
         #            latent frame stands for fewer frames at some levels, e.g. Mochi's encoder)
         with state.active():
-            if direction == "decode":
-                for _ in range(2):
+            for frames in (1, r):
+                if direction == "decode":
                     vae.decode_chunk(torch.zeros(1, vae.latent_channels, 1, 2, 2, device=device, dtype=dtype))
-                    state.commit()
-                    grown.append(state.growing_bytes())
-            else:
-                r, s = vae.temporal_ratio, vae.spatial_ratio
-                for frames in (1, r):
+                else:
                     vae.encode_chunk(torch.zeros(1, 3, frames, 2 * s, 2 * s, device=device, dtype=dtype))
-                    state.commit()
-                    grown.append(state.growing_bytes())
+                state.commit()
+                grown.append(state.growing_bytes())
         cache[direction] = (state.carry_bytes() // 4, (grown[1] - grown[0]) // 4)
     return cache[direction]
+
+
+@torch.no_grad()
+def _probe_delayed(vae: CausalVideoVAE, length: int | None) -> int:
+    """A delayed decoder's carries fill as frames reach deeper layers and peak while the clip's end flushes
+    out; a clip shorter than the delay never fills them all. Streams a clip of ``length`` latent frames (at
+    most two beyond the delay: longer ones peak alike) one a step on a 2x2 grid, and keeps the peak."""
+    longest = math.ceil(vae.decoder_delay) + 2
+    length = longest if length is None else min(length, longest)
+    cache = vae.__dict__.setdefault("_framestream_carry_per_cell", {})
+    if ("delayed", length) not in cache:
+        state = StreamState(pace=(1, vae.temporal_ratio))
+        z = torch.zeros(1, vae.latent_channels, 1, 2, 2, device=vae.weight_device, dtype=vae.weight_dtype)
+        made, peak = 0, 0
+        with state.active():
+            for step in range(length + 4 * longest):
+                state.ending = step >= length - 1
+                made += vae.decode_chunk(z if step < length else z[:, :, :0]).shape[2]
+                state.commit()
+                peak = max(peak, state.carry_bytes())
+                if made >= vae.decoded_frames(length):
+                    break
+        cache["delayed", length] = peak // 4
+    return cache["delayed", length]
 
 
 def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_px: int | None,
@@ -103,10 +129,12 @@ def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_p
     tile_h, tile_w = (height, width) if tile_px is None else (min(tile_px, height), min(tile_px, width))
     cells = (height // r) * (width // r)
     carry_cells = (tile_h // r) * (tile_w // r) if offload_carries else cells
-    carries = 2 * carry_bytes_per_cell(vae, direction) * carry_cells
+    carries = 2 * carry_bytes_per_cell(vae, direction, length or None) * carry_cells
     # one copy, whole frame: a failed step rewrites its own slots; kept in RAM, a step still reads all of it
     growing = growing_bytes_per_cell(vae, direction) * cells * length
     frames = vae.temporal_ratio * per_step
+    if direction == "decode" and vae.delayed_decoder:
+        frames += 1  # a look-ahead conv lets out one frame more than a step feeds while the clip's end flushes
     width_at_finest = vae.finest_width if direction == "decode" else vae.encoder_finest_width
     live = LIVE_AT_FINEST if vae.live_at_finest is None else vae.live_at_finest
     activations = int(live * width_at_finest * frames * tile_h * tile_w * itemsize)
@@ -196,7 +224,9 @@ class WorkPlan:
             cores = max(w.core[1] - w.core[0] for w in self.steps)
             return (f"{len(self.steps)} temporal windows of up to {cores} latent frames with a halo of "
                     f"{max(halos)} each side")
-        return f"{len(self.steps)} steps of up to {self.per_step} latent frames"
+        flushing = sum(1 for w in self.steps if getattr(w, "streamed", False) and w.start == w.stop)
+        flush = f" and about {flushing} to flush the decoder's look-ahead" if flushing else ""
+        return f"{len(self.steps) - flushing} steps of up to {self.per_step} latent frames{flush}"
 
     def check_budget(self, settings: Settings) -> "WorkPlan":
         """This plan, or one error when even the smallest tiles cannot keep a user's budget (``tile="auto"`` with

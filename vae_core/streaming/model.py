@@ -29,11 +29,15 @@ class CausalVideoVAE(nn.Module):
     spatial_ratio: int
     finest_width: int  # decoder channels per full-resolution pixel, for memory estimates
     encoder_finest_width: int  # the same for the encoder
-    # A decoder that looks ahead in time cannot stream; it decodes windows of ``temporal_core`` latent
-    # frames with ``temporal_halo`` frames of context each side, cross-fading ``temporal_blend`` of them.
-    # The latent-resolution stages (decode_shared, cheap) see ``shared_halo`` more frames each side, so the
-    # expensive stages need a halo covering only their own reach.
+    # A decoder that looks ahead in time only through convs padded at both ends (LTX-Video's) streams with a
+    # delay (``delayed_decoder``): each holds back its look-ahead, and the clip's end is flushed through in
+    # extra steps, about ``decoder_delay`` latent frames' worth (:mod:`state`). One that looks further (attention
+    # over frames) decodes windows of ``temporal_core`` latent frames with ``temporal_halo`` frames of context
+    # each side, cross-fading ``temporal_blend`` of them. The latent-resolution stages (decode_shared, cheap)
+    # see ``shared_halo`` more frames each side, so the expensive stages need a halo covering only their own reach.
     causal_decoder: bool = True
+    delayed_decoder: bool = False
+    decoder_delay: float = 0.0
     temporal_core: int = 8
     temporal_halo: int = 2
     temporal_blend: int = 1
@@ -109,6 +113,11 @@ class CausalVideoVAE(nn.Module):
         conditioned decoder decodes at, the seed of noise a decoder adds. None keeps the current value; families
         without the option ignore it."""
         return self
+
+    @property
+    def streams(self) -> bool:
+        """Whether the decoder runs as one stream of consecutive steps (else: windows, each a fresh clip)."""
+        return self.causal_decoder or self.delayed_decoder
 
     @property
     def weight_dtype(self) -> torch.dtype:

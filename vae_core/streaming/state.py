@@ -17,6 +17,12 @@ Two properties make tiling and out-of-memory recovery possible:
   of a step. A failed step is dropped with :meth:`StreamState.rollback` and
   re-run from intact carries. The price is a second copy of the carry while a
   step runs.
+* A decoder that looks ahead (convs padded at both ends) streams too, with a
+  delay: each such conv holds back the frames whose look-ahead has not arrived,
+  and once everything before it has reached the clip's end it pads that end and
+  lets the rest out (:attr:`StreamState.ending`), about its usual frames per
+  step, so the end is flushed through in extra steps no larger than the others.
+  A residual branch waits for its main branch (:func:`aligned`).
 * A carry that only grows (a causal attention's keys and values: every later
   frame reads all earlier ones) is one buffer allocated for the stream's length
   (:func:`growing_carry`). A step writes past the committed length, so a failed
@@ -72,10 +78,17 @@ class StreamState:
     VRAM is short); each tile then moves just its extent in and out.
     """
 
-    def __init__(self, cache_device: torch.device | str | None = None, expected_frames: int | None = None) -> None:
+    def __init__(self, cache_device: torch.device | str | None = None, expected_frames: int | None = None,
+                 pace: tuple[int, int] | None = None) -> None:
         self.cache_device = torch.device(cache_device) if cache_device is not None else None
         # latent frames this stream will run, so that growing carries are allocated once
         self.expected_frames = expected_frames
+        # a delayed decoder's (latent frames a step feeds, output frames per latent frame): what its look-ahead
+        # convs may let out per step (:meth:`let_out`); None lets everything out (a window is a whole clip)
+        self.pace = pace
+        # whether everything before the layer at work has reached the stream's end (its input is complete); the
+        # engine sets it at each step, a look-ahead conv that holds frames back clears it for the layers after it
+        self.ending = True
         self.window: Window | None = None
         # the frames of the stage at work that this step stands for, as (first, stop, of): a windowed decode's
         # halo frames are computed again by the neighbouring window, so statistics must not count them twice
@@ -94,11 +107,12 @@ class StreamState:
 
     @contextmanager
     def tile(self, window: Window | None) -> Iterator[None]:
-        self.window = window
+        """Runs one tile; every tile of a step starts from the same :attr:`ending` (they all hold back alike)."""
+        self.window, ending = window, self.ending
         try:
             yield
         finally:
-            self.window = None
+            self.window, self.ending = None, ending
 
     def offload(self, device: torch.device) -> None:
         """Keeps the carries on ``device`` from now on (host RAM when the GPU runs short), the committed ones too."""
@@ -210,8 +224,31 @@ class StreamState:
         self._pending.setdefault(id(layer), {})["seen"] = True
         return seen
 
-    def read_frames(self, layer: torch.nn.Module, like: torch.Tensor) -> torch.Tensor | None:
-        frames = self._committed.get(id(layer), {}).get("frames")
+    def let_out(self, layer: torch.nn.Module, frames_per_latent: int, ready: int) -> int:
+        """How many of its ``ready`` windows a look-ahead conv at ``frames_per_latent`` lets out this step.
+
+        A step feeds ``n`` latent frames; at the clip's end every such conv has
+        one window more (its look-ahead into the padding) and the flush steps
+        feed nothing. Each conv lets out on average ``n + 1 / R`` latent
+        frames' worth a step (``R``: the output's frames per latent frame),
+        at most one frame more than that at once: the output stage, the
+        costliest, makes at most one frame more than a step's ``n * R``, and no
+        stage lets out faster than the next can take, so nothing piles up in
+        the carries while the end flushes through.
+        """
+        n, finest = self.pace
+        per_step = frames_per_latent * (n + 1 / finest)
+        credit = min(self.earlier(layer, "credit", 0.0) + per_step, math.ceil(per_step))
+        out = min(ready, math.floor(credit))
+        self.set_value(layer, "credit", credit - out)
+        return out
+
+    def earlier(self, layer: torch.nn.Module, key: str, default=None):
+        """What ``layer`` stored under ``key`` before this step: every tile of a step reads the same."""
+        return self._committed.get(id(layer), {}).get(key, default)
+
+    def read_frames(self, layer: torch.nn.Module, like: torch.Tensor, key: str = "frames") -> torch.Tensor | None:
+        frames = self._committed.get(id(layer), {}).get(key)
         if frames is None:
             return None
         if self.window is not None:
@@ -219,20 +256,20 @@ class StreamState:
             frames = frames[..., rows, cols]
         return frames.to(like.device, like.dtype)
 
-    def write_frames(self, layer: torch.nn.Module, frames: torch.Tensor) -> None:
+    def write_frames(self, layer: torch.nn.Module, frames: torch.Tensor, key: str = "frames") -> None:
         device = self.cache_device or frames.device
         pending = self._pending.setdefault(id(layer), {})
         window = self.window
         if window is None:
             # a copy: a slice would keep the whole chunk alive until the next step
-            pending["frames"] = frames.to(device, copy=True)
+            pending[key] = frames.to(device, copy=True)
             return
         s = window.scale_of(frames)
-        if "frames" not in pending:
+        if key not in pending:
             height, width = window.frame
-            pending["frames"] = frames.new_empty(*frames.shape[:3], height * s, width * s, device=device)
+            pending[key] = frames.new_empty(*frames.shape[:3], height * s, width * s, device=device)
         rows, cols = window.region(s, window.owned)
-        pending["frames"][..., rows, cols] = frames[(..., *window.region(s, window.owned, relative=True))]
+        pending[key][..., rows, cols] = frames[(..., *window.region(s, window.owned, relative=True))]
 
 
 def _at(positions: tuple[int, int], region: tuple[slice, slice]) -> tuple[slice, ...]:
@@ -253,29 +290,74 @@ def first_call(layer: torch.nn.Module) -> bool:
 
 
 def sliding_windows(layer: torch.nn.Module, x: torch.Tensor, kernel: int, stride: int, front_pad: int,
-                    replicate: bool = False) -> torch.Tensor | None:
+                    replicate: bool = False, back_pad: int = 0, frames_per_latent: int = 1) -> torch.Tensor | None:
     """Frames of ``x`` plus the ones ``layer`` carried, covering every window completed so far.
 
-    The stream is the whole sequence with ``front_pad`` frames in front, zeros
-    (Wan) or copies of the first frame (``replicate``, LTX-Video); windows of
-    ``kernel`` frames start every ``stride`` frames. Returns the span covering
-    every window that is complete so far (or None when none is), and carries
-    the frames the next windows still need.
+    The stream is the whole sequence with ``front_pad`` frames in front and
+    ``back_pad`` behind (a conv that looks ahead), zeros (Wan) or copies of the
+    edge frame (``replicate``, LTX-Video); windows of ``kernel`` frames start
+    every ``stride`` frames. Returns the span covering the windows complete so
+    far (or None when none is), and carries the frames the next windows still
+    need. The back padding is added once everything before ``layer`` has
+    reached the stream's end; a conv that looks ahead (at ``frames_per_latent``
+    frames per latent frame) lets out about as many frames a step as a step
+    feeds it, holding the rest back for later steps (:meth:`StreamState.let_out`).
     """
     state = _ACTIVE.get()
     carried = state.read_frames(layer, x) if state is not None else None
+    if carried is None and x.shape[2] == 0:
+        return None  # nothing has reached this layer yet (a decoder that looks ahead holds frames back)
     if carried is None and front_pad:
-        if replicate:
-            carried = x[:, :, :1].expand(-1, -1, front_pad, -1, -1)
-        else:
-            carried = x.new_zeros(x.shape[0], x.shape[1], front_pad, *x.shape[3:])
+        carried = _fill(x[:, :, :1], front_pad, replicate)
     frames = x if carried is None else torch.cat([carried, x], dim=2)
-    count = (frames.shape[2] - kernel) // stride + 1 if frames.shape[2] >= kernel else 0
+    span = frames
+    if back_pad and (state is None or state.ending) and frames.shape[2]:
+        span = torch.cat([frames, _fill(frames[:, :, -1:], back_pad, replicate)], dim=2)
+    count = (span.shape[2] - kernel) // stride + 1 if span.shape[2] >= kernel else 0
+    if back_pad and state is not None and state.pace is not None:
+        most = state.let_out(layer, frames_per_latent, count)
+        if count > most:
+            count, state.ending = most, False  # the rest waits: the layers after this one have not reached the end
     if state is not None:
         state.write_frames(layer, frames[:, :, count * stride :])
     if count == 0:
         return None
-    return frames[:, :, : (count - 1) * stride + kernel]
+    return span[:, :, : (count - 1) * stride + kernel]
+
+
+def _fill(edge: torch.Tensor, frames: int, replicate: bool) -> torch.Tensor:
+    """``frames`` copies of the one-frame ``edge``, or as many frames of zeros."""
+    if replicate:
+        return edge.expand(-1, -1, frames, -1, -1)
+    return edge.new_zeros(edge.shape[0], edge.shape[1], frames, *edge.shape[3:])
+
+
+def aligned(layer: torch.nn.Module, x: torch.Tensor, frames: int) -> torch.Tensor:
+    """The next ``frames`` frames of the sequence ``x`` continues (this step's part of a residual branch's
+    input), the rest held for later steps. Where the main branch looks ahead it gives fewer frames than it was
+    given until the stream's end, and the residual must wait for it."""
+    state = _ACTIVE.get()
+    held = state.read_frames(layer, x, key="held") if state is not None else None
+    if held is not None and held.shape[2]:
+        x = torch.cat([held, x], dim=2)
+    elif x.shape[2] == frames:
+        return x
+    if state is not None:
+        state.write_frames(layer, x[:, :, frames:], key="held")
+    return x[:, :, :frames]
+
+
+def drop_first(layer: torch.nn.Module, x: torch.Tensor, count: int) -> torch.Tensor:
+    """``x`` without the first ``count`` frames ``layer`` gives in its stream (however the steps cut them), e.g.
+    the frames a temporal upsampler makes of a clip's first latent frame that the clip does not have."""
+    state = _ACTIVE.get()
+    if state is None:
+        return x[:, :, count:]
+    dropped = state.earlier(layer, "dropped", 0)
+    take = min(count - dropped, x.shape[2])
+    if take:
+        state.set_value(layer, "dropped", dropped + take)
+    return x[:, :, take:]
 
 
 def growing_carry(layer: torch.nn.Module, x: torch.Tensor, latent_frames: float, dim: int,

@@ -1,7 +1,10 @@
 """Which latent frames each decode step reads, and which pixel frames it contributes.
 
 A causal decoder streams: consecutive steps of one stream, every decoded frame
-kept. A decoder that looks ahead in time cannot stream, so it decodes
+kept. So does a decoder that looks ahead only through its convs, with a delay:
+its first steps give fewer frames than they stand for, and steps that feed
+nothing flush the rest out once the latent has all gone in. A decoder that
+looks further (attention over frames) cannot stream, so it decodes
 overlapping windows, each a fresh clip: a core of latent frames plus a halo of
 context on both sides. Frames decoded from the halo are dropped, except a
 ``blend`` of them at the front (at most ``halo - 1``), which is cross-faded linearly with the end of
@@ -36,6 +39,7 @@ class TemporalWindow:
     keep: tuple[int, int]  # global pixel frames this window contributes
     hold: int  # trailing kept frames the next window cross-fades with
     fresh_stream: bool
+    streamed: bool = False  # a step of a stream: its frames follow the previous step's, however many it gives
 
 
 def pixel_span(vae: CausalVideoVAE, start: int, stop: int) -> tuple[int, int]:
@@ -44,13 +48,22 @@ def pixel_span(vae: CausalVideoVAE, start: int, stop: int) -> tuple[int, int]:
 
 
 def windows(vae: CausalVideoVAE, length: int, per_step: int) -> list[TemporalWindow]:
-    if vae.causal_decoder:
+    if vae.streams:
+        spans = vae.decode_steps(length, per_step)
+        spans += [(length, length)] * flush_steps(vae, per_step)
         out = []
-        for start, stop in vae.decode_steps(length, per_step):
+        for start, stop in spans:
             span = pixel_span(vae, start, stop)
-            out.append(TemporalWindow(start, stop, (start, stop), span[0], span, 0, start == 0))
+            out.append(TemporalWindow(start, stop, (start, stop), span[0], span, 0, start == 0, streamed=True))
         return out
     return context_windows(vae, length, vae.temporal_core, vae.temporal_halo, vae.temporal_blend)
+
+
+def flush_steps(vae: CausalVideoVAE, per_step: int) -> int:
+    """Steps feeding nothing that a delayed decoder takes to let its last frames out: about its delay in latent
+    frames over the latent frames a step feeds (within a step or two for LTX-Video's and LTX-2's decoders; a clip
+    shorter than the delay needs fewer). The engine runs as many as the stream needs."""
+    return max(1, round(vae.decoder_delay / per_step)) if vae.delayed_decoder else 0
 
 
 def context_windows(vae: CausalVideoVAE, length: int, core: int, halo: int, blend: int) -> list[TemporalWindow]:
@@ -68,13 +81,20 @@ def context_windows(vae: CausalVideoVAE, length: int, core: int, halo: int, blen
 
 
 class Stitcher:
-    """Puts each window's frames in place, cross-fading overlaps, and hands finished frames on in order."""
+    """Puts each window's frames in place, cross-fading overlaps, and hands finished frames on in order; a
+    stream's steps follow one another."""
 
     def __init__(self, write: Callable[[int, torch.Tensor], None]) -> None:
         self.write = write
         self.held: torch.Tensor | None = None
+        self.written = 0  # frames handed on
 
     def add(self, window: TemporalWindow, frames: torch.Tensor) -> None:
+        if window.streamed:
+            if len(frames):
+                self.write(self.written, frames)
+            self.written += len(frames)
+            return
         first, last = window.keep
         frames = frames[first - window.first_pixel : last - window.first_pixel]
         if self.held is not None:
@@ -83,3 +103,4 @@ class Stitcher:
         done = frames.shape[0] - window.hold
         self.write(first, frames[:done])
         self.held = frames[done:].clone() if window.hold else None
+        self.written = last - window.hold

@@ -52,8 +52,8 @@ class Tiler:
         """Whether running out of memory may still move the carries to host RAM."""
         return self.on_gpu and self.cache_device is None
 
-    def new_state(self, expected_frames: int | None = None) -> StreamState:
-        return StreamState(self.cache_device, expected_frames)
+    def new_state(self, expected_frames: int | None = None, pace: tuple[int, int] | None = None) -> StreamState:
+        return StreamState(self.cache_device, expected_frames, pace)
 
     def shrink(self) -> bool:
         """Halves the tiles (never below overlap + 1 cells); False when they cannot get smaller."""

@@ -8,11 +8,11 @@ Why it streams the way it does:
 * The encoder is causal: every temporal conv pads its front with copies of the
   first frame, so it streams through :func:`stream.sliding_windows` like Wan's.
 * The decoder is not: its convs pad both ends by replicating the edge frames
-  and look one frame ahead. It cannot stream; the engine decodes overlapping
-  windows with a halo of latent frames on each side (:mod:`temporal`). Every
-  norm is per position (RMS over channels, LayerNorm over channels), so nothing
-  but the convs' reach couples frames, and a halo covering the decoder's reach
-  gives the whole-clip result. A smaller halo trades exactness for memory.
+  and look one frame ahead. Every norm is per position (RMS over channels,
+  LayerNorm over channels), so nothing else couples frames, and it streams with
+  a delay: each conv holds back the frame it looks ahead to, each residual waits
+  for its branch (:func:`state.aligned`), and steps that feed nothing flush the
+  clip's end out (:mod:`temporal`). Exact, with no frame computed twice.
 * Optional timestep conditioning (0.9.1 and later) scales and shifts per
   channel; it depends only on the decode timestep, not on the window.
 * How the convs pad height and width is not in the weights: Lightricks' code
@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from ...errors import FrameStreamError
 from .noise import SpatialNoise
 from ...streaming.model import CausalVideoVAE
-from ...streaming.conv import NestedCausalConv3d
-from ...streaming.state import sliding_windows
+from ...streaming.conv import NestedCausalConv3d, pace
+from ...streaming.state import aligned, drop_first, sliding_windows
 
 
 SPATIAL_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -126,6 +126,7 @@ class ResnetBlock(nn.Module):
         if self.scale_shift_table is not None:
             h = h * (1 + scale2) + shift2
         h = self._add_noise(self.conv2(F.silu(h)), 1, self.per_channel_scale2)
+        x = aligned(self, x, h.shape[2])
         if self.norm3 is not None:
             x = self.conv_shortcut(channel_layer_norm(self.norm3, x))
         return h + x
@@ -138,9 +139,9 @@ def _space_time_to_depth(x: torch.Tensor, stride: tuple[int, int, int]) -> torch
 
 
 def _depth_to_space_time(x: torch.Tensor, stride: tuple[int, int, int]) -> torch.Tensor:
-    b, _, t, h, w = x.shape
+    b, c, t, h, w = x.shape
     st, sh, sw = stride
-    x = x.reshape(b, -1, st, sh, sw, t, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4)
+    x = x.reshape(b, c // (st * sh * sw), st, sh, sw, t, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4)
     return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
 
@@ -164,20 +165,26 @@ class Downsampler(nn.Module):
 
 
 class Upsampler(nn.Module):
-    """2x depth-to-space (and time) upsampling; the first output frame of a clip is dropped (8T - 7 frames)."""
+    """Depth-to-space by ``stride`` (frames, rows, cols), optionally plus the input rearranged the same way.
 
-    def __init__(self, in_channels: int, residual: bool, factor: int) -> None:
+    Scaling time, the clip's first latent frame stands for one frame: the
+    first ``stride_t - 1`` frames of the stream are dropped, however the steps
+    cut it (0.9's upsamplers scale all three by 2: a clip gives 8T - 7 frames).
+    """
+
+    def __init__(self, in_channels: int, residual: bool, factor: int, stride: tuple[int, int, int] = (2, 2, 2),
+                 causal: bool = False) -> None:
         super().__init__()
-        self.residual, self.factor = residual, factor
-        self.conv = ltx_conv(in_channels, in_channels * 8 // factor, causal=False)
+        self.stride, self.residual, self.factor = stride, residual, factor
+        self.conv = ltx_conv(in_channels, in_channels * math.prod(stride) // factor, causal=causal)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stride = (2, 2, 2)
-        y = _depth_to_space_time(self.conv(x), stride)[:, :, 1:]
+        h = self.conv(x)
+        y = _depth_to_space_time(h, self.stride)
         if self.residual:
-            shortcut = _depth_to_space_time(x, stride).repeat(1, 8 // self.factor, 1, 1, 1)[:, :, 1:]
-            y = y + shortcut
-        return y
+            repeats = math.prod(self.stride) // self.factor
+            y = y + _depth_to_space_time(aligned(self, x, h.shape[2]), self.stride).repeat(1, repeats, 1, 1, 1)
+        return drop_first(self, y, self.stride[0] - 1)
 
 
 class DownBlock(nn.Module):
@@ -277,15 +284,30 @@ class Decoder(nn.Module):
             for resnet in block.resnets:
                 resnet.upscale = upscale
         self.conv_out = ltx_conv(out, 3 * cfg.patch_size**2, causal=False)
+        pace_decoder(self)
         if c:
             self.timestep_scale_multiplier = nn.Parameter(torch.tensor(1000.0))
             self.time_embedder = TimestepEmbedding(out * 2)
             self.scale_shift_table = nn.Parameter(torch.zeros(2, out))
 
 
+def pace_decoder(decoder: nn.Module) -> None:
+    """Tells each of the decoder's convs its frame rate over the latent's (what it lets out per step while the
+    clip's end flushes through): every upsampler that scales time doubles it (LTX-2's may not scale time)."""
+    rate = 1
+    for block in decoder.up_blocks:
+        if block.conv_in is not None:
+            pace(block.conv_in, rate)
+        if block.upsamplers is not None:
+            pace(block.upsamplers[0], rate)
+            rate *= block.upsamplers[0].stride[0]
+        pace(block.resnets, rate)
+    pace(decoder.conv_out, rate)
+
+
 class LTXVideoVAE(CausalVideoVAE):
     family = "LTX-Video VAE"
-    causal_decoder = False
+    causal_decoder, delayed_decoder = False, True
 
     def __init__(self, cfg: LTXConfig, down_kinds: tuple[str, ...] = ("conv",) * 4) -> None:
         super().__init__()
@@ -300,9 +322,7 @@ class LTXVideoVAE(CausalVideoVAE):
         self.decoder = Decoder(cfg)
         self.first_upsampling = next((i for i, b in enumerate(self.decoder.up_blocks) if b.upsamplers is not None),
                                      len(self.decoder.up_blocks))
-        shared, upsampling = self.decoder_reach()
-        self.temporal_core, self.temporal_blend = 8, 0
-        self.temporal_halo, self.shared_halo = math.ceil(upsampling), math.ceil(shared)  # exact
+        self.decoder_delay = sum(self.decoder_reach())
         self.register_buffer("latents_mean", torch.zeros(cfg.latent_channels))
         self.register_buffer("latents_std", torch.ones(cfg.latent_channels))
         self.last_downsampling = max((i for i, b in enumerate(self.encoder.down_blocks) if b.downsamplers is not None),
@@ -341,7 +361,7 @@ class LTXVideoVAE(CausalVideoVAE):
         with."""
         for part, mode in ((self.encoder, encoder), (self.decoder, decoder)):
             if mode not in SPATIAL_PADDING_MODES:
-                raise FrameStreamError(f"unknown spatial padding {mode!r} for the LTX-Video VAE; expected one of "
+                raise FrameStreamError(f"unknown spatial padding {mode!r} for the {self.family}; expected one of "
                                        f"{', '.join(SPATIAL_PADDING_MODES)}")
             for conv in part.modules():
                 if isinstance(conv, nn.Conv3d):
@@ -351,8 +371,8 @@ class LTXVideoVAE(CausalVideoVAE):
 
     def decoder_reach(self) -> tuple[float, float]:
         """How many latent frames away (each side) the latent-resolution stages and the upsampling stages still
-        see: every temporal conv adds one frame at its own frame rate. Windows whose halos cover these give
-        the whole-clip result (see :class:`model.CausalVideoVAE`)."""
+        see: every temporal conv adds one frame at its own frame rate. Streamed, their sum is how far the
+        decoder's output lags its input (see :class:`model.CausalVideoVAE`)."""
         shared, rate = 1.0, 1  # conv_in
         shared += 2 * len(self.decoder.mid_block.resnets)
         upsampling = 0.0
@@ -435,8 +455,8 @@ def _patchify(x: torch.Tensor, p: int) -> torch.Tensor:
 
 
 def _unpatchify(x: torch.Tensor, p: int) -> torch.Tensor:
-    b, _, t, h, w = x.shape
-    x = x.reshape(b, -1, 1, p, p, t, h, w).permute(0, 1, 5, 2, 6, 4, 7, 3)
+    b, c, t, h, w = x.shape
+    x = x.reshape(b, c // (p * p), 1, p, p, t, h, w).permute(0, 1, 5, 2, 6, 4, 7, 3)
     return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
 

@@ -8,13 +8,13 @@ downsamplers, depth-to-space upsamplers, optional timestep conditioning and
 decoder noise. What LTX-2 adds is where those layers are generalised here:
 
 * Whether the decoder looks ahead is not in the weights. The release decodes
-  with convs padded at both ends (it cannot stream: the engine decodes
-  overlapping windows whose halos cover the decoder's reach, computed from the
-  layers by :meth:`LTX2VideoVAE.decoder_reach`); the same weights may be run
-  causally (front padding only), which streams like the encoder.
+  with convs padded at both ends: it streams with a delay of its reach
+  (:meth:`LTX2VideoVAE.decoder_reach`, 22 latent frames for 2.0), as
+  LTX-Video's does. The same weights may be run causally (front padding
+  only), which streams like the encoder.
 * Upsamplers may scale time, space or both (2.3 mixes all three), each with
-  or without the residual shortcut; a clip's first frame group collapses to
-  one frame in each one that scales time, once per stream.
+  or without the residual shortcut (LTX-Video's upsampler, generalised); a
+  clip's first frame group collapses to one frame in each one that scales time.
 * Shortcut convs are plain 1x1x1 convs (``conv_shortcut.weight``).
 * The decoder pads height and width by reflection in 2.0 and with zeros in 2.3;
   the encoder always with zeros. Neither is in the weights (:mod:`.checkpoints`).
@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from ...errors import FrameStreamError
 from ...streaming.conv import Conv3d, CausalConv3d
 from ...streaming.model import CausalVideoVAE
-from ...streaming.state import active_state, first_call
 from ..ltx import model as ltx
 from ..ltx.noise import SpatialNoise
 
@@ -75,31 +74,6 @@ class ResnetBlock(ltx.ResnetBlock):
             self.conv_shortcut = Conv3d(in_channels, out_channels, 1)
 
 
-class Upsampler(nn.Module):
-    """Depth-to-space by ``stride`` (frames, rows, cols), optionally plus the input rearranged the same way.
-
-    Scaling time, the clip's first latent frame stands for one frame: the
-    first ``stride_t - 1`` outputs of a stream are dropped, in its first step
-    only (a causal decode streams; each window of a windowed decode is a fresh
-    stream).
-    """
-
-    def __init__(self, in_channels: int, stride: tuple[int, int, int], residual: bool, factor: int,
-                 causal: bool) -> None:
-        super().__init__()
-        self.stride, self.residual, self.factor = stride, residual, factor
-        self.conv = ltx.ltx_conv(in_channels, in_channels * math.prod(stride) // factor, causal=causal)
-
-    def forward(self, x: torch.Tensor, from_start: bool = True) -> torch.Tensor:
-        """``from_start``: whether ``x`` begins with the clip's first frame (a trimmed window's does not)."""
-        drop = self.stride[0] - 1 if first_call(self) and from_start else 0
-        y = ltx._depth_to_space_time(self.conv(x), self.stride)[:, :, drop:]
-        if self.residual:
-            repeats = math.prod(self.stride) // self.factor
-            y = y + ltx._depth_to_space_time(x, self.stride).repeat(1, repeats, 1, 1, 1)[:, :, drop:]
-        return y
-
-
 class DownBlock(nn.Module):
     """Resnets at the input width, then one downsampler to the output width (no conv_out, unlike 0.9.0)."""
 
@@ -130,17 +104,17 @@ class UpBlock(nn.Module):
         self.conv_in = ResnetBlock(block_in, width, causal, conditioned, noisy) if cfg.decoder_conv_in[index] else None
         self.upsamplers = None
         if stride is not None:
-            self.upsamplers = nn.ModuleList([Upsampler(width * factor, stride, cfg.upsample_residual[index], factor,
-                                                       causal)])
+            self.upsamplers = nn.ModuleList([ltx.Upsampler(width * factor, cfg.upsample_residual[index], factor,
+                                                           stride, causal)])
         self.resnets = nn.ModuleList(ResnetBlock(width, width, causal, conditioned, noisy)
                                      for _ in range(cfg.decoder_layers[index]))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, from_start: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         if self.conv_in is not None:
             x = self.conv_in(x, t)  # as diffusers: the raw timestep
         temb = self.time_embedder(t, x.dtype).view(x.shape[0], -1, 1, 1, 1) if self.time_embedder else None
         if self.upsamplers is not None:
-            x = self.upsamplers[0](x, from_start)
+            x = self.upsamplers[0](x)
         for resnet in self.resnets:
             x = resnet(x, temb)
         return x
@@ -174,6 +148,7 @@ class Decoder(nn.Module):
             self.timestep_scale_multiplier = nn.Parameter(torch.tensor(1000.0))
             self.time_embedder = ltx.TimestepEmbedding(width * 2)
             self.scale_shift_table = nn.Parameter(torch.zeros(2, width))
+        ltx.pace_decoder(self)
         upscale = 1  # the resolution each resnet works at over the latent's, for its noise fields
         for block in self.up_blocks:
             if block.conv_in is not None:
@@ -209,17 +184,13 @@ class LTX2VideoVAE(CausalVideoVAE):
         self.spatial_noise = SpatialNoise([m.upscale for m in noisy for _ in range(2)])  # its seed: 0 by default
         for index, resnet in enumerate(noisy):
             resnet.noise, resnet.noise_index = self.spatial_noise, 2 * index
-        self._set_windows()
+        self._set_streaming()
 
-    def _set_windows(self) -> None:
-        """A causal decoder streams; one that looks ahead decodes windows whose halos cover its reach. Cores are
-        twice the halo: the latent-resolution stages and the first up block run on the whole window, but the
-        finer, costlier blocks on little more than the core (:meth:`decode_tile`), so the halos add about 40 %
-        to the release's work on long clips."""
+    def _set_streaming(self) -> None:
+        """A causal decoder streams; one that looks ahead streams with a delay of its reach."""
         self.causal_decoder = self.cfg.decoder_causal
-        shared, upsampling = self.decoder_reach()
-        self.temporal_halo, self.shared_halo = math.ceil(upsampling), math.ceil(shared)  # exact
-        self.temporal_core, self.temporal_blend = max(8, 2 * self.temporal_halo), 0
+        self.delayed_decoder = not self.cfg.decoder_causal
+        self.decoder_delay = sum(self.decoder_reach())
         self.__dict__.pop("_framestream_carry_per_cell", None)  # the memory plan's probe, for the other mode
 
     def decode_causally(self, causal: bool) -> "LTX2VideoVAE":
@@ -231,7 +202,7 @@ class LTX2VideoVAE(CausalVideoVAE):
                 conv.causal = causal
                 conv.time_padding = 2 * (conv.kernel_size[0] // 2) if causal else conv.kernel_size[0] // 2
         self.cfg = replace(self.cfg, decoder_causal=causal)
-        self._set_windows()
+        self._set_streaming()
         return self
 
     def use_host_conventions(self, host_module: nn.Module | None = None) -> "LTX2VideoVAE":
@@ -250,32 +221,10 @@ class LTX2VideoVAE(CausalVideoVAE):
                 self.decode_causally(causal)
         return self
 
-    def configure(self, normalized_latents: bool | None = None, decode_timestep: float | None = None,
-                  noise_seed: int | None = None) -> "LTX2VideoVAE":
-        if normalized_latents is not None:
-            self.normalized_latents = normalized_latents
-        if decode_timestep is not None and self.cfg.timestep_conditioning:
-            self.decode_timestep = decode_timestep
-        if noise_seed is not None:
-            self.spatial_noise.seed = noise_seed
-        return self
-
-    def pad_spatially(self, encoder: str, decoder: str) -> "LTX2VideoVAE":
-        """How the encoder's and the decoder's convs pad height and width (nn.Conv3d's ``padding_mode``)."""
-        for part, mode in ((self.encoder, encoder), (self.decoder, decoder)):
-            if mode not in SPATIAL_PADDING_MODES:
-                raise FrameStreamError(f"unknown spatial padding {mode!r} for the LTX-2 VAE; expected one of "
-                                       f"{', '.join(SPATIAL_PADDING_MODES)}")
-            for conv in part.modules():
-                if isinstance(conv, nn.Conv3d):
-                    conv.padding_mode = mode
-        self.spatial_padding = (encoder, decoder)
-        return self
-
     def decoder_reach(self) -> tuple[float, float]:
         """How many latent frames away (each side) the latent-resolution stages and the upsampling stages see:
         every conv that looks along time adds one frame at its own frame rate (none when causal: nothing ahead
-        is seen). Windows whose halos cover these give the whole-clip result."""
+        is seen). Streamed, their sum is how far the decoder's output lags its input."""
         if self.cfg.decoder_causal:
             return 0.0, 0.0
         reaches = self._block_reaches()
@@ -293,15 +242,14 @@ class LTX2VideoVAE(CausalVideoVAE):
             reaches.append(reach + 2 * len(block.resnets) / rate)
         return reaches
 
-    def _reach_after(self, index: int) -> float:
-        """What the stages after up block ``index`` still see, in latent frames."""
-        return sum(self._block_reaches()[index + 1 :]) + 1 / self.temporal_ratio
-
-    # the same patching, latent statistics and latent-resolution stages as LTX-Video's
+    # the same options, patching, latent statistics and decoding stages as LTX-Video's
+    configure = ltx.LTXVideoVAE.configure
+    pad_spatially = ltx.LTXVideoVAE.pad_spatially
     finest_width = ltx.LTXVideoVAE.finest_width
     encoder_finest_width = ltx.LTXVideoVAE.encoder_finest_width
     _statistics = ltx.LTXVideoVAE._statistics
     decode_shared = ltx.LTXVideoVAE.decode_shared
+    decode_tile = ltx.LTXVideoVAE.decode_tile
 
     def _timestep(self, z: torch.Tensor) -> torch.Tensor | None:
         if not self.cfg.timestep_conditioning:
@@ -311,46 +259,6 @@ class LTX2VideoVAE(CausalVideoVAE):
                                    "(configure(decode_timestep=0.05), as Lightricks' pipelines and the host decode)")
         t = torch.full((z.shape[0],), self.decode_timestep, device=z.device, dtype=z.dtype)
         return t * self.decoder.timestep_scale_multiplier
-
-    def decode_tile(self, features: torch.Tensor) -> torch.Tensor:
-        """The upsampling stages. In a window, each block's output keeps only the frames that the core's frames
-        still depend on (the later stages reach fewer latent frames): the finest, costliest stages run on little
-        more than the core. The halo frames it drops are returned as zeros; the engine discards them."""
-        t = self._timestep(features)
-        keep = self._kept_frames(features.shape[2])
-        x, first, rate = features, 0, 1  # first: x's first frame in the untrimmed window, at the current rate
-        for index in range(self.first_upsampling, len(self.decoder.up_blocks)):
-            block = self.decoder.up_blocks[index]
-            x = block(x, t, from_start=first == 0)
-            if block.upsamplers is not None:
-                step = block.upsamplers[0].stride[0]
-                rate *= step
-                first = first * step - (step - 1) if first else 0  # the clip's first frame group collapsed
-            if keep is not None:
-                x, first = _trim(x, first, self.temporal_ratio // rate, keep,
-                                 self._reach_after(index) * self.temporal_ratio)
-        x = ltx.rms_norm(x)
-        if t is not None:
-            temb = self.decoder.time_embedder(t, x.dtype).view(x.shape[0], 2, -1, 1, 1, 1)
-            shift, scale = (temb + self.decoder.scale_shift_table[None, ..., None, None, None]).unbind(1)
-            x = x * (1 + scale) + shift
-        y = ltx._unpatchify(self.decoder.conv_out(F.silu(x)), self.cfg.patch_size)
-        if keep is not None and (first or y.shape[2] != keep[2]):
-            full = y.new_zeros(*y.shape[:2], keep[2], *y.shape[3:])
-            full[:, :, first : first + y.shape[2]] = y
-            y = full
-        return y
-
-    def _kept_frames(self, latent_frames: int) -> tuple[int, int, int] | None:
-        """The window-relative output frames ``[first, stop)`` of the window's core, and the window's frame
-        count, when this step decodes a window with halos (None otherwise)."""
-        state = active_state()
-        owned = state.frames_owned if state is not None else None
-        if owned is None or self.cfg.decoder_causal or owned[2] != latent_frames:
-            return None
-        r = self.temporal_ratio
-        core0, core1, length = owned
-        return (r * (core0 - 1) + 1 if core0 else 0), r * (core1 - 1) + 1, r * (length - 1) + 1
 
     def encode_tile(self, x: torch.Tensor) -> torch.Tensor:
         h = self.encoder.conv_in(ltx._patchify(x, self.cfg.patch_size))
@@ -365,11 +273,3 @@ class LTX2VideoVAE(CausalVideoVAE):
             mean, std = self._statistics(h)
             h = (h - mean) / std
         return h
-
-
-def _trim(x: torch.Tensor, first: int, span: int, keep: tuple[int, int, int], reach: float) -> tuple[torch.Tensor, int]:
-    """``x`` (frame ``j`` stands for output frames up to ``span * j``) cut to the frames that output frames
-    ``keep[0]:keep[1]`` depend on through ``reach`` more output frames each side, one frame of margin beyond."""
-    low = max(first, math.floor((keep[0] - reach) / span) - 1)
-    high = min(first + x.shape[2], math.ceil((keep[1] + reach) / span) + 1)
-    return x[:, :, low - first : high - first], low
