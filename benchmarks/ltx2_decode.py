@@ -36,6 +36,7 @@ from framestream.vae_core.quality import psnr  # noqa: E402
 from framestream.vae_core.streaming import engine, memory  # noqa: E402
 from framestream.vae_core.streaming.runtime import peak_rss_bytes  # noqa: E402
 from framestream.vae_core.streaming.settings import Settings  # noqa: E402
+from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 from framestream.vae_core.streaming.tiles import DEFAULT_OVERLAP_PX  # noqa: E402
 
 MiB = 2**20
@@ -126,6 +127,9 @@ def tiling() -> None:
                               tile_sample_stride_width=tile - DEFAULT_OVERLAP_PX)
             theirs_tiled = as_frames(ref.decode(z).sample)
         print(f"| {label} | {psnr(ours_tiled, whole):.1f} dB | {psnr(theirs_tiled, theirs_whole):.1f} dB |", flush=True)
+        wider = (f"{overlap} px: {psnr(engine.decode(ours, z, tile=(size + overlap) // 2, overlap=overlap), whole):.1f} dB"
+                 for overlap in (128, 192, 256))
+        print(f"|   FrameStream, 2x2 tiles with wider overlaps | {', '.join(wider)} | |", flush=True)
 
 
 def child(kind: str, options: dict) -> None:
@@ -140,7 +144,9 @@ def child(kind: str, options: dict) -> None:
     base = peak_rss_bytes()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        engine.decode(ours, z, sink=VideoFileSink(os.path.join(folder, "out.mp4"), 24), settings=settings)
+        sink = VideoFileSink(os.path.join(folder, "out.mp4"), 24) if options.get("sink", "mp4") == "mp4" \
+            else CallbackSink(lambda *chunk: None)  # frames streamed away: the engine's memory alone
+        engine.decode(ours, z, sink=sink, settings=settings)
     work = memory.plan_decode(ours, z.shape, settings)
     print(json.dumps({"extra": peak_rss_bytes() - base, "seconds": time.perf_counter() - started,
                       "estimate": work.estimate.total, "steps": len(work.steps), "per_step": work.per_step}))
@@ -151,16 +157,19 @@ def _child(**options) -> dict:
 
 
 def memory_part() -> None:
-    print("| decode -> mp4, 128x128 | frames | steps (latent frames) | extra peak RSS | time |")
-    print("|---|---:|---|---:|---:|")
-    results = {}
+    """Peak RSS against length, writing an mp4 and streaming the frames away (the engine alone: x264's own
+    buffers grow until its look-ahead is full, about 50 frames, and at 256 px take 30-60 MiB)."""
+    print("| decode, 256x256 | sink | frames | steps (latent frames) | extra peak RSS | time |")
+    print("|---|---|---:|---|---:|---:|")
     for label, causal in (("release (delayed stream)", False), ("causal decoder (streams)", True)):
-        for frames in (9, 129, 257):
-            r = results[label, frames] = _child(frames=frames, size=128, causal=causal)
-            print(f"| {label} | {frames} | {r['steps']} of up to {r['per_step']} | {r['extra'] / MiB:.0f} MiB | "
-                  f"{r['seconds']:.1f} s |", flush=True)
-        ratio = results[label, 129]["extra"] / results[label, 9]["extra"]
-        print(f"| {label}: 129 / 9 frames | | | {ratio:.2f} | |")
+        for sink in ("mp4", "none"):
+            results = {}
+            for frames in (9, 129, 257):
+                r = results[frames] = _child(frames=frames, size=256, causal=causal, sink=sink)
+                print(f"| {label} | {sink} | {frames} | {r['steps']} of up to {r['per_step']} | "
+                      f"{r['extra'] / MiB:.0f} MiB | {r['seconds']:.1f} s |", flush=True)
+            print(f"| {label} | {sink} | 129 / 9, 257 / 129 | | {results[129]['extra'] / results[9]['extra']:.2f}, "
+                  f"{results[257]['extra'] / results[129]['extra']:.2f} | |")
 
 
 def plan_part() -> None:
@@ -169,6 +178,9 @@ def plan_part() -> None:
     for label, options in (("release, 9 frames, 512 px", dict(frames=9, size=512)),
                            ("release, 9 frames, 512 px", dict(frames=9, size=512, tile=288)),
                            ("release, 33 frames, 256 px", dict(frames=33, size=256)),
+                           ("release, 129 frames, 256 px", dict(frames=129, size=256)),
+                           ("release, 257 frames, 256 px", dict(frames=257, size=256)),
+                           ("release, 257 frames, 256 px", dict(frames=257, size=256, tile=160)),
                            ("causal, 17 frames, 512 px", dict(frames=17, size=512, causal=True)),
                            ("causal, 17 frames, 512 px", dict(frames=17, size=512, causal=True, tile=288))):
         r = _child(**options)

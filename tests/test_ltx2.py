@@ -191,6 +191,21 @@ def test_tiles_at_the_default_overlap_match_the_whole_frame(smooth):
     assert torch.equal(engine.decode(ours, z, tile=256), whole)
 
 
+def test_tiles_at_the_release_depth_cross_fade_where_they_agree():
+    """2.0's decoder depth (five resnets a level), random weights: tiles start at the last upsampler, whose reach
+    is a few of its own pixels, so 2x2 tiles at the default 64 px overlap are within 45 dB of the whole frame
+    (from the first upsampler on, the reach of random weights is about 10 latent pixels: far below)."""
+    config = dict(COMMON, block_out_channels=(8, 16, 32, 32), decoder_block_out_channels=(16, 32, 64),
+                  layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(5, 5, 5, 5))
+    ours = build_vae(diffusers_ltx2(config, scale=0.02).state_dict())
+    assert ours.tile_from == 2 and ours.whole_frame_share == 32 * 4**2 * 4 / (1 * 32**2 * 8)
+    z = torch.randn(1, 128, 2, 12, 12, generator=torch.Generator().manual_seed(5))
+    whole = engine.decode(ours, z, frames_per_step=2)
+    assert psnr(engine.decode(ours, z, frames_per_step=2, tile=224), whole) >= 45
+    ours.tile_from = ours.first_upsampling
+    assert psnr(engine.decode(ours, z, frames_per_step=2, tile=224), whole) < 45
+
+
 def test_host_latents_are_normalised_and_the_host_module_is_copied(smooth):
     """The host's LATENTs are (mean - latents_mean) / latents_std; padding and causality come from its module."""
     ref, ours = smooth

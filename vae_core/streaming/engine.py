@@ -149,7 +149,8 @@ def decode_window(vae: CausalVideoVAE, z: torch.Tensor, window: temporal.Tempora
         if not window.streamed:
             shared = shared[:, :, window.start - first : window.stop - first]
         state.frames_owned = _owned(window.core, window.start, window.stop)
-        return tiler.run(state, vae.decode_tile, shared, in_scale=1, out_scale=vae.spatial_ratio)
+        return tiler.run(state, vae.decode_tile, shared, in_scale=shared.shape[-1] // z.shape[-1],
+                         out_scale=vae.spatial_ratio)
 
     return with_step_statistics(vae, tiler, state, run)
 

@@ -137,7 +137,12 @@ def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_p
         frames += 1  # a look-ahead conv lets out one frame more than a step feeds while the clip's end flushes
     width_at_finest = vae.finest_width if direction == "decode" else vae.encoder_finest_width
     live = LIVE_AT_FINEST if vae.live_at_finest is None else vae.live_at_finest
-    activations = int(live * width_at_finest * frames * tile_h * tile_w * itemsize)
+    activations = live * width_at_finest * frames * tile_h * tile_w * itemsize
+    if direction == "decode" and vae.whole_frame_share:
+        # the whole-frame stages peak before the tiles run, and their output stays while they do
+        whole = vae.whole_frame_share * width_at_finest * frames * height * width * itemsize
+        activations = max(live * whole, activations + whole)
+    activations = int(activations)
     # the step's blended frames in fp32, twice in RAM (fitted on the CPU, benchmarks/tiling_and_memory.py); a GPU
     # holds them once, as they go to host RAM as soon as they are blended
     copies = 1 if (device or vae.weight_device).type == "cuda" else 2

@@ -52,6 +52,10 @@ class CausalVideoVAE(nn.Module):
     # tensors of the finest width alive at once in a step, for the memory plan (None: the engine's fitted
     # default); a model whose convs copy each input once more (replicate padding) holds more
     live_at_finest: float | None = None
+    # activations of the decoder's whole-frame stages (decode_shared) beyond latent resolution, as a share of its
+    # finest stage's over the whole frame (LTX-2.0, its tiles starting at the last upsampler: 0.25); the tiles
+    # do not shrink them
+    whole_frame_share: float = 0.0
 
     def decode_shared(self, z: torch.Tensor) -> torch.Tensor:
         """``[B, latent_channels, t, h, w]`` latent -> features on the same ``h x w`` grid (whole frame)."""

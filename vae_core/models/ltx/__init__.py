@@ -1,4 +1,4 @@
-"""LTX-Video 0.9.x: a causal encoder and a decoder that looks ahead (temporal windows with halos)."""
+"""LTX-Video 0.9.x: a causal encoder and a decoder that looks ahead (it streams with a delay)."""
 
 from ..family import Family
 from . import checkpoints

@@ -276,13 +276,6 @@ class Decoder(nn.Module):
             inp, out = out // factor[i], widths[i] // factor[i]
             blocks.append(UpBlock(inp, out, layers[i + 1], scaling[i], c, residual[i], factor[i], noisy[i + 1]))
         self.up_blocks = nn.ModuleList(blocks)
-        upscale = 1
-        for block in self.up_blocks:  # the resolution each resnet works at, for its noise fields
-            if block.conv_in is not None:
-                block.conv_in.upscale = upscale
-            upscale *= 2 if block.upsamplers is not None else 1
-            for resnet in block.resnets:
-                resnet.upscale = upscale
         self.conv_out = ltx_conv(out, 3 * cfg.patch_size**2, causal=False)
         pace_decoder(self)
         if c:
@@ -293,16 +286,45 @@ class Decoder(nn.Module):
 
 def pace_decoder(decoder: nn.Module) -> None:
     """Tells each of the decoder's convs its frame rate over the latent's (what it lets out per step while the
-    clip's end flushes through): every upsampler that scales time doubles it (LTX-2's may not scale time)."""
-    rate = 1
+    clip's end flushes through), and each up block's resnets their resolution over the latent's (for their
+    noise fields): every upsampler multiplies them by its strides (LTX-2's may scale time or space alone)."""
+    rate = upscale = 1
     for block in decoder.up_blocks:
         if block.conv_in is not None:
             pace(block.conv_in, rate)
+            block.conv_in.upscale = upscale
         if block.upsamplers is not None:
             pace(block.upsamplers[0], rate)
             rate *= block.upsamplers[0].stride[0]
+            upscale *= block.upsamplers[0].stride[1]
         pace(block.resnets, rate)
+        for resnet in block.resnets:
+            resnet.upscale = upscale
     pace(decoder.conv_out, rate)
+
+
+def place_tiles(vae: CausalVideoVAE) -> None:
+    """Tiles start at the last up block that scales space: every earlier stage runs on the whole frame.
+
+    The finest block reaches a few of its own pixels per conv, well inside
+    the tiles' overlap, so the tiles cross-fade where they already agree; from
+    the first upsampler on, the decoder's spatial reach spans many latent
+    pixels (with random weights 10 at LTX-2.0's depth), and 64 px of a 32x VAE
+    are 2. The whole-frame stages cost memory the tiles do not shrink: their
+    share of the finest stage's activations, for the plan (``whole_frame_share``).
+    """
+    blocks = vae.decoder.up_blocks
+    scaling = [i for i, b in enumerate(blocks) if b.upsamplers is not None and b.upsamplers[0].stride[1] > 1]
+    vae.tile_from = scaling[-1] if scaling else len(blocks)
+    space = time = 1
+    for block in blocks[: vae.tile_from]:
+        if block.upsamplers is not None:
+            space, time = space * block.upsamplers[0].stride[1], time * block.upsamplers[0].stride[0]
+    if vae.tile_from in (0, len(blocks)):
+        vae.whole_frame_share = 0.0  # only latent-resolution stages run on the whole frame
+        return
+    channels = next(m for m in blocks[vae.tile_from].modules() if isinstance(m, nn.Conv3d)).in_channels
+    vae.whole_frame_share = channels * space**2 * time / (vae.finest_width * vae.spatial_ratio**2 * vae.temporal_ratio)
 
 
 class LTXVideoVAE(CausalVideoVAE):
@@ -322,6 +344,7 @@ class LTXVideoVAE(CausalVideoVAE):
         self.decoder = Decoder(cfg)
         self.first_upsampling = next((i for i, b in enumerate(self.decoder.up_blocks) if b.upsamplers is not None),
                                      len(self.decoder.up_blocks))
+        place_tiles(self)
         self.decoder_delay = sum(self.decoder_reach())
         self.register_buffer("latents_mean", torch.zeros(cfg.latent_channels))
         self.register_buffer("latents_std", torch.ones(cfg.latent_channels))
@@ -414,14 +437,14 @@ class LTXVideoVAE(CausalVideoVAE):
             z = z * std + mean
         t = self._timestep(z)
         x = self.decoder.mid_block(self.decoder.conv_in(z), t)
-        for block in self.decoder.up_blocks[: self.first_upsampling]:
+        for block in self.decoder.up_blocks[: self.tile_from]:
             x = block(x, t)
         return x
 
     def decode_tile(self, features: torch.Tensor) -> torch.Tensor:
         t = self._timestep(features)
         x = features
-        for block in self.decoder.up_blocks[self.first_upsampling :]:
+        for block in self.decoder.up_blocks[self.tile_from :]:
             x = block(x, t)
         x = rms_norm(x)
         if t is not None:

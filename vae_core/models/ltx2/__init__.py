@@ -1,4 +1,4 @@
-"""LTX-2 (2.0, 2.3): a causal encoder and a decoder that looks ahead (temporal windows with halos), or runs causally."""
+"""LTX-2 (2.0, 2.3): a causal encoder and a decoder that looks ahead (it streams with a delay), or runs causally."""
 
 from ..family import Family
 from . import checkpoints

@@ -109,15 +109,7 @@ class UpBlock(nn.Module):
         self.resnets = nn.ModuleList(ResnetBlock(width, width, causal, conditioned, noisy)
                                      for _ in range(cfg.decoder_layers[index]))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        if self.conv_in is not None:
-            x = self.conv_in(x, t)  # as diffusers: the raw timestep
-        temb = self.time_embedder(t, x.dtype).view(x.shape[0], -1, 1, 1, 1) if self.time_embedder else None
-        if self.upsamplers is not None:
-            x = self.upsamplers[0](x)
-        for resnet in self.resnets:
-            x = resnet(x, temb)
-        return x
+    forward = ltx.UpBlock.forward  # LTX-Video's order: width, upsampling, resnets
 
 
 class Encoder(nn.Module):
@@ -149,14 +141,6 @@ class Decoder(nn.Module):
             self.time_embedder = ltx.TimestepEmbedding(width * 2)
             self.scale_shift_table = nn.Parameter(torch.zeros(2, width))
         ltx.pace_decoder(self)
-        upscale = 1  # the resolution each resnet works at over the latent's, for its noise fields
-        for block in self.up_blocks:
-            if block.conv_in is not None:
-                block.conv_in.upscale = upscale
-            if block.upsamplers is not None:
-                upscale *= block.upsamplers[0].stride[1]
-            for resnet in block.resnets:
-                resnet.upscale = upscale
 
 
 class LTX2VideoVAE(CausalVideoVAE):
@@ -176,6 +160,7 @@ class LTX2VideoVAE(CausalVideoVAE):
         self.decoder = Decoder(cfg)
         self.first_upsampling = next((i for i, b in enumerate(self.decoder.up_blocks) if b.upsamplers is not None),
                                      len(self.decoder.up_blocks))
+        ltx.place_tiles(self)
         self.register_buffer("latents_mean", torch.zeros(cfg.latent_channels))
         self.register_buffer("latents_std", torch.ones(cfg.latent_channels))
         self.spatial_padding = ("zeros", "zeros")
