@@ -371,7 +371,11 @@ def test_4k_plan_for_the_release_decoder():
     # streamed with a delay: a latent frame a step, then the flush; in fp32 the carries go to host RAM
     assert exact.tiles.tile_px is not None and exact.per_step == 1 and exact.tiles.offload_carries
     assert exact.estimate.total <= memory.PLANNED_SHARE * budget
-    assert "16 steps of up to 1 latent frames and about 22 to flush" in exact.describe(release.spatial_ratio)
+    line = exact.describe(release.spatial_ratio)
+    assert "16 steps of up to 1 latent frames and about 22 to flush" in line
+    # the carries of the whole frame, both copies, wait in host RAM and the line says how much
+    host = 2 * memory.carry_bytes_per_cell(release, length=16) * 68 * 120
+    assert exact.estimate.host == host and f"carries in host RAM ({host / 2**30:.1f} GiB)" in line
     # a step's frames in fp32 (8 per latent frame, one more while the end flushes), held once on a GPU
     assert exact.estimate.output == 3 * 9 * 2176 * 3840 * 4
     on_the_cpu = memory.plan_decode(release, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget))

@@ -49,6 +49,7 @@ class Estimate:
     activations: int
     output: int
     growing: int = 0  # carries that grow with the clip (causal attention's keys and values), at its full length
+    host: int = 0  # carries kept in host RAM instead (not part of the device's total)
 
     @property
     def total(self) -> int:
@@ -129,7 +130,8 @@ def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_p
     tile_h, tile_w = (height, width) if tile_px is None else (min(tile_px, height), min(tile_px, width))
     cells = (height // r) * (width // r)
     carry_cells = (tile_h // r) * (tile_w // r) if offload_carries else cells
-    carries = 2 * carry_bytes_per_cell(vae, direction, length or None) * carry_cells
+    per_cell = 2 * carry_bytes_per_cell(vae, direction, length or None)
+    carries, host = per_cell * carry_cells, per_cell * cells if offload_carries else 0
     # one copy, whole frame: a failed step rewrites its own slots; kept in RAM, a step still reads all of it
     growing = growing_bytes_per_cell(vae, direction) * cells * length
     frames = vae.temporal_ratio * per_step
@@ -147,7 +149,7 @@ def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_p
     # holds them once, as they go to host RAM as soon as they are blended
     copies = 1 if (device or vae.weight_device).type == "cuda" else 2
     output = copies * 3 * frames * height * width * 4 if direction == "decode" else 0
-    return Estimate(carries, activations, output, growing)
+    return Estimate(carries, activations, output, growing, host)
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,7 @@ class WorkPlan:
         else:
             rows, cols = (len(spans(side // r, tile // r, -(-self.overlap_px // r))) for side in (height, width))
             tiles = f"{rows}x{cols} tiles of {tile} px"
-        carries = ", carries in host RAM" if self.tiles.offload_carries else ""
+        carries = f", carries in host RAM ({self.estimate.host / 2**30:.1f} GiB)" if self.tiles.offload_carries else ""
         if self.estimate.growing:
             carries += f", attention carry {self.estimate.growing / 2**20:.0f} MiB at the end"
         output = f" -> {'x'.join(map(str, self.output))}" if self.output else ""
