@@ -17,9 +17,10 @@ DECODE_INPUTS = {
 }
 FRAMES_PER_STEP = ("INT", {
     "default": engine.DEFAULT_FRAMES_PER_STEP, "min": 1, "max": 64,
-    "tooltip": "Latent frames decoded per step (each gives 4 video frames, or 1 for image VAEs). Higher can be "
-               "faster and uses more memory. The result is the same for every value (Wan, LTX-Video, image VAEs, "
-               "SVD) or close (HunyuanVideo); CogVideoX always decodes in its own 2-frame steps.",
+    "tooltip": "Latent frames decoded per step (each gives 4 video frames for Wan and HunyuanVideo, 8 for LTX, 6 "
+               "for Mochi, 1 for image VAEs). Higher can be faster and uses more memory. The result is the same "
+               "for every value (Wan, LTX-Video, LTX-2, HunyuanVideo 1.5, Mochi, image VAEs, SVD) or close "
+               "(HunyuanVideo); CogVideoX always decodes in its own 2-frame steps.",
 })
 
 SEGMENT_INPUTS = {
