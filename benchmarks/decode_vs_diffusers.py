@@ -39,6 +39,15 @@ def import_framestream():
         spec.loader.exec_module(module)
 
 
+def host_version(folder: str) -> str:
+    """The version a ComfyUI checkout says it is (for benchmarks that run the host's own modules), or "?"."""
+    try:
+        with open(os.path.join(folder, "comfyui_version.py")) as f:
+            return f.read().split('"')[1]
+    except (OSError, IndexError):
+        return "?"
+
+
 def peak_bytes(device) -> int:
     import torch
 

@@ -25,7 +25,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "tests")]
-from decode_vs_diffusers import import_framestream  # noqa: E402
+from decode_vs_diffusers import host_version, import_framestream  # noqa: E402
 from measured_child import run_child  # noqa: E402
 
 import_framestream()
@@ -337,21 +337,13 @@ def host_child(folder: str, tmp: str) -> None:
                  ("encode, 9 frames, the same", encode(io["x"]), io["mean"])]
         decoder.mid.attn_1.optimized_attention, encoder.mid.attn_1.optimized_attention = real
     print("\n".join(report) + "\n")
-    print(f"| widths 16-64, 64x64, host ComfyUI {_host_version(folder)} | max abs vs diffusers |")
+    print(f"| widths 16-64, 64x64, host ComfyUI {host_version(folder)} | max abs vs diffusers |")
     print("|---|---:|")
     for name, got, expected in rows:
         print(f"| {name} | {(got - expected).abs().max().item():.2e} |")
     frames = ((decode(io["z"]) + 1) / 2).clamp(0, 1)[0].permute(1, 2, 3, 0)
     print(f"| FrameStream decode vs the host's, 3 latent frames (frames in [0, 1]) | "
           f"{(io['ours'] - frames).abs().max().item():.2e} |")
-
-
-def _host_version(folder: str) -> str:
-    try:
-        with open(os.path.join(folder, "comfyui_version.py")) as f:
-            return f.read().split('"')[1]
-    except (OSError, IndexError):
-        return "?"
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [HERE, os.path.join(ROOT, "tests")]
-from decode_vs_diffusers import import_framestream  # noqa: E402
+from decode_vs_diffusers import host_version, import_framestream  # noqa: E402
 from measured_child import run_child  # noqa: E402
 
 import_framestream()
@@ -335,19 +335,11 @@ def host_child(folder: str) -> None:
     last = max(i for i, v in enumerate(per_frame.tolist()) if v > 1e-4)
     print("| 43x64x64, the host's modules | decode: max abs vs diffusers | encode: max abs vs diffusers |")
     print("|---|---:|---:|")
-    print(f"| host (ComfyUI {_host_version(folder)}) | {per_frame.max().item():.3f} (frames 0-{last} differ) | "
+    print(f"| host (ComfyUI {host_version(folder)}) | {per_frame.max().item():.3f} (frames 0-{last} differ) | "
           f"{(host_mean - diffusers_mean).abs().max().item():.2e} (mean scale "
           f"{diffusers_mean.abs().max().item():.2f}) |")
     print(f"| FrameStream, genmo's frame dropping, vs host | {(genmo_way - host_frames).abs().max().item():.1e} | |")
     print("\nper-frame max abs, host vs diffusers: " + ", ".join(f"{v:.3f}" for v in per_frame[: last + 1].tolist()))
-
-
-def _host_version(folder: str) -> str:
-    try:
-        with open(os.path.join(folder, "comfyui_version.py")) as f:
-            return f.read().split('"')[1]
-    except (OSError, IndexError):
-        return "?"
 
 
 if __name__ == "__main__":

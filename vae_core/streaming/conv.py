@@ -2,8 +2,7 @@
 
 Families differ only in how they pad: in time, in front with zeros (Wan) or
 with copies of the first frame (HunyuanVideo, CogVideoX, LTX-Video's encoder),
-or at both ends for a decoder that looks ahead (LTX-Video's: it streams with a
-delay); in space with zeros, replicated or reflected edges. The temporal
+or at both ends for a decoder that looks ahead (it streams with a delay); in space with zeros, replicated or reflected edges. The temporal
 padding is supplied by the stream (:func:`state.sliding_windows`), so a
 chunked run equals a whole-clip run; the spatial padding stays inside the conv.
 """

@@ -29,7 +29,7 @@ class CausalVideoVAE(nn.Module):
     spatial_ratio: int
     finest_width: int  # decoder channels per full-resolution pixel, for memory estimates
     encoder_finest_width: int  # the same for the encoder
-    # A decoder that looks ahead in time only through convs padded at both ends (LTX-Video's) streams with a
+    # A decoder that looks ahead in time only through convs padded at both ends streams with a
     # delay (``delayed_decoder``): each holds back its look-ahead, and the clip's end is flushed through in
     # extra steps, about ``decoder_delay`` latent frames' worth (:mod:`state`). One that looks further (attention
     # over frames) decodes windows of ``temporal_core`` latent frames with ``temporal_halo`` frames of context
@@ -53,7 +53,7 @@ class CausalVideoVAE(nn.Module):
     # default); a model whose convs copy each input once more (replicate padding) holds more
     live_at_finest: float | None = None
     # activations of the decoder's whole-frame stages (decode_shared) beyond latent resolution, as a share of its
-    # finest stage's over the whole frame (LTX-2.0, its tiles starting at the last upsampler: 0.25); the tiles
+    # finest stage's over the whole frame (e.g. 0.25 when tiles start at the last of three 2x upsamplers); the tiles
     # do not shrink them
     whole_frame_share: float = 0.0
 

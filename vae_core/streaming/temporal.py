@@ -61,7 +61,7 @@ def windows(vae: CausalVideoVAE, length: int, per_step: int) -> list[TemporalWin
 
 def flush_steps(vae: CausalVideoVAE, per_step: int) -> int:
     """Steps feeding nothing that a delayed decoder takes to let its last frames out: about its delay in latent
-    frames over the latent frames a step feeds (within a step or two for LTX-Video's and LTX-2's decoders; a clip
+    frames over the latent frames a step feeds (within a step or two for the decoders measured; a clip
     shorter than the delay needs fewer). The engine runs as many as the stream needs."""
     return max(1, round(vae.decoder_delay / per_step)) if vae.delayed_decoder else 0
 
@@ -87,7 +87,7 @@ class Stitcher:
     def __init__(self, write: Callable[[int, torch.Tensor], None]) -> None:
         self.write = write
         self.held: torch.Tensor | None = None
-        self.written = 0  # frames handed on
+        self.written = 0  # a stream's frames handed on so far
 
     def add(self, window: TemporalWindow, frames: torch.Tensor) -> None:
         if window.streamed:
@@ -103,4 +103,3 @@ class Stitcher:
         done = frames.shape[0] - window.hold
         self.write(first, frames[:done])
         self.held = frames[done:].clone() if window.hold else None
-        self.written = last - window.hold
