@@ -28,7 +28,7 @@ fs = import_framestream()
 from framestream.vae_core.streaming import engine  # noqa: E402
 from framestream.vae_core import build_vae  # noqa: E402
 from framestream.vae_core.quality import psnr  # noqa: E402
-from framestream.vae_core.streaming.runtime import peak_rss_bytes  # noqa: E402
+from framestream.vae_core.streaming.runtime import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 
 MiB = 2**20
@@ -106,7 +106,7 @@ def child(model: str, kind: str, latents: int) -> None:
     latent = torch.randn(1, 16, latents, 8, 8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         engine.decode(ours, latent[:, :, :1])  # warm up
-        base = peak_rss_bytes()
+        base = reset_peak_rss()
         started = time.perf_counter()
         if kind == "framestream":
             engine.decode(ours, latent, sink=CallbackSink(lambda *chunk: None))  # frames streamed away

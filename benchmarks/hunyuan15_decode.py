@@ -34,7 +34,7 @@ from framestream.vae_core.io.video import VideoFileSink  # noqa: E402
 from framestream.vae_core.models.hunyuan15 import layers  # noqa: E402
 from framestream.vae_core.quality import psnr  # noqa: E402
 from framestream.vae_core.streaming import engine, memory  # noqa: E402
-from framestream.vae_core.streaming.runtime import peak_rss_bytes  # noqa: E402
+from framestream.vae_core.streaming.runtime import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from framestream.vae_core.streaming.settings import Settings  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 from framestream.vae_core.streaming.state import StreamState  # noqa: E402
@@ -136,7 +136,7 @@ def child(kind: str, kw: dict) -> None:
 
     layers.growing_carry = recording
     engine.decode(vae, z[:, :, :2, :2, :2])  # warm up: kernels, thread pools, the plan's probe
-    base = peak_rss_bytes()
+    base = reset_peak_rss()
     started = time.perf_counter()
     settings = Settings(tile=kw.get("tile"))
     if kind == "file":

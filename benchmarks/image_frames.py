@@ -30,7 +30,7 @@ import_framestream()
 from framestream.vae_core import build_vae  # noqa: E402
 from framestream.vae_core.io.video import VideoFileSink  # noqa: E402
 from framestream.vae_core.streaming import engine  # noqa: E402
-from framestream.vae_core.streaming.runtime import peak_rss_bytes  # noqa: E402
+from framestream.vae_core.streaming.runtime import peak_rss_bytes, reset_peak_rss  # noqa: E402
 
 MiB = 2**20
 SIZE = 512
@@ -53,7 +53,7 @@ def child(frames: int) -> None:
     latent = torch.randn(frames, 4, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory() as folder:
         engine.decode(vae, latent[:1], sink=VideoFileSink(os.path.join(folder, "warm.mp4"), 16))  # kernels, encoder
-        base = peak_rss_bytes()
+        base = reset_peak_rss()
         started = time.perf_counter()
         sink = VideoFileSink(os.path.join(folder, "out.mp4"), 16)
         engine.decode(vae, latent, sink=sink)

@@ -34,7 +34,7 @@ from framestream.vae_core import build_vae  # noqa: E402
 from framestream.vae_core.io.video import VideoFileSink  # noqa: E402
 from framestream.vae_core.quality import psnr  # noqa: E402
 from framestream.vae_core.streaming import engine, memory  # noqa: E402
-from framestream.vae_core.streaming.runtime import peak_rss_bytes  # noqa: E402
+from framestream.vae_core.streaming.runtime import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from framestream.vae_core.streaming.settings import Settings  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 from framestream.vae_core.streaming.tiles import DEFAULT_OVERLAP_PX  # noqa: E402
@@ -141,7 +141,7 @@ def child(kind: str, options: dict) -> None:
     z = latent(options["frames"], options["size"])
     settings = Settings(tile=options.get("tile"))
     engine.decode(ours, z[:, :, :2, :2, :2])  # warm up: kernels, thread pools
-    base = peak_rss_bytes()
+    base = reset_peak_rss()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         sink = VideoFileSink(os.path.join(folder, "out.mp4"), 24) if options.get("sink", "mp4") == "mp4" \

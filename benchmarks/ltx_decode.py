@@ -28,7 +28,7 @@ fs = import_framestream()
 from framestream.vae_core.streaming import engine  # noqa: E402
 from framestream.vae_core import build_vae  # noqa: E402
 from framestream.vae_core.quality import psnr  # noqa: E402
-from framestream.vae_core.streaming.runtime import peak_rss_bytes  # noqa: E402
+from framestream.vae_core.streaming.runtime import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 
 MiB = 2**20
@@ -78,7 +78,7 @@ def child(kind: str, latents: int) -> None:
     with torch.no_grad():
         ref.decode(latent[:, :, :2])  # warm up
         engine.decode(ours, latent[:, :, :2])
-        base = peak_rss_bytes()
+        base = reset_peak_rss()
         started = time.perf_counter()
         if kind == "framestream":
             engine.decode(ours, latent, sink=CallbackSink(lambda *chunk: None))  # frames streamed away

@@ -31,7 +31,7 @@ from framestream.vae_core import build_vae  # noqa: E402
 from framestream.vae_core.io.video import VideoFileSink  # noqa: E402
 from framestream.vae_core.quality import psnr  # noqa: E402
 from framestream.vae_core.streaming import engine, memory  # noqa: E402
-from framestream.vae_core.streaming.runtime import peak_rss_bytes  # noqa: E402
+from framestream.vae_core.streaming.runtime import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from framestream.vae_core.streaming.settings import Settings  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 from framestream.vae_core.streaming.state import StreamState  # noqa: E402
@@ -158,7 +158,7 @@ def child(kind: str, kw: dict) -> None:
         return encode_child(vae, kw)
     z = latent(kw["latents"], kw["size"])
     engine.decode(vae, z[:, :, :2, :2, :2])  # warm up: kernels, thread pools
-    base = peak_rss_bytes()
+    base = reset_peak_rss()
     settings = Settings(tile=kw.get("tile"), frames_per_step=kw.get("per_step", 1))
     started = time.perf_counter()
     if kind == "file":
@@ -175,7 +175,7 @@ def child(kind: str, kw: dict) -> None:
 def encode_child(vae, kw: dict) -> None:
     frames = clip(6 * kw["latents"] - 5, kw["size"])
     engine.encode(vae, frames[:7, :16, :16])  # warm up
-    base = peak_rss_bytes()
+    base = reset_peak_rss()
     settings = Settings(tile=kw.get("tile"), latents_per_step=kw.get("per_step", 1))
     started = time.perf_counter()
     engine.encode(vae, frames, settings=settings)

@@ -24,7 +24,7 @@ from measured_child import run_child  # noqa: E402
 
 import_framestream()
 from framestream.vae_core.streaming import engine, memory  # noqa: E402
-from framestream.vae_core.streaming.runtime import peak_rss_bytes  # noqa: E402
+from framestream.vae_core.streaming.runtime import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from framestream.vae_core.streaming.settings import Settings  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 
@@ -62,7 +62,7 @@ def child(options: dict) -> None:
     engine.decode(vae, z[:, :, :2, :2, :2])  # warm up: kernels, thread pools
     settings = Settings(tile=options["tile"])
     estimate = memory.plan_decode(vae, z.shape, settings).estimate
-    base = peak_rss_bytes()
+    base = reset_peak_rss()
     engine.decode(vae, z, sink=CallbackSink(lambda *chunk: None), settings=settings)
     print(json.dumps({"measured": peak_rss_bytes() - base, "carries": estimate.carries,
                       "activations": estimate.activations, "output": estimate.output, "total": estimate.total}))

@@ -27,7 +27,7 @@ from measured_child import run_child  # noqa: E402
 import_framestream()
 from framestream.vae_core import build_vae, decode  # noqa: E402
 from framestream.vae_core.quality import psnr  # noqa: E402
-from framestream.vae_core.streaming.runtime import peak_rss_bytes  # noqa: E402
+from framestream.vae_core.streaming.runtime import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 
 MiB = 2**20
@@ -73,7 +73,7 @@ def child(kind: str, frames: int) -> None:
     with torch.no_grad():
         ref.decode(latent[:2], num_frames=2)  # warm up
         decode(ours, latent[:2])
-        base = peak_rss_bytes()
+        base = reset_peak_rss()
         started = time.perf_counter()
         if kind == "framestream":
             decode(ours, latent, sink=CallbackSink(lambda *chunk: None))  # frames streamed away

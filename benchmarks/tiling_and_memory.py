@@ -31,7 +31,7 @@ from framestream.vae_core.demo import demo_vae, fixture_vae, moving_shapes  # no
 from framestream.vae_core.streaming import memory  # noqa: E402
 from framestream.vae_core.streaming.memory import PLANNED_SHARE, estimate  # noqa: E402
 from framestream.vae_core.quality import psnr  # noqa: E402
-from framestream.vae_core.streaming.runtime import peak_rss_bytes  # noqa: E402
+from framestream.vae_core.streaming.runtime import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from framestream.vae_core.streaming.tiles import DEFAULT_OVERLAP_PX, layout  # noqa: E402
 from framestream.vae_core.io.video import VideoFileSink  # noqa: E402
 
@@ -118,7 +118,7 @@ def child(kind: str, kw: dict) -> None:
     size = kw["size"]
     latent = torch.randn(1, 16, kw["latents"], size // 8, size // 8, generator=torch.Generator().manual_seed(0))
     engine.decode(vae, latent[:, :, :2, :2, :2])  # warm up: kernels, thread pools
-    base = peak_rss_bytes()
+    base = reset_peak_rss()
     started = time.perf_counter()
     if kind == "file":
         with tempfile.TemporaryDirectory() as folder:

@@ -61,6 +61,22 @@ def peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
+def reset_peak_rss() -> int:
+    """Starts a new peak-RSS measurement and returns its baseline: the resident memory now.
+
+    Without a reset, a peak reached earlier (building a model from another
+    model's weights, say) hides whatever a later measurement adds below it. On
+    Linux writing 5 to ``clear_refs`` resets ``VmHWM`` to the current RSS;
+    elsewhere the old peak stays the baseline, and figures are lower bounds.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
+    return peak_rss_bytes()
+
+
 def peak_memory_text(device: torch.device) -> str:
     text = f"peak RAM {peak_rss_bytes() / 2**20:.0f} MiB"
     if device.type == "cuda":
