@@ -33,7 +33,10 @@ def test_estimate_is_carries_plus_one_tile_of_activations_plus_the_output(wan21_
     whole = memory.estimate(vae, 64, 96, 2, None)
     tiled = memory.estimate(vae, 64, 96, 2, 48)
     frames = 4 * 2
-    assert whole.carries == tiled.carries == 2 * per_cell * 8 * 12  # whole frame, twice while a step runs
+    assert whole.carries == per_cell * 8 * 12  # the whole frame, once
+    # 2x2 tiles on the 8x12 grid (rows 0-6 and 2-8): the first row's tiles keep rows 2-4 of what they own for the
+    # second row, 2 x 6 cells each of the tiled stages' carries, until it has read them
+    assert tiled.carries == per_cell * 8 * 12 + memory.tiled_carry_bytes_per_cell(vae) * 2 * 2 * 6
     assert whole.activations == int(memory.LIVE_AT_FINEST * vae.finest_width * frames * 64 * 96 * 4)
     assert tiled.activations == int(memory.LIVE_AT_FINEST * vae.finest_width * frames * 48 * 48 * 4)
     assert whole.output == tiled.output == 2 * 3 * frames * 64 * 96 * 4
@@ -49,9 +52,10 @@ def test_plan_keeps_the_whole_frame_when_it_fits(wan21_pair):
 @pytest.mark.parametrize("tile", [136, 200])
 def test_plan_takes_the_largest_tile_that_fits_the_planned_share_of_the_budget(wan21_pair, tile):
     vae = wan21_pair[1]
-    budget = memory.estimate(vae, 256, 256, 1, tile).total / memory.PLANNED_SHARE
+    budget = memory.estimate(vae, 256, 256, 1, tile, overlap_px=64).total / memory.PLANNED_SHARE
     assert memory.plan(vae, 256, 256, 1, 64, budget) == memory.Plan(tile, False)
-    assert memory.estimate(vae, 256, 256, 1, tile + vae.spatial_ratio).total > memory.PLANNED_SHARE * budget
+    assert memory.estimate(vae, 256, 256, 1, tile + vae.spatial_ratio, overlap_px=64).total > \
+        memory.PLANNED_SHARE * budget
 
 
 def test_plan_falls_back_to_the_smallest_tile_when_nothing_fits(wan21_pair):
@@ -76,12 +80,21 @@ def test_offloaded_carries_count_only_the_tile_at_work(wan21_pair):
     assert (offloaded.activations, offloaded.output) == (kept.activations, kept.output)
 
 
+def test_on_a_gpu_a_step_backs_up_one_copy_of_the_carries_in_host_ram(wan21_pair):
+    vae, gpu = wan21_pair[1], torch.device("cuda")
+    per_cell = memory.carry_bytes_per_cell(vae)
+    on_gpu, on_cpu = memory.estimate(vae, 256, 256, 1, None, device=gpu), memory.estimate(vae, 256, 256, 1, None)
+    assert on_gpu.carries == on_cpu.carries == per_cell * 32 * 32
+    assert (on_gpu.host, on_cpu.host) == (per_cell * 32 * 32, 0)
+
+
 def test_on_a_gpu_the_plan_moves_carries_to_host_ram_only_when_no_tile_fits_otherwise(wan21_pair):
     vae, gpu = wan21_pair[1], torch.device("cuda")
-    smallest_kept = memory.estimate(vae, 1024, 1024, 1, 136, device=gpu).total
+    smallest_kept = memory.estimate(vae, 1024, 1024, 1, 136, device=gpu, overlap_px=64).total
     assert memory.plan(vae, 1024, 1024, 1, 64, smallest_kept / memory.PLANNED_SHARE, device=gpu) == \
         memory.Plan(136, False)
-    budget = memory.estimate(vae, 1024, 1024, 1, 400, offload_carries=True, device=gpu).total / memory.PLANNED_SHARE
+    budget = memory.estimate(vae, 1024, 1024, 1, 400, offload_carries=True, device=gpu,
+                             overlap_px=64).total / memory.PLANNED_SHARE
     assert budget < smallest_kept  # so keeping the carries on the device fits no tile
     assert memory.plan(vae, 1024, 1024, 1, 64, budget, device=gpu) == memory.Plan(400, True)
     assert memory.plan(vae, 1024, 1024, 1, 64, budget) == memory.Plan(136, False)  # on the CPU: nowhere to move them

@@ -247,7 +247,8 @@ def with_step_statistics(vae: CausalVideoVAE, tiler: Tiler, state: StreamState, 
     if norm_statistics(vae, direction) != "chunk" or tiler.layout.whole_frame:
         return run()
     state.pooling = group_norm.Pooling(per_step=True)
-    run()
+    with state.trial():
+        run()
     state.pooling = group_norm.frozen_after(state, per_step=True)
     state.rollback()
     try:

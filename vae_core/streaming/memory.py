@@ -2,13 +2,16 @@
 
 Peak memory of a streamed step is modelled in three parts:
 
-* the causal carries, for the whole frame, twice while a step runs (see
-  :mod:`state`); measured once per model by streaming two latent frames
-  through it on a small grid, since carries scale exactly with frame area.
-  Kept in host RAM instead (for 720p Wan 2.1 they are 8 GiB in bf16), only
-  the tile at work has its extent on the device. Carries that grow with the
-  clip (a causal attention's keys and values) are held once, for the whole
-  frame, and counted at the clip's full length;
+* the causal carries, for the whole frame, once (a step overwrites them in
+  place, :mod:`journal`), plus the old values a tiled step keeps aside for its
+  later tiles; measured once per model by streaming two latent frames through
+  it on a small grid, since carries scale exactly with frame area. A delayed
+  decoder's carries change size from step to step, so in tiles they are held
+  twice. On a GPU a step copies what it overwrites to host RAM, to re-run it
+  after running out of memory; kept in host RAM instead (for 720p Wan 2.1 they
+  are 4 GiB in bf16), only the tile at work has its extent on the device.
+  Carries that grow with the clip (a causal attention's keys and values) are
+  held once, for the whole frame, and counted at the clip's full length;
 * one tile's activations at the finest stage, which dominate:
   ``LIVE_AT_FINEST`` tensors of the finest width over the step's pixel frames
   and the tile's pixels (the constant is fitted and checked in
@@ -33,8 +36,9 @@ from ..errors import FrameStreamError
 from . import temporal
 from .model import CausalVideoVAE
 from .settings import Settings
+from .journal import peak_kept_cells
 from .state import StreamState
-from .tiles import spans
+from .tiles import layout, spans
 
 LIVE_AT_FINEST = 6.0
 MIN_TILE_PX = 128
@@ -49,7 +53,7 @@ class Estimate:
     activations: int
     output: int
     growing: int = 0  # carries that grow with the clip (causal attention's keys and values), at its full length
-    host: int = 0  # carries kept in host RAM instead (not part of the device's total)
+    host: int = 0  # host RAM beyond the device's total: offloaded carries, a step's backup of what it overwrites
 
     @property
     def total(self) -> int:
@@ -71,28 +75,41 @@ def growing_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode") -> in
     return _probe(vae, direction)[1]
 
 
+def tiled_carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode") -> int:
+    """The part of :func:`carry_bytes_per_cell` that the tiled stages carry (not decode_shared / encode_shared):
+    only those are overwritten tile by tile and keep old values aside for later tiles."""
+    return _probe(vae, direction)[2]
+
+
 @torch.no_grad()
-def _probe(vae: CausalVideoVAE, direction: str) -> tuple[int, int]:
+def _probe(vae: CausalVideoVAE, direction: str) -> tuple[int, int, int]:
     """Streams two latent frames through the model on a 2x2 grid (a GroupNorm with one channel per group cannot
     normalise a single pixel) and reads its carries: they scale exactly with frame area."""
     cache = vae.__dict__.setdefault("_framestream_carry_per_cell", {})
     if direction == "decode" and not vae.causal_decoder:
-        cache[direction] = (0, 0)  # decoded in independent windows: nothing is carried
+        cache[direction] = (0, 0, 0)  # decoded in independent windows: nothing is carried
     if direction not in cache:
         state = StreamState(expected_frames=2)
         device, dtype = vae.weight_device, vae.weight_dtype
         r, s = vae.temporal_ratio, vae.spatial_ratio
         grown = []  # growing bytes after each step: the second step's growth is every later step's (the first
         #            latent frame stands for fewer frames at some levels, e.g. Mochi's encoder)
+        whole_frame = set()  # the layers of the stages that run on the whole frame, untiled
         with state.active():
             for frames in (1, r):
                 if direction == "decode":
-                    vae.decode_chunk(torch.zeros(1, vae.latent_channels, 1, 2, 2, device=device, dtype=dtype))
+                    features = vae.decode_shared(torch.zeros(1, vae.latent_channels, 1, 2, 2, device=device, dtype=dtype))
+                    whole_frame |= state.written()
+                    vae.decode_tile(features)
                 else:
-                    vae.encode_chunk(torch.zeros(1, 3, frames, 2 * s, 2 * s, device=device, dtype=dtype))
+                    features = vae.encode_tile(torch.zeros(1, 3, frames, 2 * s, 2 * s, device=device, dtype=dtype))
+                    tiled = state.written()
+                    vae.encode_shared(features)
+                    whole_frame |= state.written() - tiled
                 state.commit()
                 grown.append(state.growing_bytes())
-        cache[direction] = (state.carry_bytes() // 4, (grown[1] - grown[0]) // 4)
+        total = state.carry_bytes()
+        cache[direction] = (total // 4, (grown[1] - grown[0]) // 4, (total - state.carry_bytes(whole_frame)) // 4)
     return cache[direction]
 
 
@@ -122,16 +139,33 @@ def _probe_delayed(vae: CausalVideoVAE, length: int | None) -> int:
 
 def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_px: int | None,
              direction: str = "decode", offload_carries: bool = False, length: int = 0,
-             device: torch.device | None = None) -> Estimate:
+             device: torch.device | None = None, overlap_px: int = 0) -> Estimate:
     """Peak device bytes beyond the weights for frames of ``height`` x ``width`` px, ``per_step`` latent frames a
-    step, ``length`` latent frames in all (for carries that grow with the clip), on ``device`` (the weights')."""
+    step, ``length`` latent frames in all (for carries that grow with the clip), on ``device`` (the weights'),
+    in tiles of ``tile_px`` overlapping by ``overlap_px``."""
     r = vae.spatial_ratio
     itemsize = vae.weight_dtype.itemsize
+    device = device or vae.weight_device
     tile_h, tile_w = (height, width) if tile_px is None else (min(tile_px, height), min(tile_px, width))
     cells = (height // r) * (width // r)
-    carry_cells = (tile_h // r) * (tile_w // r) if offload_carries else cells
-    per_cell = 2 * carry_bytes_per_cell(vae, direction, length or None)
-    carries, host = per_cell * carry_cells, per_cell * cells if offload_carries else 0
+    per_cell = carry_bytes_per_cell(vae, direction, length or None)
+    tile = None if tile_px is None else max(1, tile_px // r)
+    # an overlap too wide for the tile is the tiler's error to report, with advice
+    tiles = layout(height // r, width // r, tile, -(-overlap_px // r) if tile is None else min(-(-overlap_px // r), tile - 1))
+    held = per_cell * cells
+    backup = held if device.type != "cpu" else 0  # what a step overwrites, copied to host RAM to undo it
+    if tiles.whole_frame:
+        pass
+    elif direction == "decode" and vae.delayed_decoder:
+        # carries that change size are written to a second copy, adopted when the step ends; counted for all
+        # (the ones that keep their size are overwritten, and backed up, within that room)
+        held, backup = 2 * held, 0
+    else:  # tiles overwrite their carries in place, keeping aside the old values later tiles read
+        held += tiled_carry_bytes_per_cell(vae, direction) * peak_kept_cells(tiles.windows)
+    if offload_carries:  # on the device: the tile's extent, read in and written back
+        carries, host = 2 * per_cell * (tile_h // r) * (tile_w // r), held + backup
+    else:
+        carries, host = held, backup
     # one copy, whole frame: a failed step rewrites its own slots; kept in RAM, a step still reads all of it
     growing = growing_bytes_per_cell(vae, direction) * cells * length
     frames = vae.temporal_ratio * per_step
@@ -147,7 +181,7 @@ def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_p
     activations = int(activations)
     # the step's blended frames in fp32, twice in RAM (fitted on the CPU, benchmarks/tiling_and_memory.py); a GPU
     # holds them once, as they go to host RAM as soon as they are blended
-    copies = 1 if (device or vae.weight_device).type == "cuda" else 2
+    copies = 1 if device.type == "cuda" else 2
     output = copies * 3 * frames * height * width * 4 if direction == "decode" else 0
     return Estimate(carries, activations, output, growing, host)
 
@@ -173,11 +207,12 @@ def plan(vae: CausalVideoVAE, height: int, width: int, per_step: int, overlap_px
     smallest = max(MIN_TILE_PX, 2 * math.ceil(overlap_px / r) * r + r)
     placements = (False, True) if device.type != "cpu" else (False,)
     for offload in placements:
-        if estimate(vae, height, width, per_step, None, direction, offload, length, device).total <= budget:
+        if estimate(vae, height, width, per_step, None, direction, offload, length, device, overlap_px).total <= budget:
             return Plan(None, offload)
         tile = max(height, width) // r * r
         while tile >= smallest:
-            if estimate(vae, height, width, per_step, tile, direction, offload, length, device).total <= budget:
+            if estimate(vae, height, width, per_step, tile, direction, offload, length, device, overlap_px).total \
+                    <= budget:
                 return Plan(tile, offload)
             tile -= r
     return Plan(smallest, placements[-1])
@@ -270,7 +305,8 @@ def plan_decode(vae: CausalVideoVAE, latent_shape: tuple[int, ...], settings: Se
     windows = temporal.windows(vae, length, settings.frames_per_step)
     per_step = max(window.stop - window.start for window in windows)  # a non-causal decoder's windows are wider
     tiles = _tiles(vae, h * r, w * r, per_step, settings, "decode", device, length)
-    need = estimate(vae, h * r, w * r, per_step, tiles.tile_px, "decode", tiles.offload_carries, length, device)
+    need = estimate(vae, h * r, w * r, per_step, tiles.tile_px, "decode", tiles.offload_carries, length, device,
+                    settings.overlap)
     videos = latent_shape[0] if len(latent_shape) == 5 else 1
     output = (videos * vae.decoded_frames(length), h * r, w * r, 3)
     return WorkPlan("decode", (h * r, w * r), windows, per_step, tiles, settings.overlap, need, output)
@@ -283,7 +319,8 @@ def plan_encode(vae: CausalVideoVAE, frames: int, height: int, width: int, setti
     per_step = settings.latents_per_step
     length = vae.latent_frames(frames)
     tiles = _tiles(vae, height, width, per_step, settings, "encode", device, length)
-    need = estimate(vae, height, width, per_step, tiles.tile_px, "encode", tiles.offload_carries, length, device)
+    need = estimate(vae, height, width, per_step, tiles.tile_px, "encode", tiles.offload_carries, length, device,
+                    settings.overlap)
     output = (1, vae.latent_channels, length, height // vae.spatial_ratio, width // vae.spatial_ratio)
     return WorkPlan("encode", (height, width), steps, per_step, tiles, settings.overlap, need, output)
 

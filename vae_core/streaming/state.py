@@ -13,10 +13,13 @@ Two properties make tiling and out-of-memory recovery possible:
 * A carry is kept for the *whole frame*. A spatial tile (a :class:`Window`)
   reads its own extent from it and writes back only the part it owns, so the
   tile layout may change from one step to the next.
-* Writes go to a pending copy that :meth:`StreamState.commit` adopts at the end
-  of a step. A failed step is dropped with :meth:`StreamState.rollback` and
-  re-run from intact carries. The price is a second copy of the carry while a
-  step runs.
+* A carry is held once: a step overwrites it as soon as it has the new one,
+  keeping aside only what the step's later tiles still read of the old one,
+  and a copy in ``rollback_to`` (host RAM, for carries on a GPU) so that a
+  failed step can be undone with :meth:`StreamState.rollback` and re-run
+  exactly (:mod:`journal`). A carry whose size changes from step to step goes
+  to a pending copy that :meth:`StreamState.commit` adopts, as do all writes of
+  a trial run (:meth:`StreamState.trial`).
 * A decoder that looks ahead (convs padded at both ends) streams too, with a
   delay: each such conv holds back the frames whose look-ahead has not arrived,
   and once everything before it has reached the clip's end it pads that end and
@@ -42,6 +45,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import torch
+
+from ..errors import FrameStreamError
+from .journal import Journal
 
 _GROWING, _GROWING_DIM, _GROWING_LENGTH = "growing", "growing_dim", "growing_length"
 _ACTIVE: contextvars.ContextVar["StreamState | None"] = contextvars.ContextVar("framestream_stream", default=None)
@@ -76,11 +82,16 @@ class StreamState:
 
     ``cache_device`` keeps carries off the compute device (e.g. on the CPU when
     VRAM is short); each tile then moves just its extent in and out.
+    ``rollback_to`` is where a step keeps what it overwrites, so that it can be
+    undone (:meth:`rollback`); None keeps nothing, and a step that overwrote a
+    carry cannot be re-run.
     """
 
     def __init__(self, cache_device: torch.device | str | None = None, expected_frames: int | None = None,
-                 pace: tuple[int, int] | None = None) -> None:
+                 pace: tuple[int, int] | None = None, rollback_to: torch.device | str | None = None) -> None:
         self.cache_device = torch.device(cache_device) if cache_device is not None else None
+        self._journal = Journal(torch.device(rollback_to) if rollback_to is not None else None)
+        self._in_place = True  # False during a trial run: every write goes to the pending copy
         # latent frames this stream will run, so that growing carries are allocated once
         self.expected_frames = expected_frames
         # a delayed decoder's (latent frames a step feeds, output frames per latent frame): what its look-ahead
@@ -90,12 +101,15 @@ class StreamState:
         # engine sets it at each step, a look-ahead conv that holds frames back clears it for the layers after it
         self.ending = True
         self.window: Window | None = None
+        # the step's tiles still to run after :attr:`window`; None: not known, so tiles write a second copy
+        self._later: tuple[Window, ...] | None = None
         # the frames of the stage at work that this step stands for, as (first, stop, of): a windowed decode's
         # halo frames are computed again by the neighbouring window, so statistics must not count them twice
         self.frames_owned: tuple[int, int, int] | None = None
         self.pooling = None  # how GroupNorms over time pick their statistics (:mod:`group_norm`); None: locally
         self._committed: dict[int, dict] = {}
         self._pending: dict[int, dict] = {}
+        self._written: set[int] = set()
 
     @contextmanager
     def active(self) -> Iterator["StreamState"]:
@@ -106,13 +120,24 @@ class StreamState:
             _ACTIVE.reset(token)
 
     @contextmanager
-    def tile(self, window: Window | None) -> Iterator[None]:
-        """Runs one tile; every tile of a step starts from the same :attr:`ending` (they all hold back alike)."""
-        self.window, ending = window, self.ending
+    def tile(self, window: Window | None, later: tuple[Window, ...] | None = None) -> Iterator[None]:
+        """Runs one tile, before the step's ``later`` tiles (given, the tile overwrites the carries it owns in
+        place); every tile of a step starts from the same :attr:`ending` (they all hold back alike)."""
+        self.window, self._later, ending = window, later, self.ending
         try:
             yield
         finally:
-            self.window, self.ending = None, ending
+            self.window, self._later, self.ending = None, None, ending
+
+    @contextmanager
+    def trial(self) -> Iterator[None]:
+        """A run whose writes are all pending, to be dropped by :meth:`rollback` (e.g. a pass that only gathers
+        statistics): the carries stay as they were, whatever the run does."""
+        self._in_place = False
+        try:
+            yield
+        finally:
+            self._in_place = True
 
     def offload(self, device: torch.device) -> None:
         """Keeps the carries on ``device`` from now on (host RAM when the GPU runs short), the committed ones too."""
@@ -126,11 +151,20 @@ class StreamState:
         """Adopts everything the step wrote; call once the whole step (all tiles) succeeded."""
         for key, values in self._pending.items():
             self._committed.setdefault(key, {}).update(values)
-        self._pending = {}
+        self._pending, self._written = {}, set()
+        self._journal.clear()
+
+    @property
+    def can_roll_back(self) -> bool:
+        """Whether :meth:`rollback` can still restore the carries (nothing was overwritten without a backup)."""
+        return not self._journal.lost
 
     def rollback(self) -> None:
         """Forgets a failed step's writes; the carries are as they were before it."""
-        self._pending = {}
+        self._pending, self._written = {}, set()
+        if not self._journal.undo():
+            raise FrameStreamError("this step cannot be re-run: it overwrote carries of which no copy was kept "
+                                   "(a StreamState without rollback_to)")
 
     def value(self, layer: torch.nn.Module, key: str, pending_only: bool = False):
         """What ``layer`` stored under ``key``: this step's write if any, else (unless ``pending_only``) the committed one."""
@@ -165,10 +199,15 @@ class StreamState:
         for layer, value in earlier.values(key).items():
             self._committed.setdefault(layer, {})[key] = value
 
-    def carry_bytes(self) -> int:
-        """Bytes of the fixed-size carries (growing ones: :meth:`growing_bytes`)."""
-        return sum(v.nbytes for d in self._committed.values() for k, v in d.items()
-                   if isinstance(v, torch.Tensor) and k != _GROWING)
+    def carry_bytes(self, layers: set[int] | None = None) -> int:
+        """Bytes of the committed fixed-size carries (growing ones: :meth:`growing_bytes`), of ``layers`` (ids) or
+        of all layers."""
+        return sum(v.nbytes for layer, d in self._committed.items() for k, v in d.items()
+                   if isinstance(v, torch.Tensor) and k != _GROWING and (layers is None or layer in layers))
+
+    def written(self) -> set[int]:
+        """The layers (ids) that wrote frames to their carries so far in this step."""
+        return set(self._written)
 
     def growing_bytes(self) -> int:
         """Bytes the growing carries hold so far (their committed frames, not the room allocated ahead)."""
@@ -251,25 +290,50 @@ class StreamState:
         frames = self._committed.get(id(layer), {}).get(key)
         if frames is None:
             return None
-        if self.window is not None:
-            rows, cols = self.window.region(self.window.scale_of(like), self.window.box)
-            frames = frames[..., rows, cols]
+        window = self.window
+        if window is not None:
+            rows, cols = window.region(window.scale_of(like), window.box)
+            frames = self._journal.patch(id(layer), key, frames[..., rows, cols], window.box)
         return frames.to(like.device, like.dtype)
 
     def write_frames(self, layer: torch.nn.Module, frames: torch.Tensor, key: str = "frames") -> None:
         device = self.cache_device or frames.device
+        self._written.add(id(layer))
+        committed = self._committed.setdefault(id(layer), {})
         pending = self._pending.setdefault(id(layer), {})
         window = self.window
         if window is None:
             # a copy: a slice would keep the whole chunk alive until the next step
-            pending[key] = frames.to(device, copy=True)
+            if self._in_place and key in committed:
+                carry = committed[key]
+                self._journal.replacing(committed, key)
+                if _can_overwrite(carry, frames, device):  # no new carry beside the old one while the layer runs
+                    carry.copy_(frames)
+                else:
+                    committed[key] = frames.to(device, copy=True)
+            else:
+                pending[key] = frames.to(device, copy=True)
             return
         s = window.scale_of(frames)
-        if key not in pending:
-            height, width = window.frame
-            pending[key] = frames.new_empty(*frames.shape[:3], height * s, width * s, device=device)
-        rows, cols = window.region(s, window.owned)
-        pending[key][..., rows, cols] = frames[(..., *window.region(s, window.owned, relative=True))]
+        height, width = window.frame
+        shape = (*frames.shape[:3], height * s, width * s)
+        old = committed.get(key)
+        owned = frames[(..., *window.region(s, window.owned, relative=True))]
+        if self._in_place and self._later is not None and key not in pending and old is not None \
+                and old.shape == shape:
+            self._journal.keep_for((w.box for w in self._later), id(layer), key, old, window.owned, s)
+            self._journal.overwriting(committed, key, window.owned, s)
+            old[(..., *window.region(s, window.owned))] = owned
+            return
+        if key not in pending:  # a second copy, adopted at the commit: the carry changes size, or a trial run
+            pending[key] = frames.new_empty(shape, device=device)
+        pending[key][(..., *window.region(s, window.owned))] = owned
+
+
+def _can_overwrite(carry: torch.Tensor, frames: torch.Tensor, device: torch.device) -> bool:
+    """Whether ``frames`` can be copied into ``carry`` itself: same shape, dtype and place, and not a view of it."""
+    return carry.shape == frames.shape and carry.dtype == frames.dtype and carry.device == device \
+        and carry.untyped_storage().data_ptr() != frames.untyped_storage().data_ptr()
 
 
 def _at(positions: tuple[int, int], region: tuple[slice, slice]) -> tuple[slice, ...]:

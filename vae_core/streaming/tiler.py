@@ -3,7 +3,8 @@
 The tiles of a step share one :class:`state.StreamState`: each reads its own
 extent of every carry and writes back the part it owns (:mod:`state`). A step
 that runs out of memory is dropped (its writes were pending) and re-run with
-tiles half the size, then with the carries in host RAM, so no work is lost.
+tiles half the size, then with the carries in host RAM, so no work is lost (on a
+GPU; a CPU run keeps no copy of what a step overwrote, see :mod:`journal`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ class Tiler:
         return self.on_gpu and self.cache_device is None
 
     def new_state(self, expected_frames: int | None = None, pace: tuple[int, int] | None = None) -> StreamState:
-        return StreamState(self.cache_device, expected_frames, pace)
+        # on a GPU a step keeps what it overwrites in host RAM, to re-run it after running out of memory; a CPU
+        # run cannot recover from a failed allocation, so it keeps nothing
+        return StreamState(self.cache_device, expected_frames, pace, rollback_to="cpu" if self.on_gpu else None)
 
     def shrink(self) -> bool:
         """Halves the tiles (never below overlap + 1 cells); False when they cannot get smaller."""
@@ -75,8 +78,8 @@ class Tiler:
         if tiles.whole_frame:
             return fn(x).float()
         out = None
-        for window in tiles.windows:
-            with state.tile(window):
+        for i, window in enumerate(tiles.windows):
+            with state.tile(window, tiles.windows[i + 1 :]):
                 y = fn(x[(..., *window.region(in_scale, window.box))])
             weights = blend_weights(window, tiles.windows, out_scale).to(y.device)
             if out is None:
@@ -99,6 +102,8 @@ class Tiler:
             try:
                 result = run()
             except OUT_OF_MEMORY:
+                if not state.can_roll_back:
+                    raise
                 state.rollback()
                 failed = self.tile_px(1)
                 if self.shrink():

@@ -1,0 +1,128 @@
+"""One copy of the carries: tiles overwrite them in place, later tiles still read the old values, and a step with
+a backup is undone exactly (the engine's out-of-memory retries are in test_tiling)."""
+
+import pytest
+import torch
+
+from framestream.vae_core.errors import FrameStreamError
+from framestream.vae_core.streaming import engine, journal, memory
+from framestream.vae_core.streaming.journal import _read_later, peak_kept_cells
+from framestream.vae_core.streaming.state import StreamState
+from framestream.vae_core.streaming.tiles import layout
+
+
+def mask(rects, height, width):
+    covered = torch.zeros(height, width, dtype=torch.int64)
+    for top, left, h, w in rects:
+        covered[top : top + h, left : left + w] += 1
+    return covered
+
+
+@pytest.mark.parametrize("grid, tile, overlap", [((8, 12), 6, 0), ((20, 20), 8, 3), ((9, 30), 5, 4), ((16, 16), 6, 5)])
+def test_the_parts_kept_for_later_tiles_are_disjoint_and_exactly_what_they_read(grid, tile, overlap):
+    windows = layout(*grid, tile, overlap).windows
+    for i, window in enumerate(windows):
+        later = [w.box for w in windows[i + 1 :]]
+        parts = _read_later(window.owned, later)
+        kept = mask([rect for rect, _ in parts], *grid)
+        assert kept.max() <= 1  # disjoint
+        read = (mask(later, *grid) > 0) & (mask([window.owned], *grid) > 0)
+        assert torch.equal(kept > 0, read)
+        for rect, readers in parts:  # every cell of a part is read by the same number of later boxes
+            cells = mask(later, *grid)[rect[0] : rect[0] + rect[2], rect[1] : rect[1] + rect[3]]
+            assert (cells == readers).all()
+
+
+def second_copy_tiles(monkeypatch):
+    """Tiles that do not know which tiles follow, so they write a second copy (the way before :mod:`journal`)."""
+    tile = StreamState.tile
+    monkeypatch.setattr(StreamState, "tile", lambda state, window, later=None: tile(state, window))
+
+
+@pytest.mark.parametrize("tile, overlap", [(24, 8), (32, 16), (48, 40)])
+def test_tiles_that_overwrite_the_carries_in_place_equal_tiles_that_write_a_second_copy(wan21_pair, monkeypatch,
+                                                                                           tile, overlap):
+    vae = wan21_pair[1]
+    z = torch.randn(1, 16, 4, 10, 14, generator=torch.Generator().manual_seed(0))
+    in_place = engine.decode(vae, z, tile=tile, overlap=overlap)
+    second_copy_tiles(monkeypatch)
+    assert torch.equal(in_place, engine.decode(vae, z, tile=tile, overlap=overlap))
+    frames = torch.rand(9, 40, 56, 3, generator=torch.Generator().manual_seed(1))
+    monkeypatch.undo()
+    in_place = engine.encode(vae, frames, tile=tile, overlap=overlap)
+    second_copy_tiles(monkeypatch)
+    assert torch.equal(in_place, engine.encode(vae, frames, tile=tile, overlap=overlap))
+
+
+def test_the_old_values_kept_for_later_tiles_peak_as_the_plan_counts(wan21_pair, monkeypatch):
+    vae, peaks = wan21_pair[1], []
+
+    for name in ("keep_for", "patch"):
+        original = getattr(journal.Journal, name)
+
+        def recorded(self, *args, original=original):
+            result = original(self, *args)
+            peaks.append(self.kept_bytes())
+            return result
+
+        monkeypatch.setattr(journal.Journal, name, recorded)
+    z = torch.randn(1, 16, 3, 20, 20, generator=torch.Generator().manual_seed(0))
+    engine.decode(vae, z, tile=64, overlap=24)
+    windows = layout(20, 20, 8, 3).windows
+    assert len(windows) == 16 and max(peaks) == peak_kept_cells(windows) * memory.tiled_carry_bytes_per_cell(vae)
+
+
+def test_a_step_that_overwrote_carries_without_a_backup_cannot_be_rolled_back(wan21_pair):
+    vae = wan21_pair[1]
+    z = torch.randn(1, 16, 1, 3, 5)
+    for rollback_to, can in ((None, False), ("cpu", True)):
+        state = StreamState(rollback_to=rollback_to)
+        with state.active():
+            vae.decode_chunk(z)
+            state.commit()
+            first = {key: {k: v.clone() for k, v in values.items() if isinstance(v, torch.Tensor)}
+                     for key, values in state._committed.items()}
+            vae.decode_chunk(z)
+        assert state.can_roll_back is can
+        if not can:
+            with pytest.raises(FrameStreamError, match="cannot be re-run"):
+                state.rollback()
+            continue
+        state.rollback()
+        for key, values in first.items():
+            for k, v in values.items():
+                assert torch.equal(state._committed[key][k], v)
+
+
+def other_families():
+    """Each family's reduced-width model from its own test module (their layers read and write carries their own way)."""
+    from test_cogvideox import diffusers_cogvideox
+    from test_hunyuan import diffusers_hunyuan
+    from test_hunyuan15 import diffusers_hv15
+    from test_ltx import SMALL_095, diffusers_ltx
+    from test_ltx2 import CONFIGS, diffusers_ltx2
+    from test_mochi import diffusers_mochi
+
+    from framestream.vae_core import build_vae
+    from framestream.vae_core.models.cogvideox.checkpoints import build_cogvideox
+
+    yield "CogVideoX", build_cogvideox(diffusers_cogvideox().state_dict())
+    yield "HunyuanVideo", build_vae(diffusers_hunyuan().state_dict())
+    yield "HunyuanVideo 1.5", build_vae(diffusers_hv15().state_dict())
+    ltx = build_vae(diffusers_ltx(SMALL_095).state_dict())
+    ltx.decode_timestep = 0.05
+    yield "LTX-Video 0.9.5", ltx
+    yield "LTX-2", build_vae(diffusers_ltx2(CONFIGS["2.3+t"]).state_dict()).configure(decode_timestep=0.05,
+                                                                                     noise_seed=1)
+    yield "Mochi", build_vae(diffusers_mochi().state_dict())
+
+
+def test_every_family_tiles_alike_in_place_and_with_a_second_copy(monkeypatch):
+    for name, vae in other_families():
+        r = vae.spatial_ratio
+        z = torch.randn(1, vae.latent_channels, 3, 7, 7, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            in_place = engine.decode(vae, z, tile=4 * r, overlap=2 * r)
+            second_copy_tiles(monkeypatch)
+            assert torch.equal(in_place, engine.decode(vae, z, tile=4 * r, overlap=2 * r)), name
+        monkeypatch.undo()
