@@ -106,7 +106,8 @@ class Journal:
 
 
 def _read_later(owned: Rect, later_boxes: list[Rect]) -> list[tuple[Rect, int]]:
-    """The parts of ``owned`` that ``later_boxes`` read, as disjoint rectangles, each with how many of them read it."""
+    """The parts of ``owned`` that ``later_boxes`` read, as disjoint rectangles, each read by the same boxes all
+    over, with how many they are (a part is let go once each of them has read it)."""
     parts = [rect for rect in (intersection(owned, box) for box in later_boxes) if rect is not None]
     if not parts:
         return []
@@ -114,10 +115,10 @@ def _read_later(owned: Rect, later_boxes: list[Rect]) -> list[tuple[Rect, int]]:
     cols = sorted({edge for _, left, _, width in parts for edge in (left, left + width)})
     pieces = []
     for top, bottom in zip(rows, rows[1:]):
-        run = None  # merges neighbouring covered cells of this band that the same boxes read
+        run = None  # merges neighbouring cells of this band that the same boxes read
         for left, right in zip(cols, cols[1:]):
             cell = (top, left, bottom - top, right - left)
-            readers = sum(intersection(cell, box) is not None for box in later_boxes)
+            readers = frozenset(i for i, box in enumerate(later_boxes) if intersection(cell, box) is not None)
             if run is not None and readers == run[1] and run[0][1] + run[0][3] == left:
                 run = ((top, run[0][1], bottom - top, right - run[0][1]), readers)
                 pieces[-1] = run
@@ -126,7 +127,7 @@ def _read_later(owned: Rect, later_boxes: list[Rect]) -> list[tuple[Rect, int]]:
                 pieces.append(run)
             else:
                 run = None
-    return pieces
+    return [(rect, len(readers)) for rect, readers in pieces]
 
 
 def peak_kept_cells(windows) -> int:
