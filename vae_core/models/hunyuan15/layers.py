@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...streaming.channel_norm import RMSNorm
 from ...streaming.conv import Conv3d, NestedCausalConv3d
 from ...streaming.state import first_call, growing_carry
 
@@ -22,22 +23,6 @@ def causal_conv(in_channels: int, out_channels: int) -> NestedCausalConv3d:
     edge pixels (stored as ``.conv``, as the checkpoints nest it)."""
     return NestedCausalConv3d(in_channels, out_channels, 3, padding=1, time_fill="replicate",
                               spatial_mode="replicate")
-
-
-class RMSNorm(nn.Module):
-    """L2 over channels at each position, times sqrt(C) and a gain: it never looks across time or space, so it
-    streams and tiles exactly. Low precision is normalised in fp32, as diffusers does."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.scale = channels**0.5
-        self.gamma = nn.Parameter(torch.ones(channels, 1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float() if x.dtype != torch.float32 else x
-        # F.normalize's math, without its slow vector_norm over the strided channel axis on the CPU
-        norm = x32.square().sum(1, keepdim=True).sqrt_().clamp_min_(1e-12)
-        return (x32 / norm).to(x.dtype).mul_(self.gamma * self.scale)
 
 
 class ResnetBlock(nn.Module):

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from ...errors import FrameStreamError
 from .noise import SpatialNoise
+from ...streaming.channel_norm import rms_over_channels
 from ...streaming.model import CausalVideoVAE
 from ...streaming.conv import NestedCausalConv3d, pace
 from ...streaming.state import aligned, drop_first, sliding_windows
@@ -61,12 +62,6 @@ def ltx_conv(in_channels: int, out_channels: int, kernel: int = 3, stride=1, cau
     """LTX-Video's conv: padded in time by repeating edge frames, in front only (causal, streams) or at both ends."""
     return NestedCausalConv3d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2,
                               time_fill="replicate", causal=causal)
-
-
-def rms_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """RMS over channels at each position (LTX's parameter-free norm), in fp32."""
-    x32 = x.float()
-    return (x32 * torch.rsqrt(x32.square().mean(1, keepdim=True) + eps)).to(x.dtype)
 
 
 def channel_layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
@@ -116,13 +111,13 @@ class ResnetBlock(nn.Module):
         return h + (self.noise(self.noise_index + which, h) * scale)[None, :, None]
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
-        h = rms_norm(x)
+        h = rms_over_channels(x)
         if self.scale_shift_table is not None:
             shift1, scale1, shift2, scale2 = (temb.unflatten(1, (4, -1)) +
                                               self.scale_shift_table[None, ..., None, None, None]).unbind(1)
             h = h * (1 + scale1) + shift1
         h = self._add_noise(self.conv1(F.silu(h)), 0, self.per_channel_scale1)
-        h = rms_norm(h)
+        h = rms_over_channels(h)
         if self.scale_shift_table is not None:
             h = h * (1 + scale2) + shift2
         h = self._add_noise(self.conv2(F.silu(h)), 1, self.per_channel_scale2)
@@ -446,7 +441,7 @@ class LTXVideoVAE(CausalVideoVAE):
         x = features
         for block in self.decoder.up_blocks[self.tile_from :]:
             x = block(x, t)
-        x = rms_norm(x)
+        x = rms_over_channels(x)
         if t is not None:
             temb = self.decoder.time_embedder(t, x.dtype).view(x.shape[0], 2, -1, 1, 1, 1)
             shift, scale = (temb + self.decoder.scale_shift_table[None, ..., None, None, None]).unbind(1)
@@ -463,7 +458,7 @@ class LTXVideoVAE(CausalVideoVAE):
         h = features
         for block in self.encoder.down_blocks[self.last_downsampling + 1 :]:
             h = block(h)
-        h = self.encoder.conv_out(F.silu(rms_norm(self.encoder.mid_block(h))))[:, : self.latent_channels]
+        h = self.encoder.conv_out(F.silu(rms_over_channels(self.encoder.mid_block(h))))[:, : self.latent_channels]
         if self.normalized_latents:
             mean, std = self._statistics(h)
             h = (h - mean) / std

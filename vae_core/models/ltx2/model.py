@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...errors import FrameStreamError
+from ...streaming.channel_norm import rms_over_channels
 from ...streaming.conv import Conv3d, CausalConv3d
 from ...streaming.model import CausalVideoVAE
 from ..ltx import model as ltx
@@ -253,7 +254,7 @@ class LTX2VideoVAE(CausalVideoVAE):
 
     def encode_shared(self, features: torch.Tensor) -> torch.Tensor:
         h = self.encoder.mid_block(features)
-        h = self.encoder.conv_out(F.silu(ltx.rms_norm(h)))[:, : self.latent_channels]
+        h = self.encoder.conv_out(F.silu(rms_over_channels(h)))[:, : self.latent_channels]
         if self.normalized_latents:
             mean, std = self._statistics(h)
             h = (h - mean) / std

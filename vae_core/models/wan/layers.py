@@ -10,28 +10,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...streaming.channel_norm import RMSNorm
 from ...streaming.conv import CausalConv3d
 from ...streaming.frames import per_frame
 from ...streaming.state import first_call, sliding_windows
-
-
-class RMSNorm(nn.Module):
-    """Wan's norm: L2 over channels at each position, so it never looks across time.
-
-    Low-precision inputs are normalised in fp32, as diffusers does (the host does
-    not, so bf16/fp16 results differ from its VAE Decode by rounding).
-    """
-
-    def __init__(self, dim: int, spatial_dims: int = 3) -> None:
-        super().__init__()
-        self.scale = dim**0.5
-        self.gamma = nn.Parameter(torch.ones(dim, *([1] * spatial_dims)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float() if x.dtype != torch.float32 else x
-        # F.normalize's math; its vector_norm over the strided channel axis is ~8x slower on the CPU
-        norm = x32.square().sum(1, keepdim=True).sqrt_().clamp_min_(1e-12)
-        return (x32 / norm).to(x.dtype).mul_(self.gamma * self.scale)  # one pass over a fresh tensor
 
 
 class NearestUpsample2x(nn.Module):
