@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from .vae_core.streaming import engine
+from .vae_core.streaming import distributed, engine
 from .vae_core.models.registry import load_vae, supported
 from .vae_core.demo import FIXTURE_PATH, demo_vae, fixture_vae, moving_shapes
 from .vae_core.errors import FrameStreamError
@@ -71,6 +71,15 @@ def _frame_sink(args):
 
 
 def cmd_decode(args) -> None:
+    if not distributed.launched_by_torchrun():
+        return _decode(args, engine.decode, lead=True)
+    # under torchrun: every rank runs its share of the tiles, rank 0 writes and reports
+    with distributed.process_group(resolve_device(args.device)) as device:
+        args.device = str(device)
+        _decode(args, distributed.decode, lead=torch.distributed.get_rank() == 0)
+
+
+def _decode(args, decode, lead: bool) -> None:
     _check_output(args.output, (".safetensors", *VIDEO_SUFFIXES))
     sink = _frame_sink(args)  # checks fps and crf before any work
     settings = _settings(args, "decode", frames_per_step=args.frames_per_step,
@@ -79,9 +88,13 @@ def cmd_decode(args) -> None:
     vae, device, dtype = _load(args)
     started = time.perf_counter()
     shape = check_latent(vae, latent, args.num_frames).shape
-    _say(args, plan_decode(vae, shape, settings).check_budget(settings).describe(vae.spatial_ratio))
+    plan = plan_decode(vae, shape, settings).check_budget(settings)
+    if lead:
+        _say(args, plan.describe(vae.spatial_ratio))
     videos, _, length, height, width = shape
-    frames = engine.decode(vae, latent, sink=sink, settings=settings, num_frames=args.num_frames)
+    frames = decode(vae, latent, sink=sink, settings=settings, num_frames=args.num_frames)
+    if not lead:
+        return
     if isinstance(frames, torch.Tensor):
         write_frames(args.output, frames)
     count = vae.decoded_frames(length) * videos

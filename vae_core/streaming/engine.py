@@ -74,10 +74,16 @@ def decode(vae: CausalVideoVAE, latent: torch.Tensor, sink: Sink | None = None, 
     that many frames, as diffusers' ``decode(z, num_frames)``. Runs where the
     model's weights are, in their precision; frames land on the CPU in float32.
     """
-    settings = Settings.of(settings, options)
+    return run_decode(vae, latent, sink, Settings.of(settings, options), num_frames, Tiler)
+
+
+def run_decode(vae: CausalVideoVAE, latent: torch.Tensor, sink: Sink | None, settings: Settings,
+               num_frames: int | None, make_tiler: Callable[..., Tiler]):
+    """:func:`decode` with the tiles run by ``make_tiler`` (a :class:`Tiler`'s arguments), e.g. over processes."""
     latent = check_latent(vae, latent, num_frames)
     work = memory.plan_decode(vae, latent.shape, settings)
-    tiler = Tiler(vae, tuple(latent.shape[-2:]), work.tiles, settings.overlap, settings.on_retry, settings.carries)
+    tiler = make_tiler(vae, tuple(latent.shape[-2:]), work.tiles, settings.overlap, settings.on_retry,
+                       settings.carries)
     passes = gathering_passes(vae, settings)
     counter = Counter(latent.shape[0] * len(work.steps) * (1 + passes), settings.progress)
     sink = sink if sink is not None else FrameSink()
@@ -145,7 +151,7 @@ def decode_window(vae: CausalVideoVAE, z: torch.Tensor, window: temporal.Tempora
     def run() -> torch.Tensor:
         state.ending = window.stop == z.shape[2] or not window.streamed  # a window is a whole clip
         state.frames_owned = _owned(window.core, first, last)
-        shared = vae.decode_shared(latent)
+        shared = tiler.shared(state, vae.decode_shared, latent)
         if not window.streamed:
             shared = shared[:, :, window.start - first : window.stop - first]
         state.frames_owned = _owned(window.core, window.start, window.stop)

@@ -209,6 +209,13 @@ class StreamState:
         """The layers (ids) that wrote frames to their carries so far in this step."""
         return set(self._written)
 
+    def frame_carries(self, layer_id: int) -> dict[str, torch.Tensor]:
+        """The whole-frame carries ``layer_id`` holds now (this step's writes where there are any), by key."""
+        values = {**self._committed.get(layer_id, {}), **self._pending.get(layer_id, {})}
+        if _GROWING in values:
+            raise NotImplementedError("a carry that grows with the clip, in a tiled layer")
+        return {key: value for key, value in values.items() if isinstance(value, torch.Tensor)}
+
     def growing_bytes(self) -> int:
         """Bytes the growing carries hold so far (their committed frames, not the room allocated ahead)."""
         total = 0

@@ -19,7 +19,7 @@ from .model import CausalVideoVAE
 from .runtime import OUT_OF_MEMORY, release_cached_memory
 from .settings import Retry
 from .state import StreamState
-from .tiles import Layout, blend_weights, layout
+from .tiles import blend_weights, layout
 
 
 class Tiler:
@@ -71,22 +71,33 @@ class Tiler:
     def tile_px(self, r: int) -> str:
         return "whole frame" if self.layout.whole_frame else f"{self.layout.tile[0] * r}x{self.layout.tile[1] * r} px tiles"
 
+    def shared(self, state: StreamState, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The step's whole-frame part, ``fn(x)`` (one process runs it and shares it: :mod:`distributed`)."""
+        return fn(x)
+
     def run(self, state: StreamState, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
             in_scale: int, out_scale: int) -> torch.Tensor:
         """``fn`` over every tile of ``x`` (``in_scale`` px per grid cell), blended at ``out_scale``, in fp32."""
-        tiles: Layout = self.layout
-        if tiles.whole_frame:
+        if self.layout.whole_frame:
             return fn(x).float()
+        out = self.blend(state, fn, x, in_scale, out_scale, range(len(self.layout.windows)))
+        return out.div_(self._weight_sum(out_scale, out.device))
+
+    def blend(self, state: StreamState, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, in_scale: int,
+              out_scale: int, tiles: range) -> torch.Tensor:
+        """The weighted sum of ``fn`` over the layout's ``tiles`` (indices), each weighted by its blend ramp."""
+        windows: list = self.layout.windows
         out = None
-        for i, window in enumerate(tiles.windows):
-            with state.tile(window, tiles.windows[i + 1 :]):
+        for k, i in enumerate(tiles):
+            window = windows[i]
+            with state.tile(window, tuple(windows[j] for j in tiles[k + 1 :])):
                 y = fn(x[(..., *window.region(in_scale, window.box))])
-            weights = blend_weights(window, tiles.windows, out_scale).to(y.device)
+            weights = blend_weights(window, windows, out_scale).to(y.device)
             if out is None:
                 out = y.new_zeros(*y.shape[:3], self.grid[0] * out_scale, self.grid[1] * out_scale, dtype=torch.float32)
             out[(..., *window.region(out_scale, window.box))].addcmul_(y.float(), weights)
             del y
-        return out.div_(self._weight_sum(out_scale, out.device))
+        return out
 
     def _weight_sum(self, scale: int, device: torch.device) -> torch.Tensor:
         if scale not in self._sums:
