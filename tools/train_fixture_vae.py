@@ -224,24 +224,28 @@ def train(args) -> WanVAE:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     started, recent = time.perf_counter(), []
     for step in range(args.steps):
-        x = training_batch(gen)
-        z = model.encode_chunk(x)
-        y = model.decode_chunk(z)
-        recon = F.mse_loss(y, x)
-        scale = (z.pow(2).mean() - 1).pow(2)  # tiny: latents near unit scale, like a real VAE's raw latents
-        loss = recon + args.latent_weight * scale
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        recent.append(10 * math.log10(4 / recon.item()))
+        z_std = train_step(model, training_batch(gen), opt, sched, args.latent_weight, recent)
         if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
             print(f"step {step + 1:5d}/{args.steps}  psnr {sum(recent) / len(recent):5.2f} dB  "
-                  f"z std {z.std().item():.2f}  lr {sched.get_last_lr()[0]:.1e}  "
+                  f"z std {z_std:.2f}  lr {sched.get_last_lr()[0]:.1e}  "
                   f"{time.perf_counter() - started:6.0f} s", flush=True)
-            recent = []
+            recent.clear()
     return model
+
+
+def train_step(model: WanVAE, x: torch.Tensor, opt, sched, latent_weight: float, recent: list) -> float:
+    """One step of the autoencoder loss (pixel MSE, plus a tiny pull of the latents towards unit scale, like a
+    real VAE's raw latents); appends the batch's PSNR to ``recent`` and returns the latents' std."""
+    z = model.encode_chunk(x)
+    recon = F.mse_loss(model.decode_chunk(z), x)
+    loss = recon + latent_weight * (z.pow(2).mean() - 1).pow(2)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    recent.append(10 * math.log10(4 / recon.item()))
+    return z.std().item()
 
 
 def save(model: WanVAE, args) -> None:

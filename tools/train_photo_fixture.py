@@ -54,7 +54,7 @@ import torch.nn.functional as F  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_fixture_vae import build, psnr  # noqa: E402  (also imports this checkout as `framestream`)
+from train_fixture_vae import build, psnr, train_step  # noqa: E402  (also imports this checkout as `framestream`)
 
 from framestream.vae_core.models.wan.layers import FrameAttention, ResidualBlock, RMSNorm  # noqa: E402
 from framestream.vae_core.models.wan.model import WanConfig, WanVAE  # noqa: E402
@@ -261,22 +261,12 @@ def _train(args) -> WanVAE:
             with torch.no_grad():
                 print(f"step {step:5d}: validation (training photos) {psnr(val, model.decode_chunk(model.encode_chunk(val))):5.2f} dB",
                       flush=True)
-        x = photos.batch(gen, args.pixels)
-        z = model.encode_chunk(x)
-        y = model.decode_chunk(z)
-        recon = F.mse_loss(y, x)
-        loss = recon + args.latent_weight * (z.pow(2).mean() - 1).pow(2)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        recent.append(10 * math.log10(4 / recon.item()))
+        z_std = train_step(model, photos.batch(gen, args.pixels), opt, sched, args.latent_weight, recent)
         if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
             print(f"step {step + 1:5d}/{args.steps}  psnr {sum(recent) / len(recent):5.2f} dB  "
-                  f"z std {z.std().item():.2f}  lr {sched.get_last_lr()[1]:.1e}  "
+                  f"z std {z_std:.2f}  lr {sched.get_last_lr()[1]:.1e}  "
                   f"{time.perf_counter() - started:6.0f} s", flush=True)
-            recent = []
+            recent.clear()
     return model.eval()
 
 
