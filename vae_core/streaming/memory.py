@@ -151,16 +151,15 @@ def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_p
     per_cell = carry_bytes_per_cell(vae, direction, length or None)
     tile = None if tile_px is None else max(1, tile_px // r)
     # an overlap too wide for the tile is the tiler's error to report, with advice
-    tiles = layout(height // r, width // r, tile, -(-overlap_px // r) if tile is None else min(-(-overlap_px // r), tile - 1))
+    overlap = 0 if tile is None else min(-(-overlap_px // r), tile - 1)
+    tiles = layout(height // r, width // r, tile, overlap)
     held = per_cell * cells
     backup = held if device.type != "cpu" else 0  # what a step overwrites, copied to host RAM to undo it
-    if tiles.whole_frame:
-        pass
-    elif direction == "decode" and vae.delayed_decoder:
+    if not tiles.whole_frame and direction == "decode" and vae.delayed_decoder:
         # carries that change size are written to a second copy, adopted when the step ends; counted for all
         # (the ones that keep their size are overwritten, and backed up, within that room)
         held, backup = 2 * held, 0
-    else:  # tiles overwrite their carries in place, keeping aside the old values later tiles read
+    elif not tiles.whole_frame:  # tiles overwrite their carries in place, keeping aside what later tiles read
         held += tiled_carry_bytes_per_cell(vae, direction) * peak_kept_cells(tiles.windows)
     if offload_carries:  # on the device: the tile's extent, read in and written back
         carries, host = 2 * per_cell * (tile_h // r) * (tile_w // r), held + backup
