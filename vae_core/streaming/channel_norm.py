@@ -1,4 +1,4 @@
-"""Norms over the channels at each position (Wan's and HunyuanVideo 1.5's RMSNorm, LTX's pixel norm).
+"""Norms over the channels at each position: an RMSNorm with a gain, and a parameter-free RMS norm.
 
 They never look across time or space, so they stream and tile exactly. Their
 math is ``F.normalize``'s, written out: its vector norm over the strided
@@ -29,6 +29,6 @@ class RMSNorm(nn.Module):
 
 
 def rms_over_channels(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """RMS over channels at each position, without a gain (LTX's parameter-free norm), in fp32."""
+    """RMS over channels at each position, without a gain, in fp32."""
     x32 = x.float()
     return (x32 * torch.rsqrt(x32.square().mean(1, keepdim=True) + eps)).to(x.dtype)
