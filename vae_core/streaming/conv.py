@@ -29,9 +29,7 @@ class Conv3d(nn.Conv3d):
         if self.padding_mode != "zeros":
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             padding = (0, 0, 0)
-        if _one_dnn_serves(x):
-            return torch.ops.aten.mkldnn_convolution(x, weight, bias, padding, self.stride, self.dilation, self.groups)
-        return F.conv3d(x, weight, bias, self.stride, padding, self.dilation, self.groups)
+        return conv3d(x, weight, bias, self.stride, padding, self.dilation, self.groups)
 
     def empty_output(self, x: torch.Tensor) -> torch.Tensor:
         """What this conv gives for no complete temporal window yet: zero frames of the right size."""
@@ -90,6 +88,14 @@ def pace(module: nn.Module, frames_per_latent: int) -> None:
     for conv in module.modules():
         if isinstance(conv, CausalConv3d):
             conv.frames_per_latent = frames_per_latent
+
+
+def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation,
+           groups: int) -> torch.Tensor:
+    """F.conv3d, sent to oneDNN where torch's own choice is slow (:func:`_one_dnn_serves`)."""
+    if _one_dnn_serves(x):
+        return torch.ops.aten.mkldnn_convolution(x, weight, bias, padding, stride, dilation, groups)
+    return F.conv3d(x, weight, bias, stride, padding, dilation, groups)
 
 
 def _one_dnn_serves(x: torch.Tensor) -> bool:
