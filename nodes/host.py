@@ -20,10 +20,11 @@ try:  # inside ComfyUI
     AVAILABLE = True
     CFGGuider = samplers.CFGGuider
     APPLY_MODEL = patcher_extension.WrappersMP.APPLY_MODEL
+    OUTER_SAMPLE = patcher_extension.WrappersMP.OUTER_SAMPLE
 except ImportError:  # standalone
     model_management = patcher_extension = samplers = comfy_utils = folder_paths = None
     AVAILABLE = False
-    APPLY_MODEL = "apply_model"
+    APPLY_MODEL, OUTER_SAMPLE = "apply_model", "outer_sample"
 
     class CFGGuider:
         """Stand-in base so the guider node imports outside the host; sampling with it needs the host."""
@@ -46,6 +47,44 @@ def _preview(frame):
 
     pixels = frame.mul(255).add_(0.5).clamp_(0, 255).byte().numpy()
     return ("JPEG", Image.fromarray(pixels), PREVIEW_SIZE)
+
+
+class AnimatedPreview:
+    """Frames that save as one looping animated WebP: what the host's preview sender calls ``save`` on (it
+    takes any image-like object when no size limit is given). Vue nodes (Nodes 2.0) show it moving in the
+    sampler node; the classic canvas draws its first frame."""
+
+    def __init__(self, frames, fps: float) -> None:
+        self.frames, self.fps = frames, fps
+
+    def save(self, fp, format=None, **_):
+        from PIL import Image
+
+        images = [Image.fromarray(frame) for frame in self.frames.numpy()]
+        images[0].save(fp, format="WEBP", save_all=True, append_images=images[1:], loop=0, quality=80,
+                       duration=max(1, round(1000 / self.fps)))
+
+
+def show_preview(step: int, total: int, frames, fps: float) -> None:
+    """``frames`` (``[T, h, w, 3]`` uint8) as the running node's preview after ``step`` of ``total``."""
+    if AVAILABLE:
+        comfy_utils.ProgressBar(total).update_absolute(step + 1, total, ("WEBP", AnimatedPreview(frames, fps), None))
+
+
+def around_sampling(patcher, key: str, wrap_callback) -> None:
+    """Makes every sampler run of ``patcher`` call ``wrap_callback(guider, callback)``'s callback instead of its
+    own ``callback(step, x0, x, total_steps)`` (x0: the denoised prediction, in the model's latent space).
+    Chains with other nodes' wrappers."""
+
+    def wrapper(executor, *args, **kwargs):
+        args = list(args)
+        if "callback" in kwargs:
+            kwargs["callback"] = wrap_callback(executor.class_obj, kwargs["callback"])
+        else:  # (noise, latent_image, sampler, sigmas, denoise_mask, callback, ...)
+            args[5] = wrap_callback(executor.class_obj, args[5])
+        return executor(*args, **kwargs)
+
+    patcher.add_wrapper_with_key(OUTER_SAMPLE, key, wrapper)
 
 
 class Progress(ConsoleProgress):
@@ -88,18 +127,28 @@ def free_bytes(device) -> int | None:
     return model_management.get_free_memory(device) if AVAILABLE else None
 
 
+APPROX = "vae_approx"  # the host's folder of tiny preview decoders (TAESD, TAEHV ...), listed as vae_approx/NAME
+
+
 def vae_files() -> list[str]:
-    """The files in the host's ``models/vae`` folders (those under ./models/vae standalone)."""
+    """The files in the host's ``models/vae`` folders, then its ``models/vae_approx`` safetensors files as
+    ``vae_approx/NAME`` (the folders under ./models standalone)."""
+    return _files("vae") + [f"{APPROX}/{name}" for name in _files(APPROX) if name.endswith(".safetensors")]
+
+
+def _files(kind: str) -> list[str]:
     if AVAILABLE:
-        return folder_paths.get_filename_list("vae")
-    folder = os.path.abspath(os.path.join("models", "vae"))
+        return folder_paths.get_filename_list(kind) if kind in folder_paths.folder_names_and_paths else []
+    folder = os.path.abspath(os.path.join("models", kind))
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 
 
 def vae_path(name: str) -> str:
+    kind, _, rest = name.partition("/")
+    kind, name = (APPROX, rest) if kind == APPROX and rest and rest in _files(APPROX) else ("vae", name)
     if AVAILABLE:
-        return folder_paths.get_full_path_or_raise("vae", name)
-    return os.path.abspath(os.path.join("models", "vae", name))
+        return folder_paths.get_full_path_or_raise(kind, name)
+    return os.path.abspath(os.path.join("models", kind, name))
 
 
 def vae_device_and_dtype():

@@ -1,4 +1,5 @@
-"""FrameStreamVAELoader: video VAE files the host's Load VAE cannot read (CogVideoX), or loaded FrameStream's way."""
+"""FrameStreamVAELoader: video VAE files the host's Load VAE cannot read (CogVideoX, the tiny TAEHV decoders), or
+loaded FrameStream's way."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 
 @node("FrameStream Load VAE")
 class FrameStreamVAELoader:
-    DESCRIPTION = (f"Loads a VAE ({supported()}) from models/vae for the FrameStream nodes, including files the "
-                   "host's Load VAE cannot read (CogVideoX). Its output feeds FrameStream nodes only.")
+    DESCRIPTION = (f"Loads a VAE ({supported()}) from models/vae or a tiny decoder from models/vae_approx for the "
+                   "FrameStream nodes, including files the host's Load VAE cannot read (CogVideoX, TAEHV). A TAEHV "
+                   "file (taew2_1, taew2_2, taehv, taehv1_5, taecvx, taeltx_2) decodes a draft of the same LATENT in "
+                   "seconds. Its output feeds FrameStream nodes only.")
     CATEGORY = "FrameStream"
     FUNCTION = "load"
     RETURN_TYPES = ("VAE",)
@@ -23,8 +26,10 @@ class FrameStreamVAELoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "vae_name": (host.vae_files(), {"tooltip": "A .safetensors VAE file in models/vae, in diffusers' or the "
-                                                       "original layout; the model is recognised from its keys."}),
+            "vae_name": (host.vae_files(), {"tooltip": "A .safetensors VAE file in models/vae (diffusers' or the "
+                                                       "original layout; the model is recognised from its keys), or a "
+                                                       "tiny decoder in models/vae_approx. A TAEHV file keeps its "
+                                                       "release name (taew2_1 ...): the name says whose latents it reads."}),
             "precision": (["auto", *PRECISIONS], {"default": "auto",
                                                   "tooltip": "auto: the host's VAE precision for this device "
                                                              "(--fp16-vae etc. apply). fp32 is the reference."}),

@@ -15,7 +15,7 @@ from .tiling_inputs import node_tiling
 
 VAE_TOOLTIP = ("A VAE from Load VAE (Wan 2.1/2.2, HunyuanVideo, LTX-Video, and the image VAEs of SD 1.x/2.x, SDXL, "
                "SD3, Flux and TAESD), from Image Only Checkpoint Loader (Stable Video Diffusion), or from FrameStream "
-               "Load VAE (also CogVideoX).")
+               "Load VAE (also CogVideoX, and a tiny TAEHV decoder for a draft in seconds).")
 
 
 def video_vae(vae) -> CausalVideoVAE:

@@ -1,0 +1,116 @@
+"""FrameStreamWholeClipPreview: the sampler's preview shows the whole predicted clip, moving, at every step."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..vae_core import preview
+from ..vae_core.errors import FrameStreamError
+from ..vae_core.models.registry import load_vae
+from . import host
+from .registry import node
+
+AUTO, LINEAR = "auto", "latent to RGB"
+# the TAEHV-family files that read each of the host's latent formats, by release name, preferred first
+TAE_FOR_FORMAT = {"Wan21": ("taew2_1", "lighttaew2_1"), "Wan22": ("taew2_2", "lighttaew2_2"),
+                  "HunyuanVideo": ("taehv",), "HunyuanVideo15": ("taehv1_5", "lighttaehy1_5"),
+                  "LTXV": ("taeltx_2", "taeltx2_3"), "LTXAV": ("taeltx_2", "taeltx2_3"),
+                  "CogVideoX": ("taecvx",), "CogVideoX1_5": ("taecvx",)}
+_LOADED: dict[str, torch.nn.Module] = {}  # TAEs by file, loaded once per session
+
+
+def tae_for(format_name: str, files: list[str]) -> str | None:
+    """The installed file (``vae_approx/NAME``) of a TAE for this latent format, or None."""
+    for stem in TAE_FOR_FORMAT.get(format_name, ()):
+        for name in files:
+            base = os.path.splitext(os.path.basename(name))[0].lower()
+            if base == stem or base.startswith(stem + "_"):
+                return name
+    return None
+
+
+class ClipPreview:
+    """Per sampler run: picks the decoder for the model's latent format, then previews each step's x0."""
+
+    def __init__(self, decoder: str, size: int, fps: float, every: int) -> None:
+        self.decoder, self.size, self.fps, self.every = decoder, size, fps, every
+
+    def callback_for(self, guider, callback):
+        latent_format = guider.model_patcher.model.latent_format
+        make = self._maker(latent_format)
+
+        def preview_callback(step, x0, x, total_steps):
+            if callback is not None:
+                callback(step, x0, x, total_steps)
+            if make is not None and x0.ndim == 5 and (step % self.every == 0 or step == total_steps - 1):
+                host.show_preview(step, total_steps, make(x0), self.fps)
+
+        return preview_callback
+
+    def _maker(self, latent_format):
+        name = self.decoder
+        if name == AUTO:
+            name = tae_for(type(latent_format).__name__, host.vae_files()) or LINEAR
+        if name != LINEAR:
+            tae = _tae(name)
+            return lambda x0: preview.decoded_preview(_checked(tae, x0, name), latent_format.process_out(x0), self.size)
+        factors = getattr(latent_format, "latent_rgb_factors", None)
+        if factors is None:
+            if self.decoder == LINEAR:
+                raise FrameStreamError(f"the host has no latent-to-RGB factors for {type(latent_format).__name__} "
+                                       "latents: choose a TAE file for the preview")
+            return None  # nothing to preview with: the host's own preview stays
+        bias = getattr(latent_format, "latent_rgb_factors_bias", None)
+        factors = torch.tensor(factors)
+        bias = None if bias is None else torch.tensor(bias)
+        return lambda x0: preview.linear_preview(x0, factors, bias, self.size)
+
+
+def _tae(name: str):
+    if name not in _LOADED:
+        device, dtype = host.vae_device_and_dtype()
+        _LOADED[name] = load_vae(host.vae_path(name), device, dtype)
+    return _LOADED[name]
+
+
+def _checked(tae, x0: torch.Tensor, name: str):
+    if tae.latent_channels != x0.shape[1]:
+        raise FrameStreamError(f"{name} reads {tae.latent_channels}-channel latents but this model samples "
+                               f"{x0.shape[1]}-channel ones: choose the TAE for this model, or auto")
+    return tae
+
+
+@node("FrameStream Whole-Clip Preview")
+class FrameStreamWholeClipPreview:
+    DESCRIPTION = ("Put before a sampler: its preview shows every frame of the clip it predicts, moving, at each "
+                   "step (the host shows one frame). Decoded by a tiny TAEHV decoder from models/vae_approx when "
+                   "one is installed for the model (taew2_1, taew2_2, taehv, taehv1_5, taeltx_2, taecvx), else by "
+                   "the host's latent-to-RGB colours. The animation plays in the new (Vue) node view.")
+    CATEGORY = "FrameStream"
+    FUNCTION = "patch"
+    RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = ("The same model; samplers using it preview whole clips.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        taes = [name for name in host.vae_files() if name.startswith(host.APPROX + "/")]
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "The video model whose sampling to preview."}),
+            "decoder": ([AUTO, LINEAR, *taes], {"default": AUTO, "tooltip": (
+                "auto: the TAE in models/vae_approx made for this model's latents, else latent to RGB. latent "
+                "to RGB: the host's colour factors, at latent resolution (no cost). Or a TAE file by name.")}),
+            "size": ("INT", {"default": 256, "min": 32, "max": 1024, "step": 8,
+                             "tooltip": "Preview frames fit this many pixels on their long side."}),
+            "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 60.0, "step": 1.0,
+                              "tooltip": "Playback speed of the preview animation, in frames per second."}),
+            "every": ("INT", {"default": 1, "min": 1, "max": 100, "tooltip": (
+                "Decode a preview every this many steps (and at the last), to keep slow decoders off the "
+                "sampler's time.")}),
+        }}
+
+    def patch(self, model, decoder=AUTO, size=256, fps=8.0, every=1):
+        patched = model.clone()
+        host.around_sampling(patched, "framestream_whole_clip_preview", ClipPreview(decoder, size, fps, every).callback_for)
+        return (patched,)
