@@ -44,7 +44,7 @@ def _load(args) -> tuple[torch.nn.Module, torch.device, torch.dtype]:
     dtype = resolve_dtype(args.dtype, device)
     vae = load_vae(args.vae, device, dtype).configure(normalized_latents=args.ltx_latents == "normalized",
                                                       decode_timestep=getattr(args, "decode_timestep", None),
-                                                      noise_seed=args.ltx_noise_seed)
+                                                      noise_seed=getattr(args, "ltx_noise_seed", None))
     return vae, device, dtype
 
 
@@ -192,18 +192,23 @@ def cmd_demo(args) -> None:
     frames = engine.decode(vae, latent, frames_per_step=args.frames_per_step, progress=ConsoleProgress("decode", args.quiet))
     decoded = time.perf_counter()
     whole = engine.decode(vae, latent, frames_per_step=latent.shape[2])
-    tiled = engine.decode(vae, latent, tile=args.size // 2 + 32, overlap=32)
+    tile = args.size // 2 + 32
+    tiled = engine.decode(vae, latent, tile=tile, overlap=32) if tile < args.size else None
     kept = clip[: frames.shape[0]]
     print(f"encode: {clip.shape[0]} frames -> latent {tuple(latent.shape)} in {encoded - started:.2f} s")
     print(f"decode: {latent.shape[2]} latent frames -> {frames.shape[0]} frames, {args.frames_per_step} per step, "
           f"in {decoded - encoded:.2f} s")
     print(f"reconstruction PSNR vs the input clip: {psnr(frames, kept):.1f} dB")
     print(f"streamed vs whole-clip decode: max |difference| = {(frames - whole).abs().max().item():.2e}")
-    print(f"2x2 tiles vs whole frame: PSNR {psnr(tiled, frames):.1f} dB")
+    if tiled is None:
+        print(f"tiles: a {args.size} px frame fits one {tile} px tile, so nothing was tiled (try --size 128 or more)")
+    else:
+        print(f"2x2 tiles of {tile} px vs whole frame: PSNR {psnr(tiled, frames):.1f} dB")
     print(peak_memory_text(device))
     if args.output:
         _save_frames(args, frames)
         print(f"decoded clip written to {args.output}")
+    print(f"demo done in {time.perf_counter() - started:.2f} s")
 
 
 def _save_frames(args, frames: torch.Tensor) -> None:
@@ -216,8 +221,25 @@ def _save_frames(args, frames: torch.Tensor) -> None:
     sink.result()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line errors (and exit status 1) of every other failure; subcommands inherit it."""
+
+    def error(self, message: str):
+        self.exit(1, f"framestream: error: {message} (see: {self.prog} --help)\n")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("framestream")
+    except Exception:  # a git clone used without pip install
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="framestream", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="framestream", description=__doc__.splitlines()[0].replace("``", ""))
+    parser.add_argument("--version", action="version", version=f"framestream {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -233,8 +255,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--ltx-latents", choices=("normalized", "raw"), default="normalized",
                        help="LTX-Video and LTX-2: latents normalised by the checkpoint's per-channel statistics, as the "
                             "host saves them and diffusers' pipelines make them (default), or the VAE's raw space")
-        p.add_argument("--ltx-noise-seed", type=int, default=0,
-                       help="LTX-Video 0.9.1 and LTX-2 decoders that add noise: its seed (default 0)")
 
     def video_output(p: argparse.ArgumentParser) -> None:
         p.add_argument("--fps", type=float, default=16.0, help="frame rate of a video output (default 16, Wan's)")
@@ -258,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-timestep", type=float, default=0.05,
                    help="LTX-Video 0.9.1+ and timestep-conditioned LTX-2: the timestep the decoder is conditioned on (default 0.05, as "
                         "Lightricks' pipelines and the host)")
+    p.add_argument("--ltx-noise-seed", type=int, default=0,
+                   help="LTX-Video 0.9.1 and LTX-2 decoders that add noise: its seed (default 0)")
     video_output(p)
     common(p)
     p.set_defaults(run=cmd_decode)
@@ -266,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("vae", help="VAE .safetensors (as for decode)")
     p.add_argument("video", help="a video file (.mp4, .mkv, .mov), read frame by frame, or a .safetensors holding "
                                  "'frames' [T, H, W, 3] in [0, 1]")
-    p.add_argument("-o", "--output", required=True, help="OUT.latent")
+    p.add_argument("-o", "--output", required=True,
+                   help="OUT.latent or OUT.safetensors, in the host's latent file format (its Load Latent opens it)")
     p.add_argument("--start", type=int, default=0, help="first frame of a video file to encode (default 0)")
     p.add_argument("--stop", type=int, help="frame index to stop before (default: the end)")
     p.add_argument("--stride", type=int, default=1, help="keep every N-th frame (default 1)")
@@ -295,11 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="encode and decode a generated clip with the bundled small trained VAE")
     p.add_argument("--frames", type=int, default=33, help="clip length in frames (default 33)")
     p.add_argument("--size", type=int, default=128, help="frame size in pixels (default 128)")
-    p.add_argument("--frames-per-step", type=int, default=engine.DEFAULT_FRAMES_PER_STEP)
+    p.add_argument("--frames-per-step", type=int, default=engine.DEFAULT_FRAMES_PER_STEP,
+                   help=f"latent frames decoded per step (default {engine.DEFAULT_FRAMES_PER_STEP})")
     p.add_argument("-o", "--output", help="also save the decoded clip: .mp4 (.mkv, .mov) or .safetensors")
     video_output(p)
-    p.add_argument("--device", default="auto")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars on stderr")
     p.set_defaults(run=cmd_demo)
     return parser
 
