@@ -43,3 +43,12 @@ def wan22_pair():
 
     ref = diffusers_wan(WAN22_SMALL, seed=1)
     return ref, build_wan(ref.state_dict())
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a module of tiny convs (two threads on a busy two-core machine spin slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -26,12 +26,7 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny convs: two threads on two busy cores spin slower
 
 
 def random_tensors(cfg: TinyVideoConfig, seed: int = 0, drop: str | None = None) -> dict[str, torch.Tensor]:
