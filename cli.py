@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
+import warnings
+from fractions import Fraction
 
 import torch
 
@@ -23,13 +27,14 @@ from .vae_core.quality import psnr
 from .vae_core.streaming.runtime import DTYPES, OUT_OF_MEMORY, peak_memory_text, resolve_device, resolve_dtype
 from .vae_core.streaming.inputs import check_latent
 from .vae_core.streaming.memory import plan_decode
-from .vae_core.streaming.settings import Settings
+from .vae_core.streaming.settings import Settings, quiet
 from .vae_core.streaming.sinks import FrameSink
 from .vae_core.streaming.tiles import DEFAULT_OVERLAP_PX
 from .vae_core.io.video import SUFFIXES as VIDEO_CONTAINERS, VideoFileSink, read_video
 
 
 VIDEO_SUFFIXES = tuple(VIDEO_CONTAINERS)  # what VideoFileSink writes
+SMALL_TILE_PX = 256  # below this, tiles' halos dominate (64-128 px tiles decode 3-5x slower than untiled)
 
 
 def _check_output(path: str, suffixes: tuple[str, ...]) -> None:
@@ -48,11 +53,47 @@ def _load(args) -> tuple[torch.nn.Module, torch.device, torch.dtype]:
     return vae, device, dtype
 
 
-def _settings(args, label: str, **steps) -> Settings:
-    """The command line's one translation into the engine's settings."""
+def _settings(args, label: str, lead: bool = True, **steps) -> Settings:
+    """The command line's one translation into the engine's settings; the ``lead`` process states the plan."""
     bar = ConsoleProgress(label, args.quiet)
-    budget = None if args.max_memory is None else int(args.max_memory * 2**30)
-    return Settings(tile=args.tile, overlap=args.overlap, budget=budget, progress=bar, on_retry=bar.retry, **steps)
+    report = (lambda line: _say(args, line)) if lead else quiet
+    return Settings(tile=args.tile, overlap=_overlap(args), budget=_budget(args), progress=bar, on_retry=bar.retry,
+                    report_plan=report, **steps)
+
+
+def _budget(args) -> int | None:
+    if args.max_memory is None:
+        return None
+    if not args.max_memory > 0:
+        raise FrameStreamError(f"--max-memory must be more than 0 GB, got {args.max_memory:g}")
+    return int(args.max_memory * 2**30)
+
+
+def _overlap(args) -> int:
+    """--overlap, or with a --tile given alone the default overlap capped at a quarter of the tile (so a small
+    tile works as asked); warns when the overlaps make tiling several times slower than one whole frame."""
+    overlap = args.overlap
+    if overlap is None:
+        overlap = DEFAULT_OVERLAP_PX if not isinstance(args.tile, int) else min(DEFAULT_OVERLAP_PX, args.tile // 4)
+    if isinstance(args.tile, int) and overlap < args.tile:
+        work = (args.tile / (args.tile - overlap)) ** 2  # each tile's area over the area it adds to the frame
+        if work >= 1.5 or args.tile < SMALL_TILE_PX:
+            warnings.warn(f"tiles of {args.tile} px overlapping by {overlap} px compute each pixel about {work:.1f} "
+                          f"times, plus each tile's own halo at every stage: small tiles decode several times slower "
+                          f"than untiled; use --tile auto or {SMALL_TILE_PX} px or more unless memory forces it")
+    return overlap
+
+
+def _fps_arg(text: str) -> Fraction:
+    """A frame rate as a whole number, a decimal or a fraction (30000/1001)."""
+    try:
+        rate = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        rate = None
+    if rate is None or rate <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive frame rate such as 16, 23.976 or 30000/1001, "
+                                         f"got {text!r}")
+    return rate
 
 
 def _tile_arg(text: str):
@@ -82,15 +123,13 @@ def cmd_decode(args) -> None:
 def _decode(args, decode, lead: bool) -> None:
     _check_output(args.output, (".safetensors", *VIDEO_SUFFIXES))
     sink = _frame_sink(args)  # checks fps and crf before any work
-    settings = _settings(args, "decode", frames_per_step=args.frames_per_step,
+    settings = _settings(args, "decode", lead, frames_per_step=args.frames_per_step,
                          statistics_passes=args.statistics_passes)
     latent = read_latent(args.latent)
     vae, device, dtype = _load(args)
     started = time.perf_counter()
     shape = check_latent(vae, latent, args.num_frames).shape
-    plan = plan_decode(vae, shape, settings).check_budget(settings)
-    if lead:
-        _say(args, plan.describe(vae.spatial_ratio))
+    plan_decode(vae, shape, settings).check_budget(settings)  # an impossible budget, before any work
     videos, _, length, height, width = shape
     frames = decode(vae, latent, sink=sink, settings=settings, num_frames=args.num_frames)
     if not lead:
@@ -110,8 +149,9 @@ def _say(args, line: str) -> None:
 
 
 def _frames_source(args, vae):
-    """The input frames: a whole tensor from .safetensors, or a video file read frame by frame."""
-    if not args.video.lower().endswith(VIDEO_SUFFIXES):
+    """The input frames: a whole tensor from a safetensors file (.latent is one too, so it gets the tensor-file
+    message rather than a video one), or a video file of any container PyAV reads, read frame by frame."""
+    if args.video.lower().endswith((".safetensors", ".latent")):
         return {"frames": read_frames(args.video)}
     size = _size_arg(args.size)
     reader = read_video(args.video, args.start, args.stop, args.stride, size, chunk=(1, vae.temporal_ratio))
@@ -142,10 +182,10 @@ def cmd_encode(args) -> None:
 def cmd_plan(args) -> None:
     """What a decode would hold (steps or temporal windows, tiles, carries, estimated peak, output), doing none of it."""
     device = _planned_device(args.device)
-    budget = None if args.max_memory is None else int(args.max_memory * 2**30)
+    budget = _budget(args)
     if device.type == "cuda" and not torch.cuda.is_available() and budget is None and args.tile == "auto":
         raise FrameStreamError("this machine has no CUDA GPU to ask for free memory: give --max-memory to plan for one")
-    settings = Settings(frames_per_step=args.frames_per_step, tile=args.tile, overlap=args.overlap, budget=budget)
+    settings = Settings(frames_per_step=args.frames_per_step, tile=args.tile, overlap=_overlap(args), budget=budget)
     vae = load_vae(args.vae, "cpu", resolve_dtype(args.dtype, device))  # the plan needs shapes, not the device
     vae.configure(decode_timestep=args.decode_timestep)
     shape = _planned_latent_shape(args, vae)
@@ -194,7 +234,7 @@ def cmd_demo(args) -> None:
     whole = engine.decode(vae, latent, frames_per_step=latent.shape[2])
     tile = args.size // 2 + 32
     tiled = engine.decode(vae, latent, tile=tile, overlap=32) if tile < args.size else None
-    kept = clip[: frames.shape[0]]
+    kept = clip[: frames.shape[0], : frames.shape[1], : frames.shape[2]]  # the encoder crops to whole latent pixels
     print(f"encode: {clip.shape[0]} frames -> latent {tuple(latent.shape)} in {encoded - started:.2f} s")
     print(f"decode: {latent.shape[2]} latent frames -> {frames.shape[0]} frames, {args.frames_per_step} per step, "
           f"in {decoded - encoded:.2f} s")
@@ -247,8 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dtype", choices=list(DTYPES), help="working precision (default: bf16 on GPU, fp32 on CPU)")
         p.add_argument("--tile", type=_tile_arg, default="auto",
                        help="auto (the largest tile that fits the memory, or none), none, or a tile size in pixels")
-        p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP_PX,
-                       help=f"tile overlap in pixels, blended linearly (default {DEFAULT_OVERLAP_PX})")
+        p.add_argument("--overlap", type=int,
+                       help=f"tile overlap in pixels, blended linearly (default {DEFAULT_OVERLAP_PX}, at most a "
+                            "quarter of a --tile given alone)")
         p.add_argument("--max-memory", type=float, metavar="GB",
                        help="memory budget for the work beyond the weights (default: what the device has free)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
@@ -257,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "host saves them and diffusers' pipelines make them (default), or the VAE's raw space")
 
     def video_output(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--fps", type=float, default=16.0, help="frame rate of a video output (default 16, Wan's)")
+        p.add_argument("--fps", type=_fps_arg, default=Fraction(16),
+                       help="frame rate of a video output: 16, 23.976 or 30000/1001 (default 16, Wan's)")
         p.add_argument("--crf", type=int, default=19, help="h264 quality, 0-51, lower is better (default 19)")
         p.add_argument("--lossless", action="store_true", help="lossless RGB h264 (large files; not for browsers)")
 
@@ -266,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("latent", help="a host .latent file or a .safetensors with one tensor: [C,T,H,W] or [B,C,T,H,W] "
                                   "for video VAEs, [N,C,H,W] (one latent per frame) for image VAEs and SVD")
     p.add_argument("-o", "--output", required=True,
-                   help="OUT.mp4 (.mkv, .mov), written frame by frame, or OUT.safetensors holding the tensor 'frames'")
+                   help="OUT.mp4 (.mkv, .mov; .webm as VP9), written frame by frame, or OUT.safetensors holding the tensor "
+                        "'frames'")
     p.add_argument("--frames-per-step", type=int, default=engine.DEFAULT_FRAMES_PER_STEP,
                    help=f"latent frames decoded per step (default {engine.DEFAULT_FRAMES_PER_STEP})")
     p.add_argument("--num-frames", type=int,
@@ -286,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("encode", help="a video file or frames -> a .latent file the host's Load Latent opens")
     p.add_argument("vae", help="VAE .safetensors (as for decode)")
-    p.add_argument("video", help="a video file (.mp4, .mkv, .mov), read frame by frame, or a .safetensors holding "
+    p.add_argument("video", help="a video file (.mp4, .mkv, .mov, .webm, .avi ...), read frame by frame, or a .safetensors holding "
                                  "'frames' [T, H, W, 3] in [0, 1]")
     p.add_argument("-o", "--output", required=True,
                    help="OUT.latent or OUT.safetensors, in the host's latent file format (its Load Latent opens it)")
@@ -311,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "device need not be on this machine when --max-memory is given)")
     p.add_argument("--dtype", choices=list(DTYPES), help="working precision (default: bf16 on GPU, fp32 on CPU)")
     p.add_argument("--tile", type=_tile_arg, default="auto", help="as for decode")
-    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP_PX, help="as for decode")
+    p.add_argument("--overlap", type=int, help="as for decode")
     p.add_argument("--max-memory", type=float, metavar="GB", help="the budget to plan for (default: what is free)")
     p.set_defaults(run=cmd_plan)
 
@@ -320,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128, help="frame size in pixels (default 128)")
     p.add_argument("--frames-per-step", type=int, default=engine.DEFAULT_FRAMES_PER_STEP,
                    help=f"latent frames decoded per step (default {engine.DEFAULT_FRAMES_PER_STEP})")
-    p.add_argument("-o", "--output", help="also save the decoded clip: .mp4 (.mkv, .mov) or .safetensors")
+    p.add_argument("-o", "--output", help="also save the decoded clip: .mp4 (.mkv, .mov, .webm) or .safetensors")
     video_output(p)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars on stderr")
@@ -328,10 +371,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the decode is, so its sink deletes the partial file as for Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"framestream: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version or a one-line usage error: hand back its exit status
+        return done.code if isinstance(done.code, int) else 1
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            args.run(args)
     except FrameStreamError as err:
         print(f"framestream: error: {err}", file=sys.stderr)
         return 1
@@ -339,9 +401,12 @@ def main(argv: list[str] | None = None) -> int:
         print("framestream: error: out of memory even with the smallest tiles; try --max-memory, --dtype bf16 or another --device",
               file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print("framestream: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

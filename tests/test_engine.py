@@ -126,7 +126,7 @@ def test_non_finite_frames(vae):
 
 
 def test_image_latent_shape(vae):
-    with pytest.raises(FrameStreamError, match=r"an image latent \[B, C, H, W\]; the Wan 2.1 VAE decodes video"):
+    with pytest.raises(FrameStreamError, match=r"read as images \[B, C, H, W\] it has no time axis"):
         engine.decode(vae, torch.randn(1, 16, 64, 64))
     with pytest.raises(FrameStreamError, match=r"a video latent is \[C, T, H, W\] or \[B, C, T, H, W\]"):
         engine.decode(vae, torch.randn(16, 8, 8))

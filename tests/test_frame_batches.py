@@ -73,7 +73,7 @@ def test_wrong_channels_in_a_frame_batch(pair):
 
 def test_an_image_batch_for_a_video_vae_is_named(pair):
     """[N, C, h, w] with the video VAE's channel count is an image latent; [C', T, h, w] is a channel mismatch."""
-    with pytest.raises(FrameStreamError, match=r"an image latent \[B, C, H, W\]; the pointwise test VAE decodes video"):
+    with pytest.raises(FrameStreamError, match=r"read as images \[B, C, H, W\] it has no time axis"):
         engine.decode(pair[0], torch.randn(6, 4, 3, 5))
     with pytest.raises(FrameStreamError, match="latent has 16 channels but the pointwise test VAE expects 4"):
         engine.decode(pair[0], torch.randn(16, 6, 3, 5))

@@ -38,15 +38,22 @@ def atomic_path(path: str) -> Iterator[str]:
     folder = os.path.dirname(os.path.abspath(path))
     handle, temp = tempfile.mkstemp(prefix=".framestream-", suffix=os.path.splitext(path)[1], dir=folder)
     os.close(handle)
-    os.chmod(temp, 0o644)  # mkstemp's private 0600 would survive the rename
     try:
         yield temp
+        os.chmod(temp, _new_file_mode())  # after the writer: mkstemp's (or the writer's own) private 0600 would stay
         os.replace(temp, path)
     except OSError as err:
         raise FrameStreamError(f"could not write {path}: {err.strerror or err}") from None
     finally:
         if os.path.exists(temp):
             os.remove(temp)
+
+
+def _new_file_mode() -> int:
+    """What an ordinary new file gets under this process's umask (0644 under the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def read_safetensors(path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
@@ -116,6 +123,9 @@ def read_latent(path: str) -> torch.Tensor:
             f"{path} holds {len(tensors)} tensors ({', '.join(list(tensors)[:4])}); expected a host .latent file"
             f" ('{LATENT_KEY}') or a .safetensors with exactly one tensor [C, T, H, W] or [B, C, T, H, W]"
         )
+    if not latent.is_floating_point():  # samplers write float latents; integers here are some other tensor
+        raise FrameStreamError(f"{path} holds a {latent.dtype} tensor; a latent is floating point (float32, "
+                               f"float16 or bfloat16)")
     return latent.float()
 
 

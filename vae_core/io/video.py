@@ -23,7 +23,8 @@ from ..errors import FrameStreamError
 from .files import atomic_path, check_writable
 
 # The containers the encoder below is tested with, and the muxer each needs.
-SUFFIXES = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+SUFFIXES = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+WEBM = "webm"  # takes VP9, not H.264
 
 
 def _av():
@@ -61,7 +62,8 @@ class VideoFileSink:
     """A sink that encodes frames into a video file as they arrive, never holding the video in memory.
 
     Default: H.264 (libx264, yuv420p, ``crf``; 19 is visually near-lossless),
-    tagged BT.709 limited range, which every player and browser plays.
+    tagged BT.709 limited range, which every player and browser plays; in a
+    ``.webm``, VP9 at the same ``crf`` (constant quality).
     ``lossless=True``: libx264rgb with qp 0, which stores the 8-bit RGB
     values themselves (no YUV conversion, no chroma subsampling), so decoding
     gives back exactly the frames written, rounded to uint8. Players built on
@@ -93,6 +95,9 @@ class VideoFileSink:
             raise FrameStreamError(f"video output {self.path} is a folder; expected a file name ending in {suffix}")
         check_writable(self.path)
         self.crf, self.lossless, self.format = int(crf), bool(lossless), SUFFIXES[suffix]
+        if self.lossless and self.format == WEBM:
+            raise FrameStreamError(f"lossless video is H.264 RGB, which .webm cannot hold; write .mp4, .mkv or .mov: "
+                                   f"{self.path}")
         self.frames = 0
         self.width = self.height = 0
         self.temp_path: str | None = None  # where the file is while it is being written
@@ -119,7 +124,9 @@ class VideoFileSink:
                 stream = self._container.add_stream("libx264rgb", rate=self.rate, options={"qp": "0"})
                 stream.pix_fmt = "rgb24"
             else:
-                stream = self._container.add_stream("libx264", rate=self.rate, options={"crf": str(self.crf)})
+                codec, options = ("libvpx-vp9", {"crf": str(self.crf), "b": "0", "row-mt": "1"}) \
+                    if self.format == WEBM else ("libx264", {"crf": str(self.crf)})
+                stream = self._container.add_stream(codec, rate=self.rate, options=options)
                 stream.pix_fmt = "yuv420p"
                 context = stream.codec_context  # tags matching the conversion in write(), so players use the same matrix
                 context.colorspace = context.color_primaries = context.color_trc = 1  # BT.709

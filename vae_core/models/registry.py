@@ -90,5 +90,9 @@ def build_vae(sd: StateDict, source: str = "checkpoint", metadata: Mapping[str, 
 
 def load_vae(path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> CausalVideoVAE:
     """Loads a VAE file onto ``device`` in ``dtype`` (a single copy of the weights)."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FrameStreamError(f"device {str(device)!r} was asked for, but this torch ({torch.__version__}) sees no CUDA "
+                               "GPU; load with device='cpu' (or install a CUDA build of torch)")
     tensors = read_safetensors(path, device, dtype, select=vae_keys)
     return build_vae(tensors, os.path.basename(path), read_metadata(path)).requires_grad_(False)

@@ -82,6 +82,7 @@ def run_decode(vae: CausalVideoVAE, latent: torch.Tensor, sink: Sink | None, set
     """:func:`decode` with the tiles run by ``make_tiler`` (a :class:`Tiler`'s arguments), e.g. over processes."""
     latent = check_latent(vae, latent, num_frames)
     work = memory.plan_decode(vae, latent.shape, settings)
+    settings.report_plan(work.describe(vae.spatial_ratio))
     tiler = make_tiler(vae, tuple(latent.shape[-2:]), work.tiles, settings.overlap, settings.on_retry,
                        settings.carries)
     passes = gathering_passes(vae, settings)
@@ -194,6 +195,7 @@ def encode(vae: CausalVideoVAE, frames: torch.Tensor | Iterable[torch.Tensor], s
     source = FrameSource(vae, frames, frame_count)
     height, width = source.size
     work = memory.plan_encode(vae, source.count, height, width, settings)
+    settings.report_plan(work.describe(vae.spatial_ratio))
     kept = work.steps[-1][1]
     _note_what_is_dropped(vae, (source.count, *source.raw_size), (kept, height, width))
     tiler = Tiler(vae, (height // vae.spatial_ratio, width // vae.spatial_ratio), work.tiles, settings.overlap,

@@ -41,8 +41,11 @@ def _as_video(vae: CausalVideoVAE, latent: torch.Tensor, num_frames: int | None)
         raise FrameStreamError(f"num_frames is for batches of per-frame latents; the {vae.family} takes video latents "
                                "whose frames are their own axis")
     if latent.ndim == 4 and latent.shape[0] != vae.latent_channels:
-        if latent.shape[1] == vae.latent_channels:
-            raise _image_latent(latent, vae)
+        if latent.shape[1] == vae.latent_channels:  # two readings: say both
+            raise FrameStreamError(
+                f"latent has shape {tuple(latent.shape)}: read as one video [C, T, H, W] it has {latent.shape[0]} "
+                f"channels, read as images [B, C, H, W] it has no time axis; the {vae.family} decodes video latents "
+                f"[C, T, H, W] or [B, C, T, H, W] with C = {vae.latent_channels}")
         _check_channels(vae, latent.shape[0])
     if latent.ndim == 4:
         latent = latent.unsqueeze(0)

@@ -41,6 +41,7 @@ class Settings:
     #                                       writes; None: the model's own default
     progress: Progress = quiet
     on_retry: Retry = quiet
+    report_plan: Retry = quiet  # called with the plan's one line (tiles, steps, carries, peak, output) before any work
 
     def __post_init__(self) -> None:
         for name in ("frames_per_step", "latents_per_step"):
