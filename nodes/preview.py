@@ -13,6 +13,7 @@ from . import host
 from .registry import node
 
 AUTO, LINEAR = "auto", "latent to RGB"
+AUTO_SHARE = 0.1  # every=0: previews take at most this share of the sampling time
 # the TAEHV-family files that read each of the host's latent formats, by release name, preferred first
 TAE_FOR_FORMAT = {"Wan21": ("taew2_1", "lighttaew2_1"), "Wan22": ("taew2_2", "lighttaew2_2"),
                   "HunyuanVideo": ("taehv",), "HunyuanVideo15": ("taehv1_5", "lighttaehy1_5"),
@@ -40,12 +41,18 @@ class ClipPreview:
     def callback_for(self, guider, callback):
         latent_format = guider.model_patcher.model.latent_format
         make = self._maker(latent_format)
+        pacer = preview.PreviewPacer(AUTO_SHARE)  # starts its clock as sampling starts
+
+        def due(step, total_steps):
+            if self.every == 0:
+                return pacer.due()
+            return step % self.every == 0 or step == total_steps - 1
 
         def preview_callback(step, x0, x, total_steps):
             if callback is not None:
                 callback(step, x0, x, total_steps)
-            if make is not None and x0.ndim == 5 and (step % self.every == 0 or step == total_steps - 1):
-                host.show_preview(step, total_steps, make(x0), self.fps)
+            if make is not None and x0.ndim == 5 and due(step, total_steps):
+                pacer.run(lambda: host.show_preview(step, total_steps, make(x0), self.fps))
 
         return preview_callback
 
@@ -105,12 +112,12 @@ class FrameStreamWholeClipPreview:
                              "tooltip": "Preview frames fit this many pixels on their long side."}),
             "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 60.0, "step": 1.0,
                               "tooltip": "Playback speed of the preview animation, in frames per second."}),
-            "every": ("INT", {"default": 1, "min": 1, "max": 100, "tooltip": (
-                "Decode a preview every this many steps (and at the last), to keep slow decoders off the "
-                "sampler's time.")}),
+            "every": ("INT", {"default": 0, "min": 0, "max": 100, "tooltip": (
+                "0: preview as often as keeps previews within 10 % of the sampling time (every step when the "
+                "decoder is cheap beside the model). N: a preview every N steps and at the last.")}),
         }}
 
-    def patch(self, model, decoder=AUTO, size=256, fps=8.0, every=1):
+    def patch(self, model, decoder=AUTO, size=256, fps=8.0, every=0):
         patched = model.clone()
         host.around_sampling(patched, "framestream_whole_clip_preview", ClipPreview(decoder, size, fps, every).callback_for)
         return (patched,)

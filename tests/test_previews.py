@@ -78,6 +78,60 @@ def test_the_preview_callback_runs_the_hosts_then_shows_every_frame(monkeypatch)
     assert shown == [(0, (7, 32, 64, 3)), (2, (7, 32, 64, 3)), (4, (7, 32, 64, 3))]
 
 
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_the_pacer_keeps_previews_within_their_share_of_the_time():
+    """Steps of 1 s, previews of 0.3 s: within 10 % of the time that is one preview every 2-3 steps."""
+    clock = FakeClock()
+    pacer = preview.PreviewPacer(0.1, clock)
+    shown = []
+    for step in range(40):
+        clock.now += 1.0  # the model's step
+        if pacer.due():
+            shown.append(step)
+            pacer.run(lambda: setattr(clock, "now", clock.now + 0.3))
+    assert shown[0] == 0  # the first step measures the cost
+    assert pacer.spent <= 0.1 * clock.now + 0.3  # within the share, give or take that first preview
+    assert pacer.spent >= 0.1 * clock.now - 2 * 0.3  # and not needlessly sparse
+    gaps = {b - a for a, b in zip(shown[1:], shown[2:])}
+    assert gaps <= {2, 3}, shown
+
+
+def test_a_cheap_preview_is_shown_at_every_step():
+    clock = FakeClock()
+    pacer = preview.PreviewPacer(0.1, clock)
+    for step in range(10):
+        clock.now += 1.0
+        assert pacer.due(), step
+        pacer.run(lambda: setattr(clock, "now", clock.now + 0.05))
+
+
+def test_every_0_paces_the_callback_by_the_time_previews_take(monkeypatch):
+    clock = FakeClock()
+    pacer = preview.PreviewPacer
+    monkeypatch.setattr(preview, "PreviewPacer", lambda share: pacer(share, clock))
+    shown = []
+
+    def show(step, total, frames, fps):
+        clock.now += 0.5  # a preview costing half a step
+        shown.append(step)
+
+    monkeypatch.setattr(host, "show_preview", show)
+    callback = preview_node.ClipPreview(preview_node.LINEAR, size=64, fps=8.0, every=0).callback_for(
+        Guider(Wan21()), None)
+    x0 = torch.randn(1, 16, 3, 4, 4)
+    for step in range(20):
+        clock.now += 1.0
+        callback(step, x0, x0, 20)
+    assert shown[0] == 0 and 2 <= len(shown) <= 4, shown  # 10 % of ~21 s is ~2 s: four previews at most
+
+
 def test_a_tae_for_other_latents_is_refused_with_its_channels(monkeypatch):
     monkeypatch.setitem(preview_node._LOADED, "vae_approx/taew2_2.safetensors", tae("taew2_2"))
     clip = preview_node.ClipPreview("vae_approx/taew2_2.safetensors", 64, 8.0, 1)

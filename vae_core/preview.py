@@ -10,6 +10,9 @@ their long side.
 
 from __future__ import annotations
 
+import time
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -32,6 +35,32 @@ def linear_preview(latent: torch.Tensor, factors: torch.Tensor, bias: torch.Tens
     z = latent[0].float().movedim(0, -1)  # [T, h, w, C]
     rgb = F.linear(z, factors.float().t(), None if bias is None else bias.float())
     return _small(rgb.add(1).div(2).clamp(0, 1).permute(0, 3, 1, 2), size)
+
+
+class PreviewPacer:
+    """Keeps previews to a share of the sampler's wall time, whatever the decoder and the model cost.
+
+    A step is previewed when the time spent on previews so far, plus what the
+    last one took, stays within ``share`` of the time since sampling began
+    (previews included). The first step is always previewed: it measures the
+    cost. A cheap preview then runs at every step, a costly one every few.
+    """
+
+    def __init__(self, share: float = 0.1, clock: Callable[[], float] | None = None) -> None:
+        self.share, self.clock = share, clock or time.perf_counter
+        self.start, self.spent, self.last = self.clock(), 0.0, 0.0
+        self.shown = 0
+
+    def due(self) -> bool:
+        return self.shown == 0 or self.spent + self.last <= self.share * (self.clock() - self.start)
+
+    def run(self, make_preview: Callable[[], None]) -> None:
+        """``make_preview()`` now, timed."""
+        began = self.clock()
+        make_preview()
+        self.last = self.clock() - began
+        self.spent += self.last
+        self.shown += 1
 
 
 def _small(frames: torch.Tensor, size: int) -> torch.Tensor:
