@@ -7,12 +7,14 @@ preview's share of a sampling step is the ratio of FLOPs: the TAE's are
 counted from its convs' shapes during the decode, the DiT step's from the
 released 1.3B configuration (30 blocks of width 1536, FFN 8960, 512 text
 tokens; two model calls a step for classifier-free guidance). At equal
-throughput that is the share of the step's time.
+throughput that is the share of the step's time. ``--time-dit`` also times
+the step itself: diffusers' ``WanTransformer3DModel`` at the released 1.3B
+configuration with random weights, one call, doubled for guidance.
 
 Usage::
 
     python benchmarks/tae_preview.py                    # 256 px, 33 frames; 832x480, 81 frames (FLOPs only)
-    python benchmarks/tae_preview.py --size 256 --frames 33 --repeats 3
+    python benchmarks/tae_preview.py --size 256 --frames 33 --repeats 3 --time-dit
 """
 
 from __future__ import annotations
@@ -77,8 +79,30 @@ def dit_step_flops(frames: int, height: int, width: int, dim=1536, ffn=8960, blo
     return 2 * blocks * per_block
 
 
+WAN_1_3B = dict(patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16,
+                out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True,
+                qk_norm="rms_norm_across_heads", eps=1e-6)  # the released Wan 2.1 T2V 1.3B transformer
+
+
+def dit_step_seconds(frames: int, size: int, repeats: int, layers: int = 30) -> float:
+    """One guided sampling step of Wan 2.1 1.3B (random weights): the best single call, twice."""
+    from diffusers import WanTransformer3DModel
+
+    model = WanTransformer3DModel(**{**WAN_1_3B, "num_layers": layers}).eval().requires_grad_(False)
+    z = latent(frames, size, size)
+    text = torch.randn(1, 512, 4096, generator=torch.Generator().manual_seed(2))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(z, torch.tensor([500]), text, return_dict=False)
+        best = min(best, time.perf_counter() - start)
+    return 2 * best
+
+
 def child(kind: str, frames: int, size: int, repeats: int) -> None:
     torch.set_num_threads(2)
+    if kind == "dit":
+        return print(json.dumps({"seconds": dit_step_seconds(frames, size, repeats)}))
     vae = tae_model() if kind == "tae" else demo_vae(dim=96)
     z = latent(frames, size, size)
     reset_peak_rss()
@@ -98,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--frames", type=int, default=33)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--time-dit", action="store_true", help="also time a Wan 2.1 1.3B step (diffusers)")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, 2 threads\n")
     print(f"| decode of {args.frames} frames at {args.size} px | seconds | peak RSS (MiB) |\n|---|---|---|")
@@ -109,6 +134,10 @@ def main(argv: list[str] | None = None) -> None:
     for frames, height, width in ((args.frames, args.size, args.size), (81, 480, 832)):
         tae, dit = tae_flops(frames, height, width), dit_step_flops(frames, height, width)
         print(f"| {frames} x {width}x{height} | {tae / 1e9:.0f} | {dit / 1e9:.0f} | {tae / dit:.1%} |")
+    if args.time_dit:
+        step = run_child(__file__, "dit", str(args.frames), str(args.size), "1")["seconds"]
+        print(f"\nWan 2.1 1.3B guided step at {args.frames} x {args.size}x{args.size}: {step:.1f} s; "
+              f"the TAE preview takes {runs['tae']['seconds'] / step:.1%} of it")
 
 
 if __name__ == "__main__":

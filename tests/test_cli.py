@@ -240,7 +240,7 @@ def test_plan_prints_what_a_decode_would_hold_without_running_it(files, capsys, 
 
 @pytest.mark.parametrize("extra, message", [
     (["--frames", "81", "--size", "1280x720", "--max-memory", "0.001"],
-     "a memory budget of 0.00 GB is too small for this decode of 1280x720 px: even tiles of"),
+     "a memory budget of 0.001 GB is too small for this decode of 1280x720 px: even tiles of"),
     (["--frames", "81", "--size", "1280x720", "--device", "cuda"], "give --max-memory to plan for one"),
     ([], "give a LATENT file, or --frames and --size"),
     (["--frames", "9", "--size", "1280"], "--size must be WIDTHxHEIGHT"),

@@ -276,7 +276,7 @@ class WorkPlan:
         budget = settings.budget if settings.tile == "auto" else None
         if budget is not None and self.estimate.total > PLANNED_SHARE * budget:
             smallest = math.ceil(self.estimate.total / PLANNED_SHARE / 2**30 * 100) / 100
-            raise FrameStreamError(f"a memory budget of {budget / 2**30:.2f} GB is too small for this {self.direction} "
+            raise FrameStreamError(f"a memory budget of {budget / 2**30:.3g} GB is too small for this {self.direction} "
                                    f"of {self.frame[1]}x{self.frame[0]} px: even tiles of {self.tiles.tile_px} px need "
                                    f"{smallest:.2f} GB; give at least that")
         return self
