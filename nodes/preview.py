@@ -1,4 +1,4 @@
-"""FrameStreamWholeClipPreview: the sampler's preview shows the whole predicted clip, moving, within 10 % of its time."""
+"""FrameStreamWholeClipPreview: the sampler's preview shows the whole predicted clip, moving, in 10 % of its time."""
 
 from __future__ import annotations
 
