@@ -129,7 +129,7 @@ def _decode(args, decode, lead: bool) -> None:
     vae, device, dtype = _load(args)
     started = time.perf_counter()
     shape = check_latent(vae, latent, args.num_frames).shape
-    plan_decode(vae, shape, settings).check_budget(settings)  # an impossible budget, before any work
+    plan_decode(vae, shape, settings, sink=sink).check_budget(settings)  # an impossible budget, before any work
     videos, _, length, height, width = shape
     frames = decode(vae, latent, sink=sink, settings=settings, num_frames=args.num_frames)
     if not lead:
@@ -189,7 +189,8 @@ def cmd_plan(args) -> None:
     vae = load_vae(args.vae, "cpu", resolve_dtype(args.dtype, device))  # the plan needs shapes, not the device
     vae.configure(decode_timestep=args.decode_timestep)
     shape = _planned_latent_shape(args, vae)
-    print(plan_decode(vae, shape, settings, device).check_budget(settings).describe(vae.spatial_ratio))
+    sink = VideoFileSink(args.output, 24, lossless=args.lossless) if args.output else None  # its encoder's memory
+    print(plan_decode(vae, shape, settings, device, sink).check_budget(settings).describe(vae.spatial_ratio))
 
 
 def _planned_device(name: str) -> torch.device:
@@ -356,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=_tile_arg, default="auto", help="as for decode")
     p.add_argument("--overlap", type=int, help="as for decode")
     p.add_argument("--max-memory", type=float, metavar="GB", help="the budget to plan for (default: what is free)")
+    p.add_argument("--output", help=f"the video file ({', '.join(VIDEO_SUFFIXES)}) the decode would write: its "
+                                    "encoder's memory is counted (nothing is written)")
+    p.add_argument("--lossless", action="store_true", help="as for decode")
     p.set_defaults(run=cmd_plan)
 
     p = sub.add_parser("demo", help="encode and decode a generated clip with the bundled small trained VAE")

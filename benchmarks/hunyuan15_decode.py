@@ -139,13 +139,12 @@ def child(kind: str, kw: dict) -> None:
     base = reset_peak_rss()
     started = time.perf_counter()
     settings = Settings(tile=kw.get("tile"))
-    if kind == "file":
-        with tempfile.TemporaryDirectory() as folder:
-            engine.decode(vae, z, sink=VideoFileSink(os.path.join(folder, "out.mp4"), 24), settings=settings)
-    else:
-        engine.decode(vae, z, sink=CallbackSink(lambda *chunk: None), settings=settings)
+    with tempfile.TemporaryDirectory() as folder:
+        sink = VideoFileSink(os.path.join(folder, "out.mp4"), 24) if kind == "file" \
+            else CallbackSink(lambda *chunk: None)
+        engine.decode(vae, z, sink=sink, settings=settings)
     seconds = time.perf_counter() - started
-    estimate = memory.plan_decode(vae, z.shape, settings).estimate
+    estimate = memory.plan_decode(vae, z.shape, settings, sink=sink).estimate  # a file's: with its encoder
     print(json.dumps({"extra": peak_rss_bytes() - base, "peak": peak_rss_bytes(), "seconds": seconds,
                       "estimate": estimate.total, "growing": estimate.growing,
                       "kv_per_frame": kv[-1].nbytes // frames, "kv_shape": list(kv[-1].shape)}))

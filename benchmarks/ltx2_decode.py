@@ -147,7 +147,7 @@ def child(kind: str, options: dict) -> None:
         sink = VideoFileSink(os.path.join(folder, "out.mp4"), 24) if options.get("sink", "mp4") == "mp4" \
             else CallbackSink(lambda *chunk: None)  # frames streamed away: the engine's memory alone
         engine.decode(ours, z, sink=sink, settings=settings)
-    work = memory.plan_decode(ours, z.shape, settings)
+    work = memory.plan_decode(ours, z.shape, settings, sink=sink)  # a file's: with its encoder
     print(json.dumps({"extra": peak_rss_bytes() - base, "seconds": time.perf_counter() - started,
                       "estimate": work.estimate.total, "steps": len(work.steps), "per_step": work.per_step}))
 

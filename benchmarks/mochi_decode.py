@@ -161,13 +161,12 @@ def child(kind: str, kw: dict) -> None:
     base = reset_peak_rss()
     settings = Settings(tile=kw.get("tile"), frames_per_step=kw.get("per_step", 1))
     started = time.perf_counter()
-    if kind == "file":
-        with tempfile.TemporaryDirectory() as folder:
-            engine.decode(vae, z, sink=VideoFileSink(os.path.join(folder, "out.mp4"), 30), settings=settings)
-    else:
-        engine.decode(vae, z, sink=CallbackSink(lambda *chunk: None), settings=settings)
+    with tempfile.TemporaryDirectory() as folder:
+        sink = VideoFileSink(os.path.join(folder, "out.mp4"), 30) if kind == "file" \
+            else CallbackSink(lambda *chunk: None)
+        engine.decode(vae, z, sink=sink, settings=settings)
     seconds = time.perf_counter() - started
-    planned = memory.plan_decode(vae, z.shape, settings).estimate.total
+    planned = memory.plan_decode(vae, z.shape, settings, sink=sink).estimate.total  # a file's: with its encoder
     print(json.dumps({"extra": peak_rss_bytes() - base, "peak": peak_rss_bytes(), "seconds": seconds,
                       "estimate": planned}))
 

@@ -237,6 +237,13 @@ def test_plan_prints_what_a_decode_would_hold_without_running_it(files, capsys, 
     assert "21 steps of up to 1 latent frames" in out and "tiles of" in out and "-> 81x720x1280x3" in out
     assert float(out.split("estimated peak ")[1].split(" MiB")[0]) <= 0.9 * 512
 
+    # writing a video file: its encoder's memory is in the plan, and nothing is written
+    code, out, err = run(["plan", folder / "wan21.safetensors", folder / "clip.latent", "--output",
+                          folder / "planned.mp4"], capsys)
+    assert code == 0, err
+    assert "the video encoder's" in out and not (folder / "planned.mp4").exists()
+    assert float(out.split("estimated peak ")[1].split(" MiB")[0]) > float(expected.split("estimated peak ")[1].split(" MiB")[0])
+
 
 @pytest.mark.parametrize("extra, message", [
     (["--frames", "81", "--size", "1280x720", "--max-memory", "0.001"],

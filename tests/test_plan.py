@@ -113,3 +113,34 @@ def test_a_model_may_say_how_many_finest_size_tensors_it_holds():
     assert vae.live_at_finest == 9.0
     activations = memory.estimate(vae, 256, 256, 1, None).activations
     assert activations == int(9.0 * vae.finest_width * vae.temporal_ratio * 256 * 256 * 4)
+
+
+def test_a_video_file_s_encoder_is_counted_in_a_decode_to_it(wan21_pair, tmp_path):
+    """x264's look-ahead holds frames in RAM while a decode writes a file: on the CPU the plan adds what the sink
+    says it holds (more for bigger frames, up to a look-ahead's worth of frames), plans tiles around it and says
+    so; on a GPU it is host RAM, not part of the device's peak."""
+    from framestream.vae_core.io.video import VideoFileSink
+
+    vae = wan21_pair[1]
+    latent_shape = (1, 16, 31, 64, 64)  # 121 frames of 512x512
+    sink = VideoFileSink(tmp_path / "out.mp4", 24)
+    held = sink.held_bytes(512, 512, 121)
+    assert sink.held_bytes(256, 256, 121) < held == sink.held_bytes(512, 512, 600)  # full look-ahead by 121
+    assert sink.held_bytes(512, 512, 9) < held
+    assert VideoFileSink(tmp_path / "out.webm", 24).held_bytes(512, 512, 121) != held
+
+    alone = memory.plan_decode(vae, latent_shape, Settings())
+    to_file = memory.plan_decode(vae, latent_shape, Settings(), sink=sink)
+    assert to_file.estimate.total == alone.estimate.total + held and to_file.estimate.writer == held
+    assert f"(the video encoder's {held / 2**20:.0f} MiB included)" in to_file.describe(vae.spatial_ratio)
+    assert not list(tmp_path.iterdir())  # planning writes nothing
+
+    # a budget the untiled decode fits alone, but not beside the encoder: tiles, all within the budget
+    budget = int((alone.estimate.total + held // 2) / memory.PLANNED_SHARE)
+    assert memory.plan_decode(vae, latent_shape, Settings(tile="auto", budget=budget)).tiles.tile_px is None
+    tiled = memory.plan_decode(vae, latent_shape, Settings(tile="auto", budget=budget), sink=sink)
+    assert tiled.tiles.tile_px is not None and tiled.estimate.total <= memory.PLANNED_SHARE * budget
+
+    on_gpu = memory.plan_decode(vae, latent_shape, Settings(), torch.device("cuda"), sink=sink)
+    bare_gpu = memory.plan_decode(vae, latent_shape, Settings(), torch.device("cuda"))
+    assert on_gpu.estimate.total == bare_gpu.estimate.total and on_gpu.estimate.host == bare_gpu.estimate.host + held

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import FrameStreamError
+from . import encoder_memory
 from .files import atomic_path, check_writable
 
 # The containers the encoder below is tested with, and the muxer each needs.
@@ -132,6 +133,7 @@ class VideoFileSink:
                 context.colorspace = context.color_primaries = context.color_trc = 1  # BT.709
                 context.color_range = 1  # limited ("MPEG") range
             stream.width, stream.height = self.width, self.height
+            stream.codec_context.thread_type = "SLICE"  # no frames in flight per thread: see encoder_memory
             self._stream = stream
             self._scaler = av.video.reformatter.VideoReformatter()  # one swscale context for the whole video
         except BaseException:
@@ -151,18 +153,26 @@ class VideoFileSink:
             raise FrameStreamError(f"frames must be [t, {', '.join(map(str, expected))}] as announced; got {list(chunk.shape)}")
         if self.frames + chunk.shape[0] > self._total:
             raise FrameStreamError(f"more frames than the {self._total} announced to start()")
-        # Round on the chunk's own device: a quarter of the bytes cross to the CPU.
-        pixels = (chunk.detach().float() * 255 + 0.5).clamp_(0, 255).to(torch.uint8).cpu().numpy()
-        if any(self._pad):
-            pixels = np.pad(pixels, ((0, 0), (0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
         av = _av()
-        for image in pixels:
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        for image in chunk.detach():
+            # Rounded on the frame's own device, a frame at a time: a quarter of the bytes cross to the CPU and no
+            # float copy of the whole chunk is made beside the engine's.
+            pixels = image.float().mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).cpu().numpy()
+            if any(self._pad):
+                pixels = np.pad(pixels, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             if not self.lossless:
                 frame = self._scaler.reformat(frame, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
             frame.pts, frame.time_base = self.frames, 1 / self.rate
             self._container.mux(self._stream.encode(frame))
             self.frames += 1
+
+    def held_bytes(self, height: int, width: int, frames: int) -> int:
+        """RAM the encoder will hold while ``frames`` frames of ``height`` x ``width`` go into this file."""
+        codec = encoder_memory.H264_RGB if self.lossless else encoder_memory.VP9 if self.format == WEBM \
+            else encoder_memory.H264
+        pad = (0, 0) if self.lossless else (height % 2, width % 2)
+        return codec.held_bytes((height + pad[0]) * (width + pad[1]), frames)
 
     def result(self) -> str:
         """Finishes the file and moves it into place; returns its path."""

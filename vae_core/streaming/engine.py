@@ -81,7 +81,7 @@ def run_decode(vae: CausalVideoVAE, latent: torch.Tensor, sink: Sink | None, set
                num_frames: int | None, make_tiler: Callable[..., Tiler]):
     """:func:`decode` with the tiles run by ``make_tiler`` (a :class:`Tiler`'s arguments), e.g. over processes."""
     latent = check_latent(vae, latent, num_frames)
-    work = memory.plan_decode(vae, latent.shape, settings)
+    work = memory.plan_decode(vae, latent.shape, settings, sink=sink)
     settings.report_plan(work.describe(vae.spatial_ratio))
     tiler = make_tiler(vae, tuple(latent.shape[-2:]), work.tiles, settings.overlap, settings.on_retry,
                        settings.carries)

@@ -16,7 +16,9 @@ Peak memory of a streamed step is modelled in three parts:
   ``LIVE_AT_FINEST`` tensors of the finest width over the step's pixel frames
   and the tile's pixels (the constant is fitted and checked in
   ``benchmarks/tiling_and_memory.py``);
-* the step's blended output in fp32, and the weights (not part of a budget).
+* the step's blended output in fp32, and the weights (not part of a budget);
+* for a decode written straight to a file, what the sink's encoder holds in
+  RAM (its look-ahead; the sink's ``held_bytes``), which on a GPU is host RAM.
 
 :func:`plan_decode` and :func:`plan_encode` decide everything a run will hold
 before it starts (temporal windows, tiles, where carries live) from one
@@ -26,6 +28,7 @@ host for exactly the room it needs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -53,11 +56,12 @@ class Estimate:
     activations: int
     output: int
     growing: int = 0  # carries that grow with the clip (causal attention's keys and values), at its full length
-    host: int = 0  # host RAM beyond the device's total: offloaded carries, a step's backup of what it overwrites
+    host: int = 0  # host RAM beyond the device's total: offloaded carries, a step's backup, an encoder's frames
+    writer: int = 0  # part of the total on the CPU (else of host): what a sink's video encoder holds
 
     @property
     def total(self) -> int:
-        return self.carries + self.activations + self.output + self.growing
+        return self.carries + self.activations + self.output + self.growing + self.writer
 
 
 def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode", length: int | None = None) -> int:
@@ -192,16 +196,17 @@ class Plan:
 
 
 def plan(vae: CausalVideoVAE, height: int, width: int, per_step: int, overlap_px: int, budget: int | None,
-         direction: str = "decode", device: torch.device | None = None, length: int = 0) -> Plan:
+         direction: str = "decode", device: torch.device | None = None, length: int = 0, reserved: int = 0) -> Plan:
     """The cheapest way to fit ``budget`` (by default the free memory): the whole frame, else the largest tiles,
     else, on a GPU, the same with the carries in host RAM (moving them costs transfers every step).
 
     When nothing fits, the smallest tiles (with carries in RAM on a GPU); the
     engine then still reacts to running out of memory. ``device`` is where the
-    work runs (the weights' device by default).
+    work runs (the weights' device by default); ``reserved`` bytes of the
+    budget are taken by something else (a video encoder on the CPU).
     """
     device = vae.weight_device if device is None else device
-    budget = PLANNED_SHARE * (free_bytes(device) if budget is None else budget)
+    budget = PLANNED_SHARE * (free_bytes(device) if budget is None else budget) - reserved
     r = vae.spatial_ratio
     smallest = max(MIN_TILE_PX, 2 * math.ceil(overlap_px / r) * r + r)
     placements = (False, True) if device.type != "cpu" else (False,)
@@ -256,8 +261,9 @@ class WorkPlan:
         if self.estimate.growing:
             carries += f", attention carry {self.estimate.growing / 2**20:.0f} MiB at the end"
         output = f" -> {'x'.join(map(str, self.output))}" if self.output else ""
+        writer = f" (the video encoder's {self.estimate.writer / 2**20:.0f} MiB included)" if self.estimate.writer else ""
         return (f"{self.direction} {width}x{height}: {self._steps()}, {tiles}{carries}, estimated peak "
-                f"{self.estimate.total / 2**20:.0f} MiB beyond the weights{output}")
+                f"{self.estimate.total / 2**20:.0f} MiB beyond the weights{writer}{output}")
 
     def _steps(self) -> str:
         halos = [max(w.core[0] - w.start, w.stop - w.core[1]) for w in self.steps if hasattr(w, "core")]
@@ -283,7 +289,7 @@ class WorkPlan:
 
 
 def _tiles(vae: CausalVideoVAE, height: int, width: int, per_step: int, settings: Settings, direction: str,
-           device: torch.device | None, length: int) -> Plan:
+           device: torch.device | None, length: int, reserved: int = 0) -> Plan:
     offload = settings.carries is not None and torch.device(settings.carries).type == "cpu" \
         and vae.weight_device.type != "cpu"
     if not settings.tiled:
@@ -292,22 +298,27 @@ def _tiles(vae: CausalVideoVAE, height: int, width: int, per_step: int, settings
     if settings.tile != "auto" and settings.tile < r:
         raise FrameStreamError(f"tile size must be at least {r} px for the {vae.family}, got {settings.tile}")
     if settings.tile == "auto":
-        return plan(vae, height, width, per_step, settings.overlap, settings.budget, direction, device, length)
+        return plan(vae, height, width, per_step, settings.overlap, settings.budget, direction, device, length,
+                    reserved)
     return Plan(settings.tile, offload)
 
 
 def plan_decode(vae: CausalVideoVAE, latent_shape: tuple[int, ...], settings: Settings,
-                device: torch.device | None = None) -> WorkPlan:
-    """The plan for decoding a ``[B, C, T, h, w]`` latent."""
+                device: torch.device | None = None, sink: object | None = None) -> WorkPlan:
+    """The plan for decoding a ``[B, C, T, h, w]`` latent into ``sink`` (a video file's counts its encoder)."""
     length, h, w = latent_shape[-3:]
     r = vae.spatial_ratio
     windows = temporal.windows(vae, length, settings.frames_per_step)
     per_step = max(window.stop - window.start for window in windows)  # a non-causal decoder's windows are wider
-    tiles = _tiles(vae, h * r, w * r, per_step, settings, "decode", device, length)
-    need = estimate(vae, h * r, w * r, per_step, tiles.tile_px, "decode", tiles.offload_carries, length, device,
-                    settings.overlap)
     videos = latent_shape[0] if len(latent_shape) == 5 else 1
     output = (videos * vae.decoded_frames(length), h * r, w * r, 3)
+    held = getattr(sink, "held_bytes", None)
+    writer = held(h * r, w * r, output[0]) if held is not None else 0
+    on_cpu = (device or vae.weight_device).type == "cpu"  # else the encoder's frames are in host RAM
+    tiles = _tiles(vae, h * r, w * r, per_step, settings, "decode", device, length, writer if on_cpu else 0)
+    need = estimate(vae, h * r, w * r, per_step, tiles.tile_px, "decode", tiles.offload_carries, length, device,
+                    settings.overlap)
+    need = dataclasses.replace(need, writer=writer) if on_cpu else dataclasses.replace(need, host=need.host + writer)
     return WorkPlan("decode", (h * r, w * r), windows, per_step, tiles, settings.overlap, need, output)
 
 

@@ -21,6 +21,9 @@ class Sink(Protocol):
     def result(self):
         """What the caller gets back."""
 
+    # Optional, for sinks that hold memory of their own (a video file's encoder), counted in a decode's plan:
+    # def held_bytes(self, height: int, width: int, frames: int) -> int
+
 
 class FrameSink:
     """Frames in the host's IMAGE layout: one float32 CPU tensor ``[B*T, H, W, 3]`` in [0, 1]."""

@@ -65,6 +65,12 @@ class StitchSink:
         weight = fade_in(self.overlap, offset, later.shape[0]).view(-1, *([1] * (later.dim() - 1)))
         return (earlier * (1 - weight) + later * weight).to(later.dtype)
 
+    def held_bytes(self, height: int, width: int, frames: int) -> int:
+        """What the sink behind holds (see ``memory.plan_decode``); it gets a few shared frames fewer, which only
+        lowers what an encoder holds."""
+        held = getattr(self.inner, "held_bytes", None)
+        return held(height, width, frames) if held is not None else 0
+
     def result(self):
         return self.inner.result()
 
