@@ -14,7 +14,7 @@ does; a host that has written a video before holds that already.
 
 Fitted to the peak RSS of ``VideoFileSink`` alone (``benchmarks/writer_memory.py``,
 docs/memory.md#writing-a-video-file) on x86-64 Linux with PyAV 18 (FFmpeg 8,
-libx264 ABI 165, libvpx 1.15 ABI 12), 128x128 to 1920x1080 and 1 to 240 frames:
+libx264 ABI 165, libvpx ABI 12), 128x128 to 1920x1080 and 1 to 240 frames:
 within 5 % from 256x256 up once the look-ahead is full, above what was
 measured for shorter clips and smaller frames.
 """

@@ -1,6 +1,6 @@
 """How much memory a decode or encode needs, and the largest tile that fits a budget.
 
-Peak memory of a streamed step is modelled in three parts:
+Peak memory of a streamed step is modelled in parts:
 
 * the causal carries, for the whole frame, once (a step overwrites them in
   place, :mod:`journal`), plus the old values a tiled step keeps aside for its
