@@ -120,6 +120,7 @@ def test_a_video_file_s_encoder_is_counted_in_a_decode_to_it(wan21_pair, tmp_pat
     says it holds (more for bigger frames, up to a look-ahead's worth of frames), plans tiles around it and says
     so; on a GPU it is host RAM, not part of the device's peak."""
     from framestream.vae_core.io.video import VideoFileSink
+    from framestream.vae_core.streaming.stitch import StitchSink
 
     vae = wan21_pair[1]
     latent_shape = (1, 16, 31, 64, 64)  # 121 frames of 512x512
@@ -128,6 +129,7 @@ def test_a_video_file_s_encoder_is_counted_in_a_decode_to_it(wan21_pair, tmp_pat
     assert sink.held_bytes(256, 256, 121) < held == sink.held_bytes(512, 512, 600)  # full look-ahead by 121
     assert sink.held_bytes(512, 512, 9) < held
     assert VideoFileSink(tmp_path / "out.webm", 24).held_bytes(512, 512, 121) != held
+    assert StitchSink(sink, 1).held_bytes(512, 512, 121) == held  # the segments' stitcher passes it on
 
     alone = memory.plan_decode(vae, latent_shape, Settings())
     to_file = memory.plan_decode(vae, latent_shape, Settings(), sink=sink)

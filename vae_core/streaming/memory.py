@@ -36,7 +36,7 @@ from typing import Callable
 import torch
 
 from ..errors import FrameStreamError
-from . import temporal
+from . import sinks, temporal
 from .model import CausalVideoVAE
 from .settings import Settings
 from .journal import peak_kept_cells
@@ -312,8 +312,7 @@ def plan_decode(vae: CausalVideoVAE, latent_shape: tuple[int, ...], settings: Se
     per_step = max(window.stop - window.start for window in windows)  # a non-causal decoder's windows are wider
     videos = latent_shape[0] if len(latent_shape) == 5 else 1
     output = (videos * vae.decoded_frames(length), h * r, w * r, 3)
-    held = getattr(sink, "held_bytes", None)
-    writer = held(h * r, w * r, output[0]) if held is not None else 0
+    writer = sinks.held_bytes(sink, h * r, w * r, output[0])
     on_cpu = (device or vae.weight_device).type == "cpu"  # else the encoder's frames are in host RAM
     tiles = _tiles(vae, h * r, w * r, per_step, settings, "decode", device, length, writer if on_cpu else 0)
     need = estimate(vae, h * r, w * r, per_step, tiles.tile_px, "decode", tiles.offload_carries, length, device,

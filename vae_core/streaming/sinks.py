@@ -25,6 +25,13 @@ class Sink(Protocol):
     # def held_bytes(self, height: int, width: int, frames: int) -> int
 
 
+def held_bytes(sink: object | None, height: int, width: int, frames: int) -> int:
+    """What ``sink`` holds of its own while ``frames`` frames of ``height`` x ``width`` go into it (0 if it says
+    nothing)."""
+    held = getattr(sink, "held_bytes", None)
+    return held(height, width, frames) if held is not None else 0
+
+
 class FrameSink:
     """Frames in the host's IMAGE layout: one float32 CPU tensor ``[B*T, H, W, 3]`` in [0, 1]."""
 

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import FrameStreamError
 from .frames import fade_in
+from . import sinks
 from .sinks import Sink
 
 
@@ -68,8 +69,7 @@ class StitchSink:
     def held_bytes(self, height: int, width: int, frames: int) -> int:
         """What the sink behind holds (see ``memory.plan_decode``); it gets a few shared frames fewer, which only
         lowers what an encoder holds."""
-        held = getattr(self.inner, "held_bytes", None)
-        return held(height, width, frames) if held is not None else 0
+        return sinks.held_bytes(self.inner, height, width, frames)
 
     def result(self):
         return self.inner.result()
