@@ -145,7 +145,7 @@ def _decode(args, decode, lead: bool) -> None:
 def _say(args, line: str) -> None:
     """A line about the run on stderr (the plan, before any work), unless --quiet."""
     if not args.quiet:
-        print(line, file=sys.stderr)
+        _stderr_line(line)
 
 
 def _frames_source(args, vae):
@@ -384,7 +384,14 @@ def _terminate(signum, frame):
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"framestream: warning: {message}", file=sys.stderr)
+    _stderr_line(f"framestream: warning: {message}")
+
+
+def _stderr_line(line: str) -> None:
+    """One write per line: under torchrun every rank shares stderr, and print's two writes (text, then newline) can
+    interleave two ranks' errors onto one line; a single short write to a pipe is atomic."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -399,14 +406,13 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _one_line_warning
             args.run(args)
     except FrameStreamError as err:
-        print(f"framestream: error: {err}", file=sys.stderr)
+        _stderr_line(f"framestream: error: {err}")
         return 1
     except OUT_OF_MEMORY:
-        print("framestream: error: out of memory even with the smallest tiles; try --max-memory, --dtype bf16 or another --device",
-              file=sys.stderr)
+        _stderr_line("framestream: error: out of memory even with the smallest tiles; try --max-memory, --dtype bf16 or another --device")
         return 1
     except KeyboardInterrupt as stop:
-        print("framestream: interrupted; nothing was written", file=sys.stderr)
+        _stderr_line("framestream: interrupted; nothing was written")
         return 143 if isinstance(stop, Terminated) else 130
     finally:
         if previous is not None:
