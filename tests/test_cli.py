@@ -257,3 +257,33 @@ def test_plan_refuses_what_cannot_be_planned(files, capsys, extra, message, monk
     folder, _ = files
     code, _, err = run(["plan", folder / "wan21.safetensors", *extra], capsys)
     assert_one_line_error(code, err, message)
+
+
+class _WriteLog:
+    """A stderr that records each write call: a line split over two writes can interleave with another rank's."""
+
+    def __init__(self):
+        self.writes = []
+
+    def write(self, text):
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
+@pytest.mark.parametrize("argv", [["decode", "missing.safetensors", "missing.latent", "-o", "o.safetensors"],  # our error
+                                  ["decode", "--no-such-option"]])  # argparse's
+def test_each_error_line_reaches_stderr_in_one_write(tmp_path, monkeypatch, argv):
+    log = _WriteLog()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stderr", log)
+    assert cli.main(argv) == 1
+    errors = [text for text in log.writes if "framestream: error:" in text]
+    assert len(errors) == 1 and errors[0].startswith("framestream: error:") and errors[0].endswith("\n")
+    assert errors[0].count("\n") == 1
+    assert os.listdir(tmp_path) == []
