@@ -13,7 +13,9 @@ from framestream.vae_core.models.ltx2.model import LTX2Config, LTX2VideoVAE
 from framestream.vae_core.models.registry import family_of
 from framestream.vae_core.quality import psnr
 from framestream.vae_core.streaming import engine, memory
+from framestream.vae_core.streaming.journal import Journal, peak_kept_cells
 from framestream.vae_core.streaming.settings import Settings
+from framestream.vae_core.streaming.tiles import layout
 
 TOL = 1e-4
 COMMON = dict(spatial_compression_ratio=32, temporal_compression_ratio=8, decoder_causal=False)
@@ -129,6 +131,33 @@ def test_the_plan_counts_the_carries_a_delayed_stream_holds_at_its_peak(monkeypa
         engine.decode(ours, torch.randn(1, 128, length, 2, 3), tile=None)
         assert max(peaks) == per_cell[length] * 2 * 3, length
     assert per_cell[2] < per_cell[5] < per_cell[40] == memory.carry_bytes_per_cell(ours)
+
+
+def test_in_tiles_the_plan_counts_the_second_copy_of_the_carries_that_change_shape(monkeypatch):
+    """A tiled delayed stream overwrites in place every carry that keeps its shape, keeping aside what later
+    tiles read, and writes a carry that changes shape to a second copy adopted at the commit: the probe's peak
+    of both copies is the real stream's, and what it keeps aside stays within the plan's room for it."""
+    ours = build_vae(diffusers_ltx2(SMALL_20).state_dict())
+    peaks, kept = [], []
+    commit, keep_for = engine.StreamState.commit, Journal.keep_for
+    pending = lambda state: sum(v.nbytes for d in state._pending.values() for v in d.values()
+                                if isinstance(v, torch.Tensor))
+    monkeypatch.setattr(engine.StreamState, "commit",
+                        lambda self: (peaks.append(self.carry_bytes() + pending(self)), commit(self)))
+    monkeypatch.setattr(Journal, "keep_for", lambda self, *a: (keep_for(self, *a), kept.append(self.kept_bytes())))
+    z = torch.randn(1, 128, 30, 5, 6)
+    tiled = engine.decode(ours, z, tile=96, overlap=64)
+    carries, kept_room = memory._probe_delayed(ours, 30), peak_kept_cells(layout(5, 6, 3, 2).windows)
+    assert max(peaks) == carries.in_tiles * 5 * 6 and carries.in_tiles > carries.held
+    assert 0 < max(kept) <= carries.tiled * kept_room
+    estimate = memory.plan_decode(ours, z.shape, Settings(tile=96, overlap=64)).estimate
+    assert estimate.carries == carries.in_tiles * 5 * 6 + carries.tiled * kept_room
+    # a tile's last up block holds more finest-size tensors than the whole frame's plan counts
+    finest = ours.finest_width * (8 + 1) * 4
+    whole = ours.whole_frame_share * finest * 160 * 192
+    assert ours.live_in_tiles > memory.LIVE_AT_FINEST and ours.whole_frame_share > 0
+    assert estimate.activations == int(ours.live_in_tiles * finest * 96 * 96 + whole)
+    assert tiled.shape == (8 * 30 - 7, 160, 192, 3)
 
 
 def test_the_delay_comes_from_the_layers():
@@ -368,14 +397,27 @@ def test_4k_plan_for_the_release_decoder():
         release = LTX2VideoVAE(LTX2Config())
         causal = LTX2VideoVAE(LTX2Config(decoder_causal=True))
     exact = memory.plan_decode(release, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget), gpu)
-    # streamed with a delay: a latent frame a step, then the flush; in fp32 the carries go to host RAM
-    assert exact.tiles.tile_px is not None and exact.per_step == 1 and exact.tiles.offload_carries
+    # streamed with a delay: a latent frame a step, then the flush; in fp32 the carries fit beside the tiles
+    assert exact.tiles.tile_px is not None and exact.per_step == 1 and not exact.tiles.offload_carries
     assert exact.estimate.total <= memory.PLANNED_SHARE * budget
     line = exact.describe(release.spatial_ratio)
     assert "16 steps of up to 1 latent frames and about 22 to flush" in line
-    # the carries of the whole frame, both copies, wait in host RAM and the line says how much
-    host = 2 * memory.carry_bytes_per_cell(release, length=16) * 68 * 120
-    assert exact.estimate.host == host and f"carries in host RAM ({host / 2**30:.1f} GiB)" in line
+    # the whole frame's carries (a tiled stage's that change shape in a step twice) and the old values the
+    # step's later tiles still read; in host RAM the backup of what a step overwrites
+    carries, cells = memory._probe_delayed(release, 16), 68 * 120
+    assert carries.held < carries.in_tiles < 2 * carries.held and carries.tiled < carries.held
+
+    def in_tiles(plan):
+        windows = layout(68, 120, plan.tiles.tile_px // 32, Settings().overlap // 32).windows
+        return carries.in_tiles * cells + carries.tiled * peak_kept_cells(windows)
+
+    assert exact.estimate.carries == in_tiles(exact) and exact.estimate.host == carries.held * cells
+    # with half the room the carries wait in host RAM beside the backup, and the line says how much
+    tighter = memory.plan_decode(release, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget // 2), gpu)
+    assert tighter.tiles.offload_carries and tighter.estimate.total <= memory.PLANNED_SHARE * budget // 2
+    host = in_tiles(tighter) + carries.held * cells
+    assert tighter.estimate.host == host
+    assert f"carries in host RAM ({host / 2**30:.1f} GiB)" in tighter.describe(release.spatial_ratio)
     # a step's frames in fp32 (8 per latent frame, one more while the end flushes), held once on a GPU
     assert exact.estimate.output == 3 * 9 * 2176 * 3840 * 4
     on_the_cpu = memory.plan_decode(release, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget))

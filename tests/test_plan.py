@@ -56,7 +56,7 @@ def test_the_node_asks_the_host_for_what_the_plan_holds(ltx, monkeypatch):
 def test_auto_tiles_ask_for_the_untiled_peak_then_plan_against_what_is_free(ltx):
     latent_shape = (1, 128, 40, 16, 16)
     untiled = memory.plan_decode(ltx, latent_shape, Settings())
-    # room for a tiled step's carries (a delayed decoder writes them to a second copy while tiles run),
+    # room for a tiled step's carries (a delayed decoder writes a second copy of those that change shape),
     # the output and half the untiled activations
     need = 2 * untiled.estimate.carries + untiled.estimate.output + untiled.estimate.activations // 2
     auto = Settings(tile="auto", budget=int(need / memory.PLANNED_SHARE))

@@ -6,8 +6,9 @@ Peak memory of a streamed step is modelled in parts:
   place, :mod:`journal`), plus the old values a tiled step keeps aside for its
   later tiles; measured once per model by streaming two latent frames through
   it on a small grid, since carries scale exactly with frame area. A delayed
-  decoder's carries change size from step to step, so in tiles they are held
-  twice. On a GPU a step copies what it overwrites to host RAM, to re-run it
+  decoder's carries change size while its delay fills and its clip's end
+  flushes out; in tiles, the ones that change in a step are held twice until
+  the step ends (its probe streams a clip for the peak). On a GPU a step copies what it overwrites to host RAM, to re-run it
   after running out of memory; kept in host RAM instead (for 720p Wan 2.1 they
   are 4 GiB in bf16), only the tile at work has its extent on the device.
   Carries that grow with the clip (a causal attention's keys and values) are
@@ -15,7 +16,8 @@ Peak memory of a streamed step is modelled in parts:
 * one tile's activations at the finest stage, which dominate:
   ``LIVE_AT_FINEST`` tensors of the finest width over the step's pixel frames
   and the tile's pixels (the constant is fitted and checked in
-  ``benchmarks/tiling_and_memory.py``);
+  ``benchmarks/tiling_and_memory.py``; a model may hold more, untiled or in
+  a tile: ``live_at_finest``, ``live_in_tiles``);
 * the step's blended output in fp32, and the weights (not part of a budget);
 * for a decode written straight to a file, what the sink's encoder holds in
   RAM (its look-ahead; the sink's ``held_bytes``), which on a GPU is host RAM.
@@ -31,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -68,7 +70,7 @@ def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode", length:
     """Bytes of fixed-size causal carry per latent pixel, in the model's dtype (probed once, cached on the model);
     for a delayed decoder, their peak over a clip of ``length`` latent frames (by default a long one)."""
     if direction == "decode" and vae.delayed_decoder:
-        return _probe_delayed(vae, length)
+        return _probe_delayed(vae, length).held
     return _probe(vae, direction)[0]
 
 
@@ -117,27 +119,44 @@ def _probe(vae: CausalVideoVAE, direction: str) -> tuple[int, int, int]:
     return cache[direction]
 
 
+class DelayedCarries(NamedTuple):
+    """A delayed decoder's carries per latent pixel at their peak over a clip (:func:`_probe_delayed`)."""
+
+    held: int  # untiled: every carry once
+    in_tiles: int  # in tiles: a tiled stage's carry that changes shape in a step is held twice until it commits
+    tiled: int  # the carries of the stages run in tiles (not decode_shared), overwritten tile by tile
+
+
 @torch.no_grad()
-def _probe_delayed(vae: CausalVideoVAE, length: int | None) -> int:
+def _probe_delayed(vae: CausalVideoVAE, length: int | None) -> DelayedCarries:
     """A delayed decoder's carries fill as frames reach deeper layers and peak while the clip's end flushes
     out; a clip shorter than the delay never fills them all. Streams a clip of ``length`` latent frames (at
-    most two beyond the delay: longer ones peak alike) one a step on a 2x2 grid, and keeps the peak."""
+    most two beyond the delay: longer ones peak alike) one a step on a 2x2 grid, and keeps the peaks."""
     longest = math.ceil(vae.decoder_delay) + 2
     length = longest if length is None else min(length, longest)
     cache = vae.__dict__.setdefault("_framestream_carry_per_cell", {})
     if ("delayed", length) not in cache:
         state = StreamState(pace=(1, vae.temporal_ratio))
         z = torch.zeros(1, vae.latent_channels, 1, 2, 2, device=vae.weight_device, dtype=vae.weight_dtype)
-        made, peak = 0, 0
+        made, peaks, whole_frame = 0, DelayedCarries(0, 0, 0), set()
         with state.active():
             for step in range(length + 4 * longest):
+                before = state.carry_shapes()
                 state.ending = step >= length - 1
-                made += vae.decode_chunk(z if step < length else z[:, :, :0]).shape[2]
+                features = vae.decode_shared(z if step < length else z[:, :, :0])
+                whole_frame |= state.written()
+                made += vae.decode_tile(features).shape[2]
                 state.commit()
-                peak = max(peak, state.carry_bytes())
+                # the tiled stages' carries that changed shape (whole-frame stages replace theirs at once)
+                resized = sum(size for key, (shape, size) in state.carry_shapes().items()
+                              if key[0] not in whole_frame and (key not in before or before[key][0] != shape))
+                held = state.carry_bytes()
+                step_peaks = (held, sum(size for _, size in before.values()) + resized,
+                              held - state.carry_bytes(whole_frame))
+                peaks = DelayedCarries(*map(max, peaks, step_peaks))
                 if made >= vae.decoded_frames(length):
                     break
-        cache["delayed", length] = peak // 4
+        cache["delayed", length] = DelayedCarries(*(peak // 4 for peak in peaks))
     return cache["delayed", length]
 
 
@@ -160,9 +179,10 @@ def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_p
     held = per_cell * cells
     backup = held if device.type != "cpu" else 0  # what a step overwrites, copied to host RAM to undo it
     if not tiles.whole_frame and direction == "decode" and vae.delayed_decoder:
-        # carries that change size are written to a second copy, adopted when the step ends; counted for all
-        # (the ones that keep their size are overwritten, and backed up, within that room)
-        held, backup = 2 * held, 0
+        # a carry that changes shape in a step is written to a second copy, adopted when the step ends; the
+        # others are overwritten in place, keeping aside what later tiles read
+        delayed = _probe_delayed(vae, length or None)
+        held = delayed.in_tiles * cells + delayed.tiled * peak_kept_cells(tiles.windows)
     elif not tiles.whole_frame:  # tiles overwrite their carries in place, keeping aside what later tiles read
         held += tiled_carry_bytes_per_cell(vae, direction) * peak_kept_cells(tiles.windows)
     if offload_carries:  # on the device: the tile's extent, read in and written back
@@ -176,7 +196,8 @@ def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_p
         frames += 1  # a look-ahead conv lets out one frame more than a step feeds while the clip's end flushes
     width_at_finest = vae.finest_width if direction == "decode" else vae.encoder_finest_width
     live = LIVE_AT_FINEST if vae.live_at_finest is None else vae.live_at_finest
-    activations = live * width_at_finest * frames * tile_h * tile_w * itemsize
+    in_a_tile = live if tiles.whole_frame or vae.live_in_tiles is None or direction != "decode" else vae.live_in_tiles
+    activations = in_a_tile * width_at_finest * frames * tile_h * tile_w * itemsize
     if direction == "decode" and vae.whole_frame_share:
         # the whole-frame stages peak before the tiles run, and their output stays while they do
         whole = vae.whole_frame_share * width_at_finest * frames * height * width * itemsize

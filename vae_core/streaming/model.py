@@ -52,6 +52,8 @@ class CausalVideoVAE(nn.Module):
     # tensors of the finest width alive at once in a step, for the memory plan (None: the engine's fitted
     # default); a model whose convs copy each input once more (replicate padding) holds more
     live_at_finest: float | None = None
+    # the same for one tile of a tiled step, where it differs (None: live_at_finest)
+    live_in_tiles: float | None = None
     # activations of the decoder's whole-frame stages (decode_shared) beyond latent resolution, as a share of its
     # finest stage's over the whole frame (e.g. 0.25 when tiles start at the last of three 2x upsamplers); the tiles
     # do not shrink them

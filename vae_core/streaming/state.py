@@ -205,6 +205,12 @@ class StreamState:
         return sum(v.nbytes for layer, d in self._committed.items() for k, v in d.items()
                    if isinstance(v, torch.Tensor) and k != _GROWING and (layers is None or layer in layers))
 
+    def carry_shapes(self) -> dict[tuple[int, str], tuple[torch.Size, int]]:
+        """The committed fixed-size carries' shapes and bytes, by (layer id, key): a step that changes a carry's
+        shape holds the old one beside the new one until it commits (in tiles, :meth:`write_frames`)."""
+        return {(layer, k): (v.shape, v.nbytes) for layer, d in self._committed.items() for k, v in d.items()
+                if isinstance(v, torch.Tensor) and k != _GROWING}
+
     def written(self) -> set[int]:
         """The layers (ids) that wrote frames to their carries so far in this step."""
         return set(self._written)
