@@ -147,7 +147,7 @@ def test_in_tiles_the_plan_counts_the_second_copy_of_the_carries_that_change_sha
     monkeypatch.setattr(Journal, "keep_for", lambda self, *a: (keep_for(self, *a), kept.append(self.kept_bytes())))
     z = torch.randn(1, 128, 30, 5, 6)
     tiled = engine.decode(ours, z, tile=96, overlap=64)
-    carries, kept_room = memory._probe_delayed(ours, 30), peak_kept_cells(layout(5, 6, 3, 2).windows)
+    carries, kept_room = memory.delayed_carries_per_cell(ours, 30), peak_kept_cells(layout(5, 6, 3, 2).windows)
     assert max(peaks) == carries.in_tiles * 5 * 6 and carries.in_tiles > carries.held
     assert 0 < max(kept) <= carries.tiled * kept_room
     estimate = memory.plan_decode(ours, z.shape, Settings(tile=96, overlap=64)).estimate
@@ -404,7 +404,7 @@ def test_4k_plan_for_the_release_decoder():
     assert "16 steps of up to 1 latent frames and about 22 to flush" in line
     # the whole frame's carries (a tiled stage's that change shape in a step twice) and the old values the
     # step's later tiles still read; in host RAM the backup of what a step overwrites
-    carries, cells = memory._probe_delayed(release, 16), 68 * 120
+    carries, cells = memory.delayed_carries_per_cell(release, 16), 68 * 120
     assert carries.held < carries.in_tiles < 2 * carries.held and carries.tiled < carries.held
 
     def in_tiles(plan):

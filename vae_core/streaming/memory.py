@@ -8,8 +8,9 @@ Peak memory of a streamed step is modelled in parts:
   it on a small grid, since carries scale exactly with frame area. A delayed
   decoder's carries change size while its delay fills and its clip's end
   flushes out; in tiles, the ones that change in a step are held twice until
-  the step ends (its probe streams a clip for the peak). On a GPU a step copies what it overwrites to host RAM, to re-run it
-  after running out of memory; kept in host RAM instead (for 720p Wan 2.1 they
+  the step ends (its probe streams a clip for the peaks). On a GPU a step
+  copies what it overwrites to host RAM, to re-run it after running out of
+  memory; kept in host RAM instead (for 720p Wan 2.1 they
   are 4 GiB in bf16), only the tile at work has its extent on the device.
   Carries that grow with the clip (a causal attention's keys and values) are
   held once, for the whole frame, and counted at the clip's full length;
@@ -70,7 +71,7 @@ def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode", length:
     """Bytes of fixed-size causal carry per latent pixel, in the model's dtype (probed once, cached on the model);
     for a delayed decoder, their peak over a clip of ``length`` latent frames (by default a long one)."""
     if direction == "decode" and vae.delayed_decoder:
-        return _probe_delayed(vae, length).held
+        return delayed_carries_per_cell(vae, length).held
     return _probe(vae, direction)[0]
 
 
@@ -120,7 +121,7 @@ def _probe(vae: CausalVideoVAE, direction: str) -> tuple[int, int, int]:
 
 
 class DelayedCarries(NamedTuple):
-    """A delayed decoder's carries per latent pixel at their peak over a clip (:func:`_probe_delayed`)."""
+    """A delayed decoder's carry bytes per latent pixel at their peak over a clip (:func:`delayed_carries_per_cell`)."""
 
     held: int  # untiled: every carry once
     in_tiles: int  # in tiles: a tiled stage's carry that changes shape in a step is held twice until it commits
@@ -128,7 +129,7 @@ class DelayedCarries(NamedTuple):
 
 
 @torch.no_grad()
-def _probe_delayed(vae: CausalVideoVAE, length: int | None) -> DelayedCarries:
+def delayed_carries_per_cell(vae: CausalVideoVAE, length: int | None = None) -> DelayedCarries:
     """A delayed decoder's carries fill as frames reach deeper layers and peak while the clip's end flushes
     out; a clip shorter than the delay never fills them all. Streams a clip of ``length`` latent frames (at
     most two beyond the delay: longer ones peak alike) one a step on a 2x2 grid, and keeps the peaks."""
@@ -181,7 +182,7 @@ def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_p
     if not tiles.whole_frame and direction == "decode" and vae.delayed_decoder:
         # a carry that changes shape in a step is written to a second copy, adopted when the step ends; the
         # others are overwritten in place, keeping aside what later tiles read
-        delayed = _probe_delayed(vae, length or None)
+        delayed = delayed_carries_per_cell(vae, length or None)
         held = delayed.in_tiles * cells + delayed.tiled * peak_kept_cells(tiles.windows)
     elif not tiles.whole_frame:  # tiles overwrite their carries in place, keeping aside what later tiles read
         held += tiled_carry_bytes_per_cell(vae, direction) * peak_kept_cells(tiles.windows)
