@@ -35,7 +35,8 @@ MiB = 2**20
 CASES = (("Wan 2.1 (dim 16)", 3, 256, None), ("Wan 2.1 (dim 16)", 3, 512, None), ("Wan 2.1 (dim 16)", 3, 512, 192),
          ("HunyuanVideo 1.5", 3, 256, None), ("HunyuanVideo 1.5", 3, 256, 128), ("Mochi", 3, 192, None),
          ("Mochi", 3, 256, 128), ("LTX-2 causal", 17, 256, None), ("LTX-2 causal", 17, 512, 288), ("LTX-2 release", 33, 256, None),
-         ("LTX-2 release", 2, 512, None), ("LTX-2 release", 33, 256, 160), ("LTX-2 release", 9, 512, 288))
+         ("LTX-2 release", 2, 512, None), ("LTX-2 release", 33, 256, 160), ("LTX-2 release", 9, 512, 288),
+         ("LTX-Video 0.9", 17, 256, None), ("LTX-Video 0.9", 17, 256, 160), ("LTX-Video 0.9", 17, 512, 288))
 
 
 def model_and_latent(family: str, latents: int, size: int):
@@ -51,6 +52,11 @@ def model_and_latent(family: str, latents: int, size: int):
         import mochi_decode as bench
 
         return bench.models()[1], bench.latent(latents, size)
+    if family == "LTX-Video 0.9":
+        import ltx_decode as bench
+
+        return bench.models()[1], torch.randn(1, 128, latents, size // 32, size // 32,
+                                              generator=torch.Generator().manual_seed(1))
     import ltx2_decode as bench
     from framestream.vae_core import build_vae
 

@@ -325,6 +325,9 @@ def place_tiles(vae: CausalVideoVAE) -> None:
 class LTXVideoVAE(CausalVideoVAE):
     family = "LTX-Video VAE"
     causal_decoder, delayed_decoder = False, True
+    # a tile runs only the last up block (:func:`place_tiles`), which holds 9 finest-size tensors of the tile at
+    # its peak (measured for 0.9 and LTX-2, docs/ltx2.md "Plan"); untiled, the default
+    live_in_tiles = 9.0
 
     def __init__(self, cfg: LTXConfig, down_kinds: tuple[str, ...] = ("conv",) * 4) -> None:
         super().__init__()

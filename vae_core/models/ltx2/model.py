@@ -146,9 +146,7 @@ class Decoder(nn.Module):
 
 class LTX2VideoVAE(CausalVideoVAE):
     family = "LTX-2 VAE"
-    # a tile runs only the last up block (with its upsampler), which holds 9 finest-size tensors of the tile at
-    # its peak, the causal and the release decoder alike (measured, docs/ltx2.md "Plan"); untiled, the default
-    live_in_tiles = 9.0
+    live_in_tiles = ltx.LTXVideoVAE.live_in_tiles  # tiled from the same last up block, the causal decoder too
 
     def __init__(self, cfg: LTX2Config) -> None:
         super().__init__()
