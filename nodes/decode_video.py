@@ -54,7 +54,7 @@ class FrameStreamDecodeToVideo:
         root = host.output_directory()
         path = numbered_output(root, filename_prefix, ".mp4")
         sink = segments_sink(VideoFileSink(path, fps, crf=crf, lossless=CODECS[codec]), segment_overlap, crossfade)
-        model, latent, settings = prepare_decode(vae, samples, frames_per_step, tiling)
+        model, latent, settings = prepare_decode(vae, samples, frames_per_step, tiling, sink)
         engine.decode(model, latent, sink=sink, settings=settings)
         folder, name = os.path.split(os.path.relpath(path, root))
         preview = {"filename": name, "subfolder": folder, "type": "output"}

@@ -57,16 +57,16 @@ def ready_video_vae(vae, step_bytes: int) -> CausalVideoVAE:
     return _rebuilt(vae.first_stage_model, weights).requires_grad_(False)
 
 
-def prepare_decode(vae, samples: dict, frames_per_step: int, tiling: dict):
-    """The model (loaded by the host after it made room for what the decode's plan will hold), the latent, and
-    the engine's settings."""
+def prepare_decode(vae, samples: dict, frames_per_step: int, tiling: dict, sink=None):
+    """The model (loaded by the host after it made room for what the decode's plan will hold, a video file's
+    encoder included on the CPU), the latent, and the engine's settings."""
     latent = samples["samples"]
     model = video_vae(vae)
     require_node_latent(latent, model)
     settings = _settings(tiling, "decode", frames_per_step=frames_per_step)
     shape = check_latent(model, latent).shape  # a bad latent or budget is refused before the host loads anything
-    memory.plan_decode(model, shape, settings).check_budget(settings)
-    model = ready_video_vae(vae, memory.room_to_ask(lambda s: memory.plan_decode(model, shape, s), settings))
+    memory.plan_decode(model, shape, settings, sink=sink).check_budget(settings)
+    model = ready_video_vae(vae, memory.room_to_ask(lambda s: memory.plan_decode(model, shape, s, sink=sink), settings))
     return model, latent, _with_free_budget(settings, model)
 
 

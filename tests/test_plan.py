@@ -53,6 +53,22 @@ def test_the_node_asks_the_host_for_what_the_plan_holds(ltx, monkeypatch):
     assert asked == [untiled, tiled] and tiled < untiled
 
 
+def test_the_video_node_asks_for_its_encoder_too(ltx, monkeypatch, tmp_path):
+    """On the CPU a video file's encoder holds RAM beside the decode: the node asks the host for both."""
+    from framestream.nodes import vae_input
+    from framestream.vae_core.io.video import VideoFileSink
+
+    asked = []
+    monkeypatch.setattr(vae_input, "ready_video_vae", lambda vae, room: asked.append(room) or ltx)
+    latent, sink = torch.randn(1, 128, 40, 4, 4), VideoFileSink(str(tmp_path / "clip.mp4"), 24)
+    vae_input.prepare_decode(ltx, {"samples": latent}, 1, {"tiles": "none"}, sink)
+    vae_input.prepare_decode(ltx, {"samples": latent}, 1, {"tiles": "none"})
+    encoder = sink.held_bytes(128, 128, ltx.decoded_frames(40))
+    assert encoder > 0 and asked[0] == asked[1] + encoder
+    assert asked[0] == memory.plan_decode(ltx, latent.shape, Settings(), sink=sink).estimate.total
+    assert list(tmp_path.iterdir()) == []  # planning writes nothing
+
+
 def test_auto_tiles_ask_for_the_untiled_peak_then_plan_against_what_is_free(ltx):
     latent_shape = (1, 128, 40, 16, 16)
     untiled = memory.plan_decode(ltx, latent_shape, Settings())
