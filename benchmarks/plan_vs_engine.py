@@ -4,8 +4,8 @@ Each family benchmark checks its plan against a decode that writes an mp4, whose
 and frame threads) holds memory of its own that the plan does not model. Here every decode hands its frames
 to a callback that drops them, so the measured peak is the engine's: the causal carries, the step's activations
 and its output. The carries are held once: a tiled step overwrites them in place and keeps aside only the
-parts later tiles still read (a delayed decoder writes a second copy of each carry that changes shape in a step). "before" is
-what the two copies of earlier revisions held. Each case runs in its own process; the models are the family
+parts later tiles still read (a delayed decoder writes a second copy of each carry that changes shape in a
+step). "before" is what the two copies of earlier revisions held. Each case runs in its own process; the models are the family
 benchmarks' own (reduced widths, random weights). Usage::
 
     python benchmarks/plan_vs_engine.py
@@ -34,8 +34,9 @@ MiB = 2**20
 # family, latent frames, frame size, tile (None: whole frame)
 CASES = (("Wan 2.1 (dim 16)", 3, 256, None), ("Wan 2.1 (dim 16)", 3, 512, None), ("Wan 2.1 (dim 16)", 3, 512, 192),
          ("HunyuanVideo 1.5", 3, 256, None), ("HunyuanVideo 1.5", 3, 256, 128), ("Mochi", 3, 192, None),
-         ("Mochi", 3, 256, 128), ("LTX-2 causal", 17, 256, None), ("LTX-2 causal", 17, 512, 288), ("LTX-2 release", 33, 256, None),
-         ("LTX-2 release", 2, 512, None), ("LTX-2 release", 33, 256, 160), ("LTX-2 release", 9, 512, 288),
+         ("Mochi", 3, 256, 128), ("LTX-2 causal", 17, 256, None), ("LTX-2 causal", 17, 512, 288),
+         ("LTX-2 release", 33, 256, None), ("LTX-2 release", 2, 512, None), ("LTX-2 release", 33, 256, 160),
+         ("LTX-2 release", 9, 512, 288),
          ("LTX-Video 0.9", 17, 256, None), ("LTX-Video 0.9", 17, 256, 160), ("LTX-Video 0.9", 17, 512, 288))
 
 
