@@ -202,8 +202,7 @@ class StreamState:
     def carry_bytes(self, layers: set[int] | None = None) -> int:
         """Bytes of the committed fixed-size carries (growing ones: :meth:`growing_bytes`), of ``layers`` (ids) or
         of all layers."""
-        return sum(v.nbytes for layer, d in self._committed.items() for k, v in d.items()
-                   if isinstance(v, torch.Tensor) and k != _GROWING and (layers is None or layer in layers))
+        return sum(size for (layer, _), (_, size) in self.carry_shapes().items() if layers is None or layer in layers)
 
     def carry_shapes(self) -> dict[tuple[int, str], tuple[torch.Size, int]]:
         """The committed fixed-size carries' shapes and bytes, by (layer id, key): a step that changes a carry's
