@@ -20,6 +20,11 @@ Peak memory of a streamed step is modelled in parts:
   ``benchmarks/tiling_and_memory.py``; a model may hold more, untiled or in
   a tile: ``live_at_finest``, ``live_in_tiles``);
 * the step's blended output in fp32, and the weights (not part of a budget);
+* on the CPU, what a process's first run at a frame size adds: oneDNN builds
+  kernels and scratch buffers for every new convolution shape (1.3-6 MiB
+  over a second run of the same decode, more in tiles, whose edge tiles add
+  shapes; ``benchmarks/plan_vs_engine.py``). A host that decoded the size
+  before holds them already; on a GPU the matching cost is not measured yet;
 * for a decode written straight to a file, what the sink's encoder holds in
   RAM (its look-ahead; the sink's ``held_bytes``), which on a GPU is host RAM.
 
@@ -51,6 +56,7 @@ MIN_TILE_PX = 128
 # the estimate lands within a few percent of measured peaks (benchmarks/tiling_and_memory.py, "plan");
 # tiles are planned against this share of a budget so that the budget itself holds
 PLANNED_SHARE = 0.9
+KERNELS_ON_FIRST_USE = 4 * 2**20  # bytes, on the CPU (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -61,10 +67,11 @@ class Estimate:
     growing: int = 0  # carries that grow with the clip (causal attention's keys and values), at its full length
     host: int = 0  # host RAM beyond the device's total: offloaded carries, a step's backup, an encoder's frames
     writer: int = 0  # part of the total on the CPU (else of host): what a sink's video encoder holds
+    kernels: int = 0  # the kernels' own buffers, built on first use
 
     @property
     def total(self) -> int:
-        return self.carries + self.activations + self.output + self.growing + self.writer
+        return self.carries + self.activations + self.output + self.growing + self.writer + self.kernels
 
 
 def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode", length: int | None = None) -> int:
@@ -208,7 +215,8 @@ def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_p
     # holds them once, as they go to host RAM as soon as they are blended
     copies = 1 if device.type == "cuda" else 2
     output = copies * 3 * frames * height * width * 4 if direction == "decode" else 0
-    return Estimate(carries, activations, output, growing, host)
+    kernels = KERNELS_ON_FIRST_USE if device.type == "cpu" else 0
+    return Estimate(carries, activations, output, growing, host, kernels=kernels)
 
 
 @dataclass(frozen=True)
