@@ -21,10 +21,11 @@ Peak memory of a streamed step is modelled in parts:
   a tile: ``live_at_finest``, ``live_in_tiles``);
 * the step's blended output in fp32, and the weights (not part of a budget);
 * on the CPU, what a process's first run at a frame size adds: oneDNN builds
-  kernels and scratch buffers for every new convolution shape (1.3-6 MiB
+  kernels and scratch buffers for every new convolution shape (0-6 MiB
   over a second run of the same decode, more in tiles, whose edge tiles add
-  shapes; ``benchmarks/plan_vs_engine.py``). A host that decoded the size
-  before holds them already; on a GPU the matching cost is not measured yet;
+  shapes; ``benchmarks/plan_vs_engine.py``, decodes only). A host that
+  decoded the size before holds them already; on a GPU the matching cost
+  (cuDNN's workspaces) is not measured yet;
 * for a decode written straight to a file, what the sink's encoder holds in
   RAM (its look-ahead; the sink's ``held_bytes``), which on a GPU is host RAM.
 
