@@ -1,6 +1,7 @@
 """The streaming loop: sinks, steps, progress and interruption, and input checks."""
 
 import warnings
+import weakref
 
 import pytest
 import torch
@@ -27,6 +28,23 @@ def test_callback_sink_gets_every_frame_once_in_order(vae):
     assert shape == (1, 17, 16, 24, 3)
     assert [(b, s, c.shape[0]) for b, s, c in seen] == [(0, 0, 5), (0, 5, 8), (0, 13, 4)]
     assert torch.equal(torch.cat([c for _, _, c in seen]), engine.decode(vae, z, frames_per_step=2))
+
+
+def test_a_step_lets_go_of_its_frames_before_the_next_step_runs(vae, monkeypatch):
+    """The plan counts one step's frames in RAM; the loop once kept the last step's alive through the next."""
+    handed, alive = [], []
+    decode_tile = vae.decode_tile
+
+    def watched(*args, **kwargs):
+        alive.append(sum(ref() is not None for ref in handed))
+        return decode_tile(*args, **kwargs)
+
+    def keep_nothing(batch, start, chunk):
+        handed.append(weakref.ref(chunk if chunk._base is None else chunk._base))
+
+    monkeypatch.setattr(vae, "decode_tile", watched)
+    engine.decode(vae, latent(t=4), sink=CallbackSink(keep_nothing))
+    assert len(handed) == 4 and len(alive) >= 4 and not any(alive)  # (the plan's probe runs it too)
 
 
 def test_frame_sink_places_batches_one_after_another(vae):

@@ -122,6 +122,7 @@ def decode_pass(vae: CausalVideoVAE, z: torch.Tensor, work: memory.WorkPlan, til
         del pixels
         stitcher.add(window, frames)
         counter.step(frames[-1] if len(frames) else None)
+        del frames  # else this step's frames stay alive through the next step
     return state
 
 

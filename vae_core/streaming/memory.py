@@ -19,7 +19,7 @@ Peak memory of a streamed step is modelled in parts:
   and the tile's pixels (the constant is fitted and checked in
   ``benchmarks/tiling_and_memory.py``; a model may hold more, untiled or in
   a tile: ``live_at_finest``, ``live_in_tiles``);
-* the step's blended output in fp32, and the weights (not part of a budget);
+* the step's blended output in fp32, once, and the weights (not part of a budget);
 * on the CPU, what a process's first run at a frame size adds: oneDNN builds
   kernels and scratch buffers for every new convolution shape (0-6 MiB
   over a second run of the same decode, more in tiles, whose edge tiles add
@@ -212,10 +212,9 @@ def estimate(vae: CausalVideoVAE, height: int, width: int, per_step: int, tile_p
         whole = vae.whole_frame_share * width_at_finest * frames * height * width * itemsize
         activations = max(live * whole, activations + whole)
     activations = int(activations)
-    # the step's blended frames in fp32, twice in RAM (fitted on the CPU, benchmarks/tiling_and_memory.py); a GPU
-    # holds them once, as they go to host RAM as soon as they are blended
-    copies = 1 if device.type == "cuda" else 2
-    output = copies * 3 * frames * height * width * 4 if direction == "decode" else 0
+    # the step's blended frames in fp32, once: the engine lets go of a step's frames before the next step runs
+    # (when it kept them, the CPU's peaks held two steps' worth, benchmarks/plan_vs_engine.py)
+    output = 3 * frames * height * width * 4 if direction == "decode" else 0
     kernels = KERNELS_ON_FIRST_USE if device.type == "cpu" else 0
     return Estimate(carries, activations, output, growing, host, kernels=kernels)
 
