@@ -420,6 +420,8 @@ def test_4k_plan_for_the_release_decoder():
     assert f"carries in host RAM ({host / 2**30:.1f} GiB)" in tighter.describe(release.spatial_ratio)
     # a step's frames in fp32 (8 per latent frame, one more while the end flushes), held once
     assert exact.estimate.output == 3 * 9 * 2176 * 3840 * 4
+    on_the_cpu = memory.plan_decode(release, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget))
+    assert on_the_cpu.estimate.output == exact.estimate.output  # in RAM too: the engine frees a step's frames
     streamed = memory.plan_decode(causal, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget), gpu)
     assert streamed.tiles.tile_px is not None and len(streamed.steps) == 16
     assert streamed.estimate.total <= memory.PLANNED_SHARE * budget
