@@ -236,6 +236,30 @@ def test_the_original_layout_loads_and_agrees(pair, tmp_path):
     assert torch.equal(engine.encode(theirs, frames), engine.encode(ours, frames))
 
 
+def test_the_hosts_unused_mid_block_layers_are_dropped_from_its_module_only(pair):
+    """ComfyUI since 0.4.0 builds the mid resnets with SD's time-embedding projection (never run, never in a
+    file): a host module's state dict rebuilds, a file holding such a layer (or any other extra) is refused."""
+    ref, ours = pair
+    original = diffusers_to_original(ref.state_dict())
+    width = original["decoder.mid.block_1.conv1.conv.weight"].shape[0]
+    host = dict(original)
+    for side in ("encoder", "decoder"):
+        for block in ("block_1", "block_2"):
+            host[f"{side}.mid.{block}.temb_proj.weight"] = torch.randn(width, 512)
+            host[f"{side}.mid.{block}.temb_proj.bias"] = torch.randn(width)
+    rebuilt = build_vae(host, "the VAE given to this node", host_module=True)
+    assert set(rebuilt.state_dict()) == set(ours.state_dict())
+    z = latent(2, 1, 1, seed=16)
+    assert torch.equal(engine.decode(rebuilt, z), engine.decode(ours, z))
+    with pytest.raises(FrameStreamError, match=r"hv15.safetensors looks like a HunyuanVideo 1.5 VAE but does not "
+                                               r"match its architecture \(missing: \[\], unexpected: "
+                                               r"\['encoder.mid_block.resnets.0.temb_proj.weight'"):
+        build_vae(host, "hv15.safetensors")
+    other = dict(host, **{"decoder.mid.block_1.extra.weight": torch.zeros(1)})
+    with pytest.raises(FrameStreamError, match=r"unexpected: \['decoder.mid_block.resnets.0.extra.weight'\]"):
+        build_vae(other, "the VAE given to this node", host_module=True)
+
+
 def test_a_conv_shortcut_is_the_originals_nin_shortcut():
     """Without matched channels (not released, but a valid diffusers config) resnets get 1x1x1 shortcuts."""
     ref = diffusers_hv15(dict(SMALL, downsample_match_channel=False, upsample_match_channel=False), seed=14)

@@ -29,6 +29,9 @@ class Family:
     # the family this one is a later release of, sharing its key names (LTX-2 of LTX-Video): where both
     # recognise a file, this one knows it better, so neither family's reader needs to know the other
     succeeds: str | None = None
+    # True for the keys of layers the host's own module builds but never runs and no file holds (HunyuanVideo
+    # 1.5's mid-block ``temb_proj`` since ComfyUI 0.4.0): dropped when a model is rebuilt from a host module only
+    host_only: Callable[[str], bool] | None = None
 
 
 @dataclass(frozen=True)

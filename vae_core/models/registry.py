@@ -81,11 +81,16 @@ def family_of(sd: StateDict, source: str = "checkpoint") -> Family:
                            f"FrameStream reads a {supported()}")
 
 
-def build_vae(sd: StateDict, source: str = "checkpoint", metadata: Mapping[str, str] | None = None) -> CausalVideoVAE:
+def build_vae(sd: StateDict, source: str = "checkpoint", metadata: Mapping[str, str] | None = None,
+              host_module: bool = False) -> CausalVideoVAE:
     """The VAE these tensors describe (any registered family and layout), without copying. ``metadata`` is the
-    file's, for settings a family's weights do not show."""
+    file's, for settings a family's weights do not show. ``host_module``: the tensors are a host module's state
+    dict, which may hold layers the host builds but never runs (the family names them); files are read strictly."""
     sd = strip_prefix(sd)
-    return family_of(sd, source).build(sd, source, metadata)
+    family = family_of(sd, source)
+    if host_module and family.host_only is not None:
+        sd = {key: value for key, value in sd.items() if not family.host_only(key)}
+    return family.build(sd, source, metadata)
 
 
 def load_vae(path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> CausalVideoVAE:

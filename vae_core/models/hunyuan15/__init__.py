@@ -3,4 +3,4 @@
 from ..family import Family
 from . import checkpoints
 
-FAMILY = Family("HunyuanVideo 1.5 VAE", checkpoints.recognises, checkpoints.build)
+FAMILY = Family("HunyuanVideo 1.5 VAE", checkpoints.recognises, checkpoints.build, host_only=checkpoints.host_only)

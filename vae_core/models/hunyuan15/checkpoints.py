@@ -93,6 +93,16 @@ def recognises(sd: Mapping[str, torch.Tensor]) -> bool:
     return is_diffusers_layout(sd) or is_original_layout(sd)
 
 
+# ComfyUI builds its mid blocks with the SD resnet's default time-embedding projection (0.4.0, 2025-12);
+# forward never passes an embedding, and no release file holds the layer
+_HOST_ONLY = re.compile(r"(encoder|decoder)\.mid\.block_[12]\.temb_proj\.(weight|bias)")
+
+
+def host_only(key: str) -> bool:
+    """A layer the host's module holds that is not part of the model (see ``Family.host_only``)."""
+    return _HOST_ONLY.fullmatch(key) is not None
+
+
 def _conv_out(sd: Mapping[str, torch.Tensor], module: str) -> int:
     return sd[f"{module}.conv.weight"].shape[0]
 
