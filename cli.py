@@ -30,7 +30,9 @@ from .vae_core.streaming.memory import plan_decode
 from .vae_core.streaming.settings import Settings, quiet
 from .vae_core.streaming.sinks import FrameSink
 from .vae_core.streaming.tiles import DEFAULT_OVERLAP_PX
-from .vae_core.io.video import SUFFIXES as VIDEO_CONTAINERS, VideoFileSink, read_video
+from .vae_core.io.video import SUFFIXES as VIDEO_CONTAINERS, VideoFileSink
+from .vae_core.io.audio import read_sound
+from .vae_core.io.video_reader import EIGHT_BIT, FULL_PRECISION, read_video
 
 
 VIDEO_SUFFIXES = tuple(VIDEO_CONTAINERS)  # what VideoFileSink writes
@@ -106,8 +108,14 @@ def _tile_arg(text: str):
 
 
 def _frame_sink(args):
+    """The output: a video file (with the --audio sound, read now so a bad one stops the run before any work),
+    or frames kept for a .safetensors file."""
     if args.output.lower().endswith(VIDEO_SUFFIXES):
-        return VideoFileSink(args.output, args.fps, crf=args.crf, lossless=args.lossless)
+        sound = read_sound(args.audio, required=True) if args.audio else None
+        return VideoFileSink(args.output, args.fps, crf=args.crf, lossless=args.lossless, sound=sound)
+    if args.audio:
+        raise FrameStreamError(f"--audio goes into a video file; {args.output} is not one (write "
+                               f"{', '.join(VIDEO_SUFFIXES)})")
     return FrameSink()
 
 
@@ -154,7 +162,9 @@ def _frames_source(args, vae):
     if args.video.lower().endswith((".safetensors", ".latent")):
         return {"frames": read_frames(args.video)}
     size = _size_arg(args.size)
-    reader = read_video(args.video, args.start, args.stop, args.stride, size, chunk=(1, vae.temporal_ratio))
+    reading = EIGHT_BIT if args.eight_bit else FULL_PRECISION
+    reader = read_video(args.video, args.start, args.stop, args.stride, size, chunk=(1, vae.temporal_ratio),
+                        reading=reading)
     return {"frames": reader, "frame_count": reader.frames}
 
 
@@ -303,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="frame rate of a video output: 16, 23.976 or 30000/1001 (default 16, Wan's)")
         p.add_argument("--crf", type=int, default=19, help="h264 quality, 0-51, lower is better (default 19)")
         p.add_argument("--lossless", action="store_true", help="lossless RGB h264 (large files; not for browsers)")
+        p.add_argument("--audio", metavar="SOUND",
+                       help="a sound to put in the video file (any file PyAV reads: .wav, .flac, .mp3, .m4a, a video's "
+                            "track): AAC, Opus in .webm, as long as the sound")
 
     p = sub.add_parser("decode", help="latent -> a video file, or frames [B*T, H, W, 3] in [0, 1] (the host's IMAGE)")
     p.add_argument("vae", help=f"VAE .safetensors: a {supported()} (original, diffusers or ComfyUI layout)")
@@ -338,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop", type=int, help="frame index to stop before (default: the end)")
     p.add_argument("--stride", type=int, default=1, help="keep every N-th frame (default 1)")
     p.add_argument("--size", help="resize frames of a video file to WIDTHxHEIGHT, such as 832x480")
+    p.add_argument("--eight-bit", action="store_true",
+                   help="read a video file's frames through 8-bit RGB, as ComfyUI before 0.20 did (default: float at "
+                        "the file's own bit depth, as ComfyUI 0.25 and later read them)")
     p.add_argument("--latents-per-step", type=int, default=engine.DEFAULT_LATENTS_PER_STEP,
                    help="latent frames produced per step after the first (each takes 4 pixel frames)")
     common(p)

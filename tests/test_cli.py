@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import wave
 
 import pytest
 import torch
@@ -12,10 +13,13 @@ from safetensors.torch import load_file, save_file
 from framestream import cli
 from framestream.vae_core.streaming import engine
 from framestream.vae_core.demo import moving_shapes
-from framestream.vae_core.io.video import VideoFileSink, probe_video, read_video
+from framestream.vae_core.io.video import VideoFileSink
+from framestream.vae_core.io.audio import read_sound
+from framestream.vae_core.io.video_reader import EIGHT_BIT, FULL_PRECISION, probe_video, read_video
 from framestream.vae_core.streaming.memory import plan_decode
 from framestream.vae_core.streaming.settings import Settings
 
+from helpers import tone
 from oracle import diffusers_decode_raw
 
 
@@ -170,7 +174,7 @@ def test_decode_to_mp4_streams_every_frame_at_the_given_rate(files, capsys, tmp_
     info = probe_video(tmp_path / "clip.mp4")
     assert (info.frames, info.fps, info.width, info.height) == (9, 24.0, 24, 16)
     expected = engine.decode(wan21_pair[1], z)
-    decoded = torch.cat(list(read_video(tmp_path / "clip.mp4")))
+    decoded = torch.cat(list(read_video(tmp_path / "clip.mp4", reading=EIGHT_BIT)))  # the stored 8-bit values
     assert (decoded - expected).abs().max() <= 0.5 / 255 + 1e-6  # lossless: only the 8-bit rounding
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
 
@@ -287,3 +291,51 @@ def test_each_error_line_reaches_stderr_in_one_write(tmp_path, monkeypatch, argv
     assert len(errors) == 1 and errors[0].startswith("framestream: error:") and errors[0].endswith("\n")
     assert errors[0].count("\n") == 1
     assert os.listdir(tmp_path) == []
+
+
+def test_decode_puts_a_sound_file_into_the_video(files, capsys, tmp_path, wan21_pair):
+    """``--audio`` takes any file PyAV reads (a .wav here, and another video's track); the frames are unchanged."""
+    folder, z = files
+    samples = (tone(1.2, rate=22050) * 32767).round().to(torch.int16)
+    with wave.open(str(tmp_path / "voice.wav"), "wb") as f:
+        f.setnchannels(2), f.setsampwidth(2), f.setframerate(22050)
+        f.writeframes(samples.t().contiguous().numpy().tobytes())
+    for sound, out in ((tmp_path / "voice.wav", tmp_path / "a.mkv"), (tmp_path / "a.mkv", tmp_path / "b.mp4")):
+        code, _, err = run(["decode", folder / "wan21.safetensors", folder / "clip.latent", "-o", out, "--lossless",
+                            "--audio", sound, "-q"], capsys)
+        assert code == 0, err
+        back = read_sound(out)
+        assert back.rate == 22050 and abs(back.seconds - 1.2) < 0.05
+    frames = torch.cat(list(read_video(tmp_path / "b.mp4", reading=EIGHT_BIT)))
+    assert torch.equal(frames, (engine.decode(wan21_pair[1], z) * 255 + 0.5).floor() / 255)
+
+
+@pytest.mark.parametrize("make, output, message", [
+    (lambda p: p.write_text("not a sound\n" * 40), "out.mp4", "notes.wav is not a readable audio file"),
+    (None, "out.mp4", "audio file not found"),
+    (lambda p: p.write_text("x"), "out.safetensors", "--audio goes into a video file; "),
+])
+def test_a_bad_audio_option_writes_nothing(files, capsys, tmp_path, make, output, message):
+    folder, _ = files
+    sound = tmp_path / "notes.wav"
+    if make is not None:
+        make(sound)
+    code, _, err = run(["decode", folder / "wan21.safetensors", folder / "clip.latent", "-o", tmp_path / output,
+                        "--audio", sound], capsys)
+    assert_one_line_error(code, err, message)
+    assert not (tmp_path / output).exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def test_encode_reads_at_full_precision_unless_told_eight_bit(capsys, tmp_path, wan21_pair):
+    vae_path = tmp_path / "wan21.safetensors"
+    save_file({k: v.contiguous() for k, v in wan21_pair[1].state_dict().items()}, vae_path)
+    sink = VideoFileSink(tmp_path / "clip.mp4", 16)
+    sink.start((1, 9, 32, 64, 3))
+    sink.write(0, 0, moving_shapes(9, 32, 64))
+    sink.result()
+    for option, reading in (([], FULL_PRECISION), (["--eight-bit"], EIGHT_BIT)):
+        code, _, err = run(["encode", vae_path, tmp_path / "clip.mp4", "-o", tmp_path / "clip.latent", "--tile",
+                            "none", "-q", *option], capsys)
+        assert code == 0, err
+        expected = engine.encode(wan21_pair[1], torch.cat(list(read_video(tmp_path / "clip.mp4", reading=reading))))
+        assert torch.equal(load_file(tmp_path / "clip.latent")["latent_tensor"], expected)

@@ -12,11 +12,14 @@ import stat
 import wave
 from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 
 from framestream.vae_core.errors import FrameStreamError
-from framestream.vae_core.io.video import VideoFileSink, probe_video, read_video
+from framestream.vae_core.io.video import VideoFileSink
+from framestream.vae_core.io.video_reader import EIGHT_BIT, FULL_PRECISION, probe_video, read_video
+from helpers import rotate_mp4
 
 av = pytest.importorskip("av")  # video.py itself imports PyAV only when a video is touched
 
@@ -51,8 +54,9 @@ def write(path, videos: torch.Tensor, fps=16, **options) -> VideoFileSink:
     return sink
 
 
-def read_all(path, **selection) -> torch.Tensor:
-    return torch.cat(list(read_video(path, **selection)))
+def read_all(path, reading=EIGHT_BIT, **selection) -> torch.Tensor:
+    """Every selected frame; through 8-bit RGB by default, which gives a lossless file's stored values exactly."""
+    return torch.cat(list(read_video(path, reading=reading, **selection)))
 
 
 def decoded_uint8(path) -> torch.Tensor:
@@ -74,6 +78,9 @@ def test_lossless_round_trip_is_exact(tmp_path, suffix, height, width):
     assert back.dtype == torch.float32 and back.shape == (9, height, width, 3)
     assert torch.equal(as_uint8(back), expected)
     assert torch.equal(back, expected.float() / 255)
+    # at full precision (the host's float path) swscale scales 8-bit RGB by about 256/257: 255 reads 0.9961
+    floats = read_all(path, FULL_PRECISION)
+    assert (floats - back).abs().max() <= 1.5 / 255 and not torch.equal(floats, back)
 
 
 def test_values_are_rounded_to_nearest_and_clamped(tmp_path):
@@ -149,7 +156,7 @@ def lossless_clip(tmp_path_factory):
 def test_selection_matches_slicing(lossless_clip, start, stop, stride):
     path, everything = lossless_clip
     assert everything.shape[0] == 17
-    reader = read_video(path, start=start, stop=stop, stride=stride)
+    reader = read_video(path, start=start, stop=stop, stride=stride, reading=EIGHT_BIT)
     expected = everything[start:stop:stride]
     assert reader.frames == expected.shape[0]
     assert reader.fps == pytest.approx(24 / stride)
@@ -159,14 +166,14 @@ def test_selection_matches_slicing(lossless_clip, start, stop, stride):
 @pytest.mark.parametrize("chunk, sizes", [(1, [1] * 17), (5, [5, 5, 5, 2]), ((1, 4), [1, 4, 4, 4, 4]), ([2, 3, 1], [2, 3] + [1] * 12)])
 def test_chunks(lossless_clip, chunk, sizes):
     path, everything = lossless_clip
-    chunks = list(read_video(path, chunk=chunk))
+    chunks = list(read_video(path, chunk=chunk, reading=EIGHT_BIT))
     assert [c.shape[0] for c in chunks] == sizes
     assert torch.equal(torch.cat(chunks), everything)
 
 
 def test_chunks_after_selection(lossless_clip):
     path, everything = lossless_clip
-    chunks = list(read_video(path, start=1, stop=12, stride=2, chunk=(1, 4)))
+    chunks = list(read_video(path, start=1, stop=12, stride=2, chunk=(1, 4), reading=EIGHT_BIT))
     assert [c.shape[0] for c in chunks] == [1, 4, 1]
     assert torch.equal(torch.cat(chunks), everything[1:12:2])
 
@@ -187,6 +194,68 @@ def test_resize(tmp_path):
     assert small.shape == (5, 24, 48, 3)
     reference = torch.nn.functional.interpolate(read_all(path).permute(0, 3, 1, 2), size=(24, 48), mode="bicubic", antialias=True)
     assert (small - reference.permute(0, 2, 3, 1)).abs().mean() < 0.01
+
+
+def _pyav_frames(path, pixel_format: str):
+    """The first frame through PyAV's own conversion to ``pixel_format`` (the host's per-frame call)."""
+    with av.open(str(path)) as container:
+        return next(container.decode(video=0)).to_ndarray(format=pixel_format)
+
+
+def test_full_precision_reads_the_hosts_float_frames(tmp_path):
+    """A YUV 4:2:0 video (most files) at full precision: PyAV's float planar RGB as it is, not rounded to 8 bits;
+    through 8-bit RGB exactly its bytes / 255 (ComfyUI before 0.20). The two differ by more than the rounding:
+    swscale upsamples the chroma differently on the two paths."""
+    path = _written(tmp_path / "clip.mp4", smooth(3, 32, 64), crf=19)  # 64 px wide: no alignment padding
+    floats, eight = read_all(path, FULL_PRECISION)[0], read_all(path, EIGHT_BIT)[0]
+    assert torch.equal(floats, torch.from_numpy(_pyav_frames(path, "gbrpf32le")))
+    assert torch.equal(eight, torch.from_numpy(_pyav_frames(path, "rgb24")).float() / 255)
+    assert (floats * 255 - (floats * 255).round()).abs().max() > 0.1  # between 8-bit levels: not rounded
+    assert 0.5 / 255 < (floats - eight).abs().mean() < 8 / 255
+
+
+def test_an_unaligned_width_reads_the_same_every_time(tmp_path):
+    """swscale's float output at a width that is not a multiple of 32 depends on how the frame's rows happen to be
+    aligned in memory (ComfyUI #14438): the host pads such frames to the next multiple of 32 (edges repeated)
+    before converting, and so does full precision. Equality with the host's own reading is the host test's."""
+    path = _written(tmp_path / "clip.mp4", smooth(9, 30, 48), crf=19)  # 48 x 30: both unaligned
+    readings = [read_all(path, FULL_PRECISION, chunk=chunk) for chunk in (1, 4, 9)]
+    assert all(torch.equal(reading, readings[0]) for reading in readings[1:])
+    assert readings[0].shape == (9, 30, 48, 3)
+
+
+def test_full_range_8_bit_video_reads_through_bytes_and_10_bit_keeps_its_levels(tmp_path):
+    for pixel_format in ("yuvj420p", "yuv420p10le"):
+        path = tmp_path / f"{pixel_format}.mkv"
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("libx264", rate=16)
+            stream.width, stream.height, stream.pix_fmt = 64, 32, pixel_format
+            ramp = np.linspace(0, 65535, 64 * 32 * 3).reshape(32, 64, 3).astype(np.uint16)
+            frame = av.VideoFrame.from_ndarray(ramp, format="rgb48le").reformat(format=pixel_format)
+            container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+        frames = read_all(path, FULL_PRECISION)[0]
+        if pixel_format == "yuvj420p":  # the host's 8-bit exception (0.21+): rgb24 / 255
+            assert torch.equal(frames, torch.from_numpy(_pyav_frames(path, "rgb24")).float() / 255)
+        else:
+            assert frames.unique().numel() > 2 * read_all(path, EIGHT_BIT)[0].unique().numel()
+
+
+def test_a_rotated_video_reads_upright_at_full_precision(tmp_path):
+    """Phones store portrait video sideways with a display rotation; the host (0.21+) turns the frames."""
+    path = _written(tmp_path / "portrait.mp4", smooth(5, 32, 64), crf=19)
+    upright = read_all(path, FULL_PRECISION)
+    rotate_mp4(path)
+    with av.open(str(path)) as container:
+        assert next(container.decode(video=0)).rotation == -90
+    info = probe_video(path)
+    assert (info.width, info.height, info.rotation) == (32, 64, 270)
+    turned = read_all(path, FULL_PRECISION)
+    assert turned.shape == (5, 64, 32, 3)
+    assert torch.equal(turned, torch.rot90(upright, k=-1, dims=(1, 2)))
+    assert read_all(path, EIGHT_BIT).shape == (5, 32, 64, 3)  # the old host did not turn them
+    small = read_video(path, size=(16, 32))  # a size is the upright frame's
+    assert next(small).shape == (1, 32, 16, 3)
 
 
 def test_partial_file_is_hidden_until_finished(tmp_path):

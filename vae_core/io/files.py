@@ -102,11 +102,11 @@ def _cast(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
 
 
-def _save(tensors: dict[str, torch.Tensor], path: str) -> None:
+def _save(tensors: dict[str, torch.Tensor], path: str, metadata: dict[str, str] | None = None) -> None:
     from safetensors.torch import save_file
 
     with atomic_path(path) as temp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, temp)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, temp, metadata=metadata)
 
 
 def read_latent(path: str) -> torch.Tensor:
@@ -129,9 +129,13 @@ def read_latent(path: str) -> torch.Tensor:
     return latent.float()
 
 
-def write_latent(path: str, latent: torch.Tensor) -> None:
-    """A file the host's Load Latent opens as it is."""
-    _save({LATENT_KEY: latent.float(), LATENT_VERSION_KEY: torch.tensor([])}, path)
+def write_latent(path: str, latent: torch.Tensor, more: dict[str, torch.Tensor] | None = None,
+                 metadata: dict[str, str] | None = None) -> None:
+    """A file the host's Load Latent opens as it is; ``more`` tensors ride along under their own names (Load
+    Latent ignores them), ``metadata`` goes into the header (the host's Save Latent puts the prompt there)."""
+    tensors = {LATENT_KEY: latent.float(), LATENT_VERSION_KEY: torch.tensor([])}
+    tensors.update({name: tensor.float() for name, tensor in (more or {}).items()})
+    _save(tensors, path, metadata)
 
 
 def read_frames(path: str) -> torch.Tensor:
