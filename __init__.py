@@ -1,9 +1,19 @@
 """FrameStream: streaming video VAE nodes for ComfyUI, also a plain library and the ``framestream`` command.
 
-ComfyUI imports this folder as a package and reads the two mappings below.
+ComfyUI imports this folder as a package and calls ``comfy_entrypoint`` for its V3 nodes; the web extension in
+``js/`` is served from ``WEB_DIRECTORY``. Importing the package loads no node module (the library and the CLI
+do not need them).
 """
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
-
 __version__ = "0.1.0"
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "__version__"]
+WEB_DIRECTORY = "./js"
+
+
+async def comfy_entrypoint():
+    """The host's V3 entry point: the extension that lists FrameStream's nodes."""
+    from .nodes import FrameStreamExtension
+
+    return FrameStreamExtension()
+
+
+__all__ = ["WEB_DIRECTORY", "__version__", "comfy_entrypoint"]

@@ -1,6 +1,13 @@
-"""Thin ComfyUI adapters: each node adapts the host's types and calls ``vae_core``."""
+"""Thin ComfyUI adapters (V3 nodes): each node adapts the host's types and calls ``vae_core``."""
 
 from . import decode, decode_video, encode, encode_video, frame_conditioning, guider, image_attention, loader, preview  # noqa: F401,E501  (registers the nodes)
-from .registry import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from .host import ComfyExtension
+from .registry import NODES
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+
+class FrameStreamExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type]:
+        return list(NODES)
+
+
+__all__ = ["NODES", "FrameStreamExtension"]

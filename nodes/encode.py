@@ -3,38 +3,37 @@
 from __future__ import annotations
 
 from ..vae_core.streaming import engine
-from .registry import node
-from .tiling_inputs import TILE_INPUTS
+from .host import io
+from .registry import register
+from .tiling_inputs import tile_inputs
 from .vae_input import VAE_TOOLTIP, prepare_encode
 
 LATENT_OUTPUT_TOOLTIP = ("The latent, ready for a sampler or Save Latent: [1, C, T, H/8, W/8] for a video VAE (H/16 for "
                          "Wan 2.2), or [N, C, H/8, W/8], one latent per frame, for an image VAE or SVD.")
 
 
-@node("FrameStream Encode (streaming video VAE)")
-class FrameStreamEncode:
-    DESCRIPTION = (
-        "Encodes frames to a video latent through a cached causal VAE, one frame and then four at a time, tiling "
-        "the frame when memory is short. Untiled, the same result as VAE Encode (to fp32 rounding); the latent "
-        "stays in raw VAE space."
-    )
-    CATEGORY = "FrameStream"
-    FUNCTION = "encode"
-    RETURN_TYPES = ("LATENT",)
-    OUTPUT_TOOLTIPS = (LATENT_OUTPUT_TOOLTIP,)
+@register
+class FrameStreamEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FrameStreamEncode",
+            display_name="FrameStream Encode (streaming video VAE)",
+            category="FrameStream",
+            description=(
+                "Encodes frames to a video latent through a cached causal VAE, one frame and then four at a time, "
+                "tiling the frame when memory is short. Untiled, the same result as VAE Encode (to fp32 rounding); "
+                "the latent stays in raw VAE space."),
+            inputs=[
+                io.Vae.Input("vae", tooltip=VAE_TOOLTIP),
+                io.Image.Input("pixels", tooltip="The video's frames in order. Frames beyond the last whole group of "
+                                                 "4 (after the first) are dropped, as VAE Encode does."),
+                *tile_inputs(),
+            ],
+            outputs=[io.Latent.Output(tooltip=LATENT_OUTPUT_TOOLTIP)],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "vae": ("VAE", {"tooltip": VAE_TOOLTIP}),
-                "pixels": ("IMAGE", {"tooltip": "The video's frames in order. Frames beyond the last whole group of "
-                                                "4 (after the first) are dropped, as VAE Encode does."}),
-            },
-            "optional": TILE_INPUTS,
-        }
-
-    def encode(self, vae, pixels, **tiling):
+    def execute(cls, vae, pixels, **tiling):
         model, settings = prepare_encode(vae, pixels.shape[1], pixels.shape[2], tiling)
-        latent = engine.encode(model, pixels, settings=settings)
-        return ({"samples": latent},)
+        return io.NodeOutput({"samples": engine.encode(model, pixels, settings=settings)})

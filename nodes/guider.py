@@ -6,7 +6,8 @@ from ..vae_core.errors import FrameStreamError
 from ..vae_core.sampling.guidance import add_frame_guidance
 from . import host
 from .frame_conditioning import CATEGORY, FREE_KEY
-from .registry import node
+from .host import io
+from .registry import register
 
 
 def without_known_frames(conditioning):
@@ -46,38 +47,37 @@ class FrameGuider(host.CFGGuider):
         return add_frame_guidance(guided, positive, free, self.frame_guidance)
 
 
-@node("FrameStream Unconditional Guider (LVDM frame guidance)")
-class FrameStreamUnconditionalGuider:
-    DESCRIPTION = (
-        "A guider for SamplerCustomAdvanced: text CFG plus LVDM's unconditional guidance, which pushes each step "
-        "away from what the model makes without the known frames (grey frames, nothing masked known; the "
-        "CLIP-vision tokens stay): out = CFG + w (D(known) - D(no known frames)). At cfg 1 this is LVDM's "
-        "(1 + w) D(known) - w D(none). Costs one more model call per step when w is not 0."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "get_guider"
-    RETURN_TYPES = ("GUIDER",)
-    OUTPUT_TOOLTIPS = ("Connect to SamplerCustomAdvanced.",)
+@register
+class FrameStreamUnconditionalGuider(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FrameStreamUnconditionalGuider",
+            display_name="FrameStream Unconditional Guider (LVDM frame guidance)",
+            category=CATEGORY,
+            description=(
+                "A guider for SamplerCustomAdvanced: text CFG plus LVDM's unconditional guidance, which pushes each "
+                "step away from what the model makes without the known frames (grey frames, nothing masked known; "
+                "the CLIP-vision tokens stay): out = CFG + w (D(known) - D(no known frames)). At cfg 1 this is "
+                "LVDM's (1 + w) D(known) - w D(none). Costs one more model call per step when w is not 0."),
+            inputs=[
+                io.Model.Input("model", tooltip="The Wan I2V / FLF2V model (optionally through Image Attention "
+                                                "Strength)."),
+                io.Conditioning.Input("positive", tooltip="Positive from Keyframe Interpolation or Extend Video."),
+                io.Conditioning.Input("negative", tooltip="Negative from the same node."),
+                io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Text guidance scale, as in KSampler (Wan: 5)."),
+                io.Float.Input("frame_guidance", default=0.1, min=-2.0, max=10.0, step=0.01, tooltip=(
+                    "w: how much more the known frames steer the video. LVDM uses 0.1; 0 = plain CFG (two calls "
+                    "per step).")),
+            ],
+            outputs=[io.Guider.Output(tooltip="Connect to SamplerCustomAdvanced.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "The Wan I2V / FLF2V model (optionally through Image Attention "
-                                               "Strength)."}),
-                "positive": ("CONDITIONING", {"tooltip": "Positive from Keyframe Interpolation or Extend Video."}),
-                "negative": ("CONDITIONING", {"tooltip": "Negative from the same node."}),
-                "cfg": ("FLOAT", {"default": 5.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
-                                  "tooltip": "Text guidance scale, as in KSampler (Wan: 5)."}),
-                "frame_guidance": ("FLOAT", {"default": 0.1, "min": -2.0, "max": 10.0, "step": 0.01,
-                                             "tooltip": "w: how much more the known frames steer the video. LVDM "
-                                                        "uses 0.1; 0 = plain CFG (two calls per step)."}),
-            },
-        }
-
-    def get_guider(self, model, positive, negative, cfg, frame_guidance):
+    def execute(cls, model, positive, negative, cfg, frame_guidance):
         guider = FrameGuider(model)
         guider.frame_guidance = frame_guidance
         guider.set_conds(positive, negative)
         guider.set_cfg(cfg)
-        return (guider,)
+        return io.NodeOutput(guider)

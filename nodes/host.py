@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from ..vae_core.io.progress import ConsoleProgress
+from ..vae_core.io.video_reader import FULL_PRECISION, FrameReading
 
 try:  # inside ComfyUI
     import comfy.model_management as model_management
@@ -16,14 +17,18 @@ try:  # inside ComfyUI
     import comfy.samplers as samplers
     import comfy.utils as comfy_utils
     import folder_paths
+    from comfy_api.latest import ComfyExtension, io
 
     AVAILABLE = True
     CFGGuider = samplers.CFGGuider
     APPLY_MODEL = patcher_extension.WrappersMP.APPLY_MODEL
     OUTER_SAMPLE = patcher_extension.WrappersMP.OUTER_SAMPLE
 except ImportError:  # standalone
+    from . import standalone_io as io
+
     model_management = patcher_extension = samplers = comfy_utils = folder_paths = None
     AVAILABLE = False
+    ComfyExtension = io.ComfyExtension
     APPLY_MODEL, OUTER_SAMPLE = "apply_model", "outer_sample"
 
     class CFGGuider:
@@ -159,6 +164,27 @@ def vae_device_and_dtype():
         return torch.device("cpu"), torch.float32
     device = model_management.vae_device()
     return device, model_management.vae_dtype(device, [torch.float16, torch.bfloat16, torch.float32])
+
+
+def version() -> tuple[int, ...] | None:
+    """The running host's version (``comfyui_version``), or None standalone or where it does not say."""
+    try:
+        from comfyui_version import __version__
+        return tuple(int(part) for part in __version__.split(".")[:3])
+    except (ImportError, ValueError):
+        return None
+
+
+def video_reading() -> FrameReading:
+    """How the running host's Load Video turns a file's frames into floats, so that FrameStream's file encoder
+    gives what Load Video -> VAE Encode gives: 8-bit RGB before 0.20; float at the file's bit depth since
+    (8-bit full-range formats still as bytes, and rotation applied, since 0.21; unaligned widths padded since
+    0.25). A host that does not say its version, and standalone use, read as the newest host does."""
+    found = version() if AVAILABLE else None
+    if found is None:
+        return FULL_PRECISION
+    return FrameReading(float_frames=found >= (0, 20), eight_bit_as_bytes=found >= (0, 21),
+                        align=32 if found >= (0, 25) else 0, rotate=found >= (0, 21))
 
 
 def output_directory() -> str:

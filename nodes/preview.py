@@ -10,7 +10,8 @@ from ..vae_core import preview
 from ..vae_core.errors import FrameStreamError
 from ..vae_core.models.registry import load_vae
 from . import host
-from .registry import node
+from .host import io
+from .registry import register
 
 AUTO, LINEAR = "auto", "latent to RGB"
 AUTO_SHARE = 0.1  # every=0: previews take at most this share of the sampling time
@@ -89,35 +90,39 @@ def _checked(tae, x0: torch.Tensor, name: str):
     return tae
 
 
-@node("FrameStream Whole-Clip Preview")
-class FrameStreamWholeClipPreview:
-    DESCRIPTION = ("Put before a sampler: its preview shows every frame of the clip it predicts, moving, at each "
-                   "step (the host shows one frame). Decoded by a tiny TAEHV decoder from models/vae_approx when "
-                   "one is installed for the model (taew2_1, taew2_2, taehv, taehv1_5, taeltx_2, taecvx), else by "
-                   "the host's latent-to-RGB colours. The animation plays in the new (Vue) node view.")
-    CATEGORY = "FrameStream"
-    FUNCTION = "patch"
-    RETURN_TYPES = ("MODEL",)
-    OUTPUT_TOOLTIPS = ("The same model; samplers using it preview whole clips.",)
+@register
+class FrameStreamWholeClipPreview(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        taes = [name for name in host.vae_files() if name.startswith(host.APPROX + "/")]
+        return io.Schema(
+            node_id="FrameStreamWholeClipPreview",
+            display_name="FrameStream Whole-Clip Preview",
+            category="FrameStream",
+            description=(
+                "Put before a sampler: its preview shows every frame of the clip it predicts, moving, at each step "
+                "(the host shows one frame). Decoded by a tiny TAEHV decoder from models/vae_approx when one is "
+                "installed for the model (taew2_1, taew2_2, taehv, taehv1_5, taeltx_2, taecvx), else by the host's "
+                "latent-to-RGB colours. The animation plays in both node views (FrameStream's web extension plays "
+                "it on the classic canvas)."),
+            inputs=[
+                io.Model.Input("model", tooltip="The video model whose sampling to preview."),
+                io.Combo.Input("decoder", options=[AUTO, LINEAR, *taes], default=AUTO, tooltip=(
+                    "auto: the TAE in models/vae_approx made for this model's latents, else latent to RGB. latent "
+                    "to RGB: the host's colour factors, at latent resolution (no cost). Or a TAE file by name.")),
+                io.Int.Input("size", default=256, min=32, max=1024, step=8,
+                             tooltip="Preview frames fit this many pixels on their long side."),
+                io.Float.Input("fps", default=8.0, min=1.0, max=60.0, step=1.0,
+                               tooltip="Playback speed of the preview animation, in frames per second."),
+                io.Int.Input("every", default=0, min=0, max=100, tooltip=(
+                    "0: preview as often as keeps previews within 10 % of the sampling time (every step when the "
+                    "decoder is cheap beside the model). N: a preview every N steps and at the last.")),
+            ],
+            outputs=[io.Model.Output(tooltip="The same model; samplers using it preview whole clips.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        taes = [name for name in host.vae_files() if name.startswith(host.APPROX + "/")]
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "The video model whose sampling to preview."}),
-            "decoder": ([AUTO, LINEAR, *taes], {"default": AUTO, "tooltip": (
-                "auto: the TAE in models/vae_approx made for this model's latents, else latent to RGB. latent "
-                "to RGB: the host's colour factors, at latent resolution (no cost). Or a TAE file by name.")}),
-            "size": ("INT", {"default": 256, "min": 32, "max": 1024, "step": 8,
-                             "tooltip": "Preview frames fit this many pixels on their long side."}),
-            "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 60.0, "step": 1.0,
-                              "tooltip": "Playback speed of the preview animation, in frames per second."}),
-            "every": ("INT", {"default": 0, "min": 0, "max": 100, "tooltip": (
-                "0: preview as often as keeps previews within 10 % of the sampling time (every step when the "
-                "decoder is cheap beside the model). N: a preview every N steps and at the last.")}),
-        }}
-
-    def patch(self, model, decoder=AUTO, size=256, fps=8.0, every=0):
+    def execute(cls, model, decoder=AUTO, size=256, fps=8.0, every=0):
         patched = model.clone()
         host.around_sampling(patched, "framestream_whole_clip_preview", ClipPreview(decoder, size, fps, every).callback_for)
-        return (patched,)
+        return io.NodeOutput(patched)

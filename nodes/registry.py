@@ -1,13 +1,8 @@
-"""``@node("Display name")`` registers a node class under its own class name."""
+"""``@register`` collects the pack's V3 node classes; the host reads them through ``comfy_entrypoint``."""
 
-NODE_CLASS_MAPPINGS: dict[str, type] = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+NODES: list[type] = []
 
 
-def node(display_name: str):
-    def register(cls: type) -> type:
-        NODE_CLASS_MAPPINGS[cls.__name__] = cls
-        NODE_DISPLAY_NAME_MAPPINGS[cls.__name__] = display_name
-        return cls
-
-    return register
+def register(cls: type) -> type:
+    NODES.append(cls)
+    return cls

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..vae_core.models.registry import build_vae
@@ -34,7 +36,7 @@ def video_vae(vae) -> CausalVideoVAE:
 
 def _rebuilt(module, weights: dict) -> CausalVideoVAE:
     """Our model of the host's, in the host's conventions (including settings the host built beyond the weights)."""
-    return build_vae(weights, source="the VAE given to this node").use_host_conventions(module)
+    return build_vae(weights, source="the VAE given to this node", host_module=True).use_host_conventions(module)
 
 
 def ready_video_vae(vae, step_bytes: int) -> CausalVideoVAE:
@@ -57,17 +59,51 @@ def ready_video_vae(vae, step_bytes: int) -> CausalVideoVAE:
     return _rebuilt(vae.first_stage_model, weights).requires_grad_(False)
 
 
-def prepare_decode(vae, samples: dict, frames_per_step: int, tiling: dict, sink=None):
-    """The model (loaded by the host after it made room for what the decode's plan will hold, a video file's
-    encoder included on the CPU), the latent, and the engine's settings."""
+def video_latent(samples: dict):
+    """The LATENT's video tensor, and whether it came nested beside other parts (an audio+video model's
+    latent: LTX-2 AV, MiniMax H3; the host's ``NestedTensor``, whose first part is the video, as VAE Decode
+    reads it)."""
     latent = samples["samples"]
+    if getattr(latent, "is_nested", False):
+        return latent.unbind()[0], True
+    return latent, False
+
+
+def checked_latent(model: CausalVideoVAE, samples: dict):
+    """The LATENT's video part, checked for ``model``: one message saying what is wrong, naming the nested
+    latent's video part when the LATENT has several parts."""
+    latent, nested = video_latent(samples)
+    try:
+        require_node_latent(latent, model)
+        return latent, check_latent(model, latent).shape
+    except FrameStreamError as err:
+        if not nested:
+            raise
+        raise FrameStreamError(f"this audio+video LATENT's video part does not fit: {err}") from None
+
+
+@dataclass(frozen=True)
+class PreparedDecode:
+    model: CausalVideoVAE  # on the host's VAE device, loaded after the host made room for the plan
+    latent: torch.Tensor  # the LATENT's video part, as the node got it
+    settings: Settings
+    shape: tuple[int, ...]  # the latent as the engine sees it: [B, C, T, h, w]
+
+    @property
+    def frames(self) -> int:
+        """Pixel frames the decode will write, every video of the batch together."""
+        return self.model.decoded_frames(self.shape[2]) * self.shape[0]
+
+
+def prepare_decode(vae, samples: dict, frames_per_step: int, tiling: dict, sink=None) -> PreparedDecode:
+    """The model (loaded by the host after it made room for what the decode's plan will hold, a video file's
+    encoder included on the CPU), the latent's video part, and the engine's settings."""
     model = video_vae(vae)
-    require_node_latent(latent, model)
+    latent, shape = checked_latent(model, samples)  # a bad latent or budget is refused before the host loads anything
     settings = _settings(tiling, "decode", frames_per_step=frames_per_step)
-    shape = check_latent(model, latent).shape  # a bad latent or budget is refused before the host loads anything
     memory.plan_decode(model, shape, settings, sink=sink).check_budget(settings)
     model = ready_video_vae(vae, memory.room_to_ask(lambda s: memory.plan_decode(model, shape, s, sink=sink), settings))
-    return model, latent, _with_free_budget(settings, model)
+    return PreparedDecode(model, latent, _with_free_budget(settings, model), tuple(shape))
 
 
 def prepare_encode(vae, height: int, width: int, tiling: dict):
@@ -87,7 +123,7 @@ def prepare_encode(vae, height: int, width: int, tiling: dict):
 
 def _settings(tiling: dict, label: str, **steps) -> Settings:
     progress = host.Progress(label)
-    return Settings(**node_tiling(tiling), progress=progress, on_retry=progress.retry, **steps)
+    return Settings(**node_tiling(**tiling), progress=progress, on_retry=progress.retry, **steps)
 
 
 def _with_free_budget(settings: Settings, model: CausalVideoVAE) -> Settings:
