@@ -10,12 +10,11 @@ HunyuanVideo 1.5 file as its HunyuanImage refiner VAE: its own VAE Decode then r
 
 from __future__ import annotations
 
-import pytest
 import torch
 from safetensors.torch import save_file
 
-from test_host_comfyui import COMFYUI_DIR, comfy  # noqa: F401
-from test_host_video_vaes import FILE_TOL, _library_decode, _save_latent, run_shipped_decode
+from helpers import FILE_TOL, library_decode, needs_host, run_shipped_decode
+from helpers import save_latent_input as _save_latent
 from test_hunyuan15 import diffusers_hv15
 from test_ltx2 import SMALL_20, diffusers_ltx2
 from test_mochi import diffusers_mochi, to_genmo
@@ -24,10 +23,10 @@ from framestream.vae_core import load_vae
 from framestream.vae_core.models.hunyuan15.checkpoints import diffusers_to_original
 from framestream.vae_core.streaming import engine
 
-pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run host tests")
+pytestmark = needs_host
 
 
-def test_hunyuan_video_1_5_workflow_through_the_hosts_load_vae(comfy):  # noqa: F811
+def test_hunyuan_video_1_5_workflow_through_the_hosts_load_vae(comfy):
     _, base, _ = comfy
     ref = diffusers_hv15(dict(block_out_channels=(128, 256, 512, 1024, 1024), layers_per_block=2))
     path = base / "models" / "vae" / "hunyuanvideo15_vae_test.safetensors"
@@ -37,10 +36,10 @@ def test_hunyuan_video_1_5_workflow_through_the_hosts_load_vae(comfy):  # noqa: 
     _save_latent(base, "hunyuan15.latent", latent)
     frames, fps = run_shipped_decode(comfy, "hunyuan_video_1_5_decode_to_file.json", path.name, "hunyuan15.latent")
     assert frames.shape == (9, 32, 32, 3) and fps == 24.0
-    assert (frames - _library_decode(path, latent)).abs().max().item() <= FILE_TOL
+    assert (frames - library_decode(path, latent)).abs().max().item() <= FILE_TOL
 
 
-def test_mochi_workflow_through_the_hosts_load_vae(comfy):  # noqa: F811
+def test_mochi_workflow_through_the_hosts_load_vae(comfy):
     _, base, _ = comfy
     ref = diffusers_mochi(dict(), std=0.1)  # diffusers' defaults: the released widths
     path = base / "models" / "vae" / "mochi_vae_test.safetensors"
@@ -49,12 +48,12 @@ def test_mochi_workflow_through_the_hosts_load_vae(comfy):  # noqa: F811
     latent = torch.randn(1, 12, 2, 2, 2, generator=torch.Generator().manual_seed(4))
     _save_latent(base, "mochi.latent", latent)
     frames, fps = run_shipped_decode(comfy, "mochi_decode_to_file.json", path.name, "mochi.latent")
-    expected = _library_decode(path, latent)
+    expected = library_decode(path, latent)
     assert frames.shape == expected.shape and frames.shape[1:] == (16, 16, 3) and fps == 30.0
     assert (frames - expected).abs().max().item() <= FILE_TOL
 
 
-def test_ltx2_workflow_through_framestream_load_vae(comfy):  # noqa: F811
+def test_ltx2_workflow_through_framestream_load_vae(comfy):
     _, base, _ = comfy
     path = base / "models" / "vae" / "ltx2_vae_test.safetensors"
     save_file({k: v.contiguous() for k, v in diffusers_ltx2(SMALL_20).state_dict().items()}, path)
@@ -65,4 +64,4 @@ def test_ltx2_workflow_through_framestream_load_vae(comfy):  # noqa: F811
     # the node reads the host's LATENTs: normalised by the file's per-channel statistics, as for LTX-Video
     expected = engine.decode(load_vae(str(path)).use_host_conventions(), latent)
     assert (frames - expected).abs().max().item() <= FILE_TOL
-    assert (frames - _library_decode(path, latent)).abs().max().item() > 100 * FILE_TOL  # raw latents differ
+    assert (frames - library_decode(path, latent)).abs().max().item() > 100 * FILE_TOL  # raw latents differ

@@ -23,18 +23,17 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
 
-from test_host_comfyui import (COMFYUI_DIR, TOL, add_comparison, assert_same_as_host, assert_success,  # noqa: F401
-                               comfy, count_frames, load_workflow, probe, read_file_frames, run_prompt)
-from test_host_video_vaes import FILE_TOL, _save_latent
+from helpers import (COMFYUI_DIR, FILE_TOL, TOL, add_comparison, assert_same_as_host, assert_success, count_frames,
+                     host_python, load_workflow, needs_host, probe, read_file_frames, run_prompt)
+from helpers import save_latent_input as _save_latent
 
 from framestream.vae_core.quality import psnr
 
-pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run host tests")
+pytestmark = needs_host
 
 LOSSLESS = "h264 lossless (RGB)"
 SD_VAE_NAME, SVD_NAME = "sd_vae_test.safetensors", "svd_test.safetensors"
@@ -157,14 +156,14 @@ def _write_host_models(base, kind: str, path) -> None:
     script = base / "host_models.py"
     script.write_text(HOST_MODELS_SCRIPT)
     path.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), str(script)], cwd=COMFYUI_DIR,
+    done = subprocess.run([host_python(), str(script)], cwd=COMFYUI_DIR,
                           env={**os.environ, "FRAMESTREAM_MODEL_KIND": kind, "FRAMESTREAM_PROBE_OUT": str(path)},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
-def sd_vae(comfy):  # noqa: F811  (the server fixture imported above)
+def sd_vae(comfy):
     """The server, with a random SD VAE and a 12-frame batch of image latents (as AnimateDiff saves them)."""
     url, base, _ = comfy
     _write_host_models(base, "sd_vae", base / "models" / "vae" / SD_VAE_NAME)
@@ -174,7 +173,7 @@ def sd_vae(comfy):  # noqa: F811  (the server fixture imported above)
 
 
 @pytest.fixture(scope="module")
-def svd(comfy):  # noqa: F811
+def svd(comfy):
     """The server, with a random SVD checkpoint and a start frame."""
     from PIL import Image
 

@@ -12,75 +12,13 @@ everything else is the shipped workflow.
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 
-import pytest
 import torch
 
-from test_host_comfyui import (COMFYUI_DIR, VAE_NAME, assert_fails_with, assert_success, comfy,  # noqa: F401
-                               count_frames, load_workflow, probe, run_prompt)
+from helpers import (DIT_LENGTH as LENGTH, DIT_SIZE as SIZE, VAE_NAME, assert_fails_with, assert_success, count_frames,
+                     load_workflow, needs_host, probe, run_prompt)
 
-pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run host tests")
-
-SIZE, LENGTH = 32, 9  # 4x4 latents, 3 latent frames per clip
-
-HOST_DIT_SCRIPT = '''
-import os
-import sys
-sys.path.insert(0, os.getcwd())
-sys.argv = [sys.argv[0], "--cpu"]
-import comfy.options
-comfy.options.enable_args_parsing()
-import torch
-import comfy.ops
-from safetensors.torch import save_file
-from comfy.ldm.wan.model import WanModel
-
-out = os.environ["FRAMESTREAM_DIT_DIR"]
-for name, model_type, in_dim, extra in [("i2v", "i2v", 36, {}), ("flf2v", "i2v", 36, {"flf_pos_embed_token_number": 514}),
-                                        ("t2v", "t2v", 16, {})]:
-    torch.manual_seed(0)
-    model = WanModel(model_type=model_type, in_dim=in_dim, dim=128, ffn_dim=64, num_heads=1, num_layers=2, out_dim=16,
-                     operations=comfy.ops.disable_weight_init, **extra)
-    with torch.no_grad():  # the host's layers skip weight init
-        for p in model.parameters():
-            p.normal_(0, p[0].numel() ** -0.5 if p.ndim > 1 else 0.05)
-    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, os.path.join(out, f"test_wan_{name}.safetensors"))
-    if model_type == "i2v":  # the reference for strength 0: image values that add exactly nothing
-        for k in weights:
-            if ".cross_attn.v_img." in k:
-                weights[k] = torch.zeros_like(weights[k])
-        save_file(weights, os.path.join(out, f"test_wan_{name}_no_image_values.safetensors"))
-'''
-
-
-
-@pytest.fixture(scope="module")
-def host(comfy):  # noqa: F811  (the server fixture imported above)
-    """The server, with the test DiTs, keyframe images and a clip latent written into its folders."""
-    from PIL import Image
-    from safetensors.torch import save_file
-
-    url, base, log = comfy
-    (base / "models" / "diffusion_models").mkdir(parents=True, exist_ok=True)
-    script = base / "host_dit.py"
-    script.write_text(HOST_DIT_SCRIPT)
-    done = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), str(script)], cwd=COMFYUI_DIR,
-                          env={**os.environ, "FRAMESTREAM_DIT_DIR": str(base / "models" / "diffusion_models")},
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    gen = torch.Generator().manual_seed(5)
-    for name, size in [("start_frame", (48, 40)), ("keyframe_1", (48, 32)), ("keyframe_2", (48, 32)),
-                       ("keyframe_3", (48, 32))]:
-        pixels = (torch.rand(size[1], size[0], 3, generator=gen) * 255).to(torch.uint8).numpy()
-        Image.fromarray(pixels).save(base / "input" / f"{name}.png")
-    clip = torch.randn(1, 16, 3, SIZE // 8, SIZE // 8, generator=gen)
-    save_file({"latent_tensor": clip, "latent_format_version_0": torch.tensor([])}, base / "input" / "wan_clip.latent")
-    return url, base, clip
-
+pytestmark = needs_host
 
 def small(prompt: dict, unet: str) -> dict:
     """The workflow with the test models, probe encoders, 32x32 px, 9-frame clips and 2 sampling steps."""
@@ -123,9 +61,9 @@ def sampled_with(prompt: dict, model: list, name: str, shift: float = 8.0) -> No
     add_probe(prompt, [add(prompt, sampler), 0], name)
 
 
-def test_image_strength_is_exact_in_the_host(host):
+def test_image_strength_is_exact_in_the_host(host_with_dits):
     """λ = 0 samples exactly like the model whose image values are zero; λ = 1 exactly like the model itself."""
-    url, base, _ = host
+    url, base, _ = host_with_dits
     prompt = small(load_workflow("wan_i2v_image_strength.json"), "test_wan_i2v.safetensors")
     prompt["10"]["inputs"]["strength"] = 0.0
     add_probe(prompt, ["12", 0], "strength_0")
@@ -144,11 +82,11 @@ def test_image_strength_is_exact_in_the_host(host):
     assert count_frames(video) == (LENGTH, 16.0)
 
 
-def test_the_strength_range_is_read_at_sampling_time_after_a_shift(host):
+def test_the_strength_range_is_read_at_sampling_time_after_a_shift(host_with_dits):
     """end_percent 0.6 at shift 3 (set after the strength node) is sigma 0.67, so both of the 2 steps (sigma 1
     and about 0.75) get λ = 0: the run equals the zeroed checkpoint's. Read at the checkpoint's shift 8 it
     would be sigma 0.84, and the second step would run unpatched."""
-    url, base, _ = host
+    url, base, _ = host_with_dits
     prompt = small(load_workflow("wan_i2v_image_strength.json"), "test_wan_i2v.safetensors")
     prompt["10"]["inputs"].update(strength=0.0, end_percent=0.6)
     prompt["11"]["inputs"]["shift"] = 3.0
@@ -160,16 +98,16 @@ def test_the_strength_range_is_read_at_sampling_time_after_a_shift(host):
     assert torch.equal(probe(base, "range_strength_0"), probe(base, "range_no_image_values"))
 
 
-def test_strength_node_refuses_a_text_to_video_model_in_the_host(host):
-    url, _, _ = host
+def test_strength_node_refuses_a_text_to_video_model_in_the_host(host_with_dits):
+    url, _, _ = host_with_dits
     prompt = small(load_workflow("wan_i2v_image_strength.json"), "test_wan_t2v.safetensors")
     assert_fails_with(url, prompt, "no image cross-attention")
 
 
-def test_keyframe_segments_are_the_hosts_first_last_frame_conditioning(host):
+def test_keyframe_segments_are_the_hosts_first_last_frame_conditioning(host_with_dits):
     """Each segment's conditioning equals WanFirstLastFrameToVideo's for its two keyframes; the stitched file
     holds every frame once; image strength 0 on the FLF2V model equals zeroed image values."""
-    url, base, _ = host
+    url, base, _ = host_with_dits
     prompt = small(load_workflow("wan_keyframes_to_video.json"), "test_wan_flf2v.safetensors")
     prompt["13"]["inputs"]["perturbation"] = 0.0  # exactly the host's conditioning
     add_probe(prompt, ["13", 0], "fs_keyframes", "Conditioning")
@@ -211,10 +149,10 @@ def test_keyframe_segments_are_the_hosts_first_last_frame_conditioning(host):
     assert count_frames(video) == (2 * (LENGTH - 1) + 1, 16.0)
 
 
-def test_extension_joins_latents_and_frame_guidance_is_affine_in_w(host):
+def test_extension_joins_latents_and_frame_guidance_is_affine_in_w(host_with_dits):
     """The extended clip is one latent decoded in one stream. With one Euler step the sample is affine in the
     denoised prediction, so in w: w = 0 is the host's CFGGuider, and w = 0.5 lies halfway between 0 and 1."""
-    url, base, clip = host
+    url, base, clip = host_with_dits
     prompt = small(load_workflow("wan_extend_clip.json"), "test_wan_i2v.safetensors")
     add_probe(prompt, ["17", 0], "joined")
     one_step = add(prompt, {"class_type": "BasicScheduler",

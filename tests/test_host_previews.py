@@ -14,21 +14,20 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from test_host_comfyui import COMFYUI_DIR, comfy  # noqa: F401
-from test_host_long_video import LENGTH, SIZE, host  # noqa: F401
-from test_host_video_vaes import FILE_TOL, _library_decode, _save_latent, run_shipped_decode
+from helpers import DIT_LENGTH as LENGTH, DIT_SIZE as SIZE, FILE_TOL, library_decode, needs_host, run_shipped_decode
+from helpers import save_latent_input as _save_latent
 from test_taehv import random_tensors
 
 from framestream.vae_core.models.taehv.model import TinyVideoConfig
 
-pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run host tests")
+pytestmark = needs_host
 
 TAE = "taew2_1.safetensors"  # full width, as released
 
 
 @pytest.fixture(scope="module")
-def tae_installed(host):  # noqa: F811
-    url, base, _ = host
+def tae_installed(host_with_dits):
+    url, base, _ = host_with_dits
     (base / "models" / "vae_approx").mkdir(parents=True, exist_ok=True)
     save_file(random_tensors(TinyVideoConfig(), seed=7), base / "models" / "vae_approx" / TAE)
     return url, base
@@ -88,12 +87,12 @@ def test_every_step_previews_the_whole_clip_moving(tae_installed, decoder, frame
     assert all(image.n_frames == frames and image.size == size for image in animations)
 
 
-def test_the_draft_workflow_decodes_with_a_tae_from_vae_approx(tae_installed, host):  # noqa: F811
+def test_the_draft_workflow_decodes_with_a_tae_from_vae_approx(tae_installed, host_with_dits):
     url, base = tae_installed
     latent = torch.randn(1, 16, 3, 4, 3, generator=torch.Generator().manual_seed(8))
     _save_latent(base, "wan21_draft.latent", latent)
     frames, fps = run_shipped_decode((url, base, None), "wan_tae_draft_to_file.json", f"vae_approx/{TAE}",
                                      "wan21_draft.latent")
-    expected = _library_decode(base / "models" / "vae_approx" / TAE, latent)
+    expected = library_decode(base / "models" / "vae_approx" / TAE, latent)
     assert frames.shape == (9, 32, 24, 3) and fps == 16.0
     assert (frames - expected).abs().max().item() <= FILE_TOL

@@ -12,21 +12,16 @@ two agree.
 
 from __future__ import annotations
 
-import pytest
 import torch
 from safetensors.torch import save_file
 
-from test_host_comfyui import (COMFYUI_DIR, TOL, assert_success, comfy, count_frames, load_workflow,  # noqa: F401
-                               probe, read_file_frames, run_prompt)
+from helpers import FILE_TOL, TOL, assert_success, library_decode, needs_host, probe, run_prompt, run_shipped_decode
+from helpers import save_latent_input as _save_latent
 from test_hunyuan import to_host_layout
 from test_ltx import to_original
 
-from framestream.vae_core.streaming import engine
-from framestream.vae_core import load_vae
 
-pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run host tests")
-
-FILE_TOL = 0.5 / 255 + TOL  # 8-bit frames, rounded
+pytestmark = needs_host
 
 
 def _random(model):
@@ -37,33 +32,7 @@ def _random(model):
     return model
 
 
-def _save_latent(base, name: str, latent: torch.Tensor) -> None:
-    save_file({"latent_tensor": latent, "latent_format_version_0": torch.tensor([])}, base / "input" / name)
-
-
-def run_shipped_decode(server, workflow: str, vae_name: str, latent_name: str, extra: dict | None = None):
-    """The shipped workflow on the test's files, its video written losslessly under its own prefix; the
-    frames and fps of the file it wrote."""
-    url, base, _ = server
-    prefix = latent_name.removesuffix(".latent")
-    prompt = load_workflow(workflow)
-    prompt["1"]["inputs"]["vae_name"] = vae_name
-    prompt["2"]["inputs"]["latent"] = latent_name
-    prompt["3"]["inputs"].update(codec="h264 lossless (RGB)", filename_prefix=f"FrameStream/{prefix}")
-    prompt.update(extra or {})
-    assert_success(run_prompt(url, prompt))
-    [video] = list((base / "output" / "FrameStream").glob(f"{prefix}_*.mp4"))
-    return read_file_frames(video), count_frames(video)[1]
-
-
-def _library_decode(path, latent, **settings):
-    model = load_vae(str(path))
-    for name, value in settings.items():
-        setattr(model, name, value)
-    return engine.decode(model, latent)
-
-
-def test_hunyuan_video_workflow_through_the_hosts_load_vae(comfy):  # noqa: F811  (the server fixture)
+def test_hunyuan_video_workflow_through_the_hosts_load_vae(comfy):
     """The host's widths are fixed (128-512), so the test VAE is full width; the frames are tiny."""
     from framestream.vae_core.models.hunyuan.model import HunyuanVideoVAE
 
@@ -80,13 +49,13 @@ def test_hunyuan_video_workflow_through_the_hosts_load_vae(comfy):  # noqa: F811
                            "inputs": {"images": ["5", 0], "name": "host_hunyuan_one"}}}
         frames, fps = run_shipped_decode(comfy, workflow, path.name, f"hunyuan_{name}.latent", extra)
         assert frames.shape == (1 + 4 * (latent.shape[2] - 1), 16, 16, 3) and fps == 24.0
-        assert (frames - _library_decode(path, latent)).abs().max().item() <= FILE_TOL
+        assert (frames - library_decode(path, latent)).abs().max().item() <= FILE_TOL
         if name == "one":
             host = probe(base, "host_hunyuan_one").reshape(-1, 16, 16, 3)
             assert (frames - host).abs().max().item() <= FILE_TOL
 
 
-def test_cogvideox_workflow_through_framestream_load_vae(comfy):  # noqa: F811
+def test_cogvideox_workflow_through_framestream_load_vae(comfy):
     from framestream.vae_core.models.cogvideox.model import CogVideoXConfig, CogVideoXVAE
 
     _, base, _ = comfy
@@ -97,10 +66,10 @@ def test_cogvideox_workflow_through_framestream_load_vae(comfy):  # noqa: F811
     _save_latent(base, "cogvideox.latent", latent)
     frames, fps = run_shipped_decode(comfy, "cogvideox_decode_to_file.json", path.name, "cogvideox.latent")
     assert frames.shape == (9, 16, 16, 3) and fps == 8.0
-    assert (frames - _library_decode(path, latent)).abs().max().item() <= FILE_TOL
+    assert (frames - library_decode(path, latent)).abs().max().item() <= FILE_TOL
 
 
-def test_ltx_video_workflow_and_the_hosts_load_vae(comfy):  # noqa: F811
+def test_ltx_video_workflow_and_the_hosts_load_vae(comfy):
     """The shipped workflow (FrameStream Load VAE) decodes as the library does, with Lightricks' zero padding.
     Through the host's Load VAE, FrameStream decodes as the host's VAE Decode does, which pads the decoder by
     reflection instead (LATENTs normalised by the file's statistics in both). That loader reads no metadata
@@ -121,7 +90,7 @@ def test_ltx_video_workflow_and_the_hosts_load_vae(comfy):  # noqa: F811
 
     frames, fps = run_shipped_decode(comfy, "ltx_video_decode_to_file.json", path.name, "ltx.latent")
     assert frames.shape == (9, 64, 64, 3) and fps == 24.0
-    assert (frames - _library_decode(path, latent, normalized_latents=True)).abs().max().item() <= FILE_TOL
+    assert (frames - library_decode(path, latent, normalized_latents=True)).abs().max().item() <= FILE_TOL
 
     prompt = {
         "1": {"class_type": "VAELoader", "inputs": {"vae_name": path.name}},
