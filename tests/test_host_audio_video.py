@@ -78,6 +78,7 @@ def test_a_minimax_h3_latent_for_a_wan_vae_is_refused_naming_its_video_part(av_i
         "1": {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}},
         "2": {"class_type": "EmptyMiniMaxH3LatentAV", "inputs": {"width": 32, "height": 32, "length": 5}},
         "3": {"class_type": "FrameStreamDecode", "inputs": {"vae": ["1", 0], "samples": ["2", 0]}},
+        "4": {"class_type": "FrameStreamTestProbeImage", "inputs": {"images": ["3", 0], "name": "never"}},
     }
     assert_fails_with(url, prompt, "this audio+video LATENT's video part does not fit: latent has 24 channels but "
                                    "the Wan 2.1 VAE expects 16")
