@@ -57,7 +57,8 @@ def _preview(frame):
 class AnimatedPreview:
     """Frames that save as one looping animated WebP: what the host's preview sender calls ``save`` on (it
     takes any image-like object when no size limit is given). Vue nodes (Nodes 2.0) show it moving in the
-    sampler node; the classic canvas draws its first frame."""
+    sampler node; on the classic canvas, which draws an image's first frame, the pack's web extension
+    (js/whole_clip_preview.js) plays it where the browser has ImageDecoder (https or localhost)."""
 
     def __init__(self, frames, fps: float) -> None:
         self.frames, self.fps = frames, fps

@@ -52,13 +52,15 @@ class FrontendError(RuntimeError):
 
 @contextlib.contextmanager
 def open_frontend(url: str, *, timeout: float = TIMEOUT_S, settings: dict | None = None,
-                  executable_path: str | None = None) -> Iterator["playwright.sync_api.Page"]:  # noqa: F821
+                  executable_path: str | None = None,
+                  requested: list[str] | None = None) -> Iterator["playwright.sync_api.Page"]:  # noqa: F821
     """Open the ComfyUI frontend served at ``url`` in headless Chromium; yield the page once the app is ready.
 
     Ready means ``window.app`` is set (the frontend sets it when its setup has finished: node definitions are
     fetched and registered, extensions are set up) and ``app.graph`` and ``LiteGraph`` exist.
     ``settings`` are merged over :data:`FRONTEND_SETTINGS`. Every wait is bounded by ``timeout`` seconds.
-    Uses playwright's sync API, so call it outside any running asyncio loop.
+    ``requested``, when given, receives the path of every request the page makes to the server (to tell
+    which extension scripts it loaded). Uses playwright's sync API, so call it outside any running asyncio loop.
     """
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -77,6 +79,8 @@ def open_frontend(url: str, *, timeout: float = TIMEOUT_S, settings: dict | None
         target = urlsplit(request.url)
         if (target.scheme, target.netloc) != (origin.scheme, origin.netloc):
             return request_route.abort("blockedbyclient")
+        if requested is not None:
+            requested.append(target.path)
         if request.method != "GET":
             return request_route.fulfill(status=200, content_type="application/json", body="{}")
         if target.path.rstrip("/").endswith("/api/settings"):
