@@ -39,7 +39,7 @@ from framestream.vae_core.streaming.settings import Settings  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 from framestream.vae_core.streaming.state import StreamState  # noqa: E402
 from framestream.vae_core.streaming.tiles import DEFAULT_OVERLAP_PX  # noqa: E402
-from test_hunyuan15 import SMALL, diffusers_hv15  # noqa: E402
+from oracle import HV15_SMALL as SMALL, diffusers_hv15  # noqa: E402
 
 MiB = 2**20
 # the speed comparison's width: the release's depth (2 resnets a block, 3 in the decoder) at a quarter of its width

@@ -35,7 +35,7 @@ from framestream.vae_core.streaming.runtime import peak_rss_bytes, reset_peak_rs
 from framestream.vae_core.streaming.settings import Settings  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 from framestream.vae_core.streaming.state import StreamState  # noqa: E402
-from test_mochi import diffusers_mochi, to_genmo  # noqa: E402
+from oracle import diffusers_mochi, to_genmo  # noqa: E402
 
 MiB = 2**20
 WIDTHS = (32, 64, 96, 128)

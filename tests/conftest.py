@@ -6,24 +6,17 @@ the tests exercise the working tree whatever the folder is called.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-if "framestream" not in sys.modules or os.path.dirname(sys.modules["framestream"].__file__) != ROOT:
-    spec = importlib.util.spec_from_file_location("framestream", os.path.join(ROOT, "__init__.py"),
-                                                  submodule_search_locations=[ROOT])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["framestream"] = module
-    spec.loader.exec_module(module)
-
-torch.set_num_threads(min(2, torch.get_num_threads()))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checkout  # noqa: E402  (the tests' own helper, beside this file)
+
+checkout.load()
+torch.set_num_threads(min(2, torch.get_num_threads()))
 
 from oracle import WAN21_SMALL, WAN22_SMALL, diffusers_wan  # noqa: E402
 

@@ -172,7 +172,7 @@ def test_a_later_release_sharing_key_names_wins_without_either_reader_knowing_th
     from framestream.vae_core.models import ltx, ltx2
     from framestream.vae_core.models.registry import family_of
 
-    from test_ltx2 import SMALL_20, diffusers_ltx2
+    from oracle import SMALL_20, diffusers_ltx2
 
     sd = diffusers_ltx2(SMALL_20).state_dict()
     assert ltx.FAMILY.recognises(sd) and ltx2.FAMILY.recognises(sd)

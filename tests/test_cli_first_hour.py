@@ -6,7 +6,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 
 import av
@@ -18,6 +17,8 @@ from framestream import cli
 from framestream.vae_core import FrameStreamError, load_vae
 from framestream.vae_core.demo import FIXTURE_PATH
 from framestream.vae_core.io.files import write_latent
+
+import checkout
 
 VAE = FIXTURE_PATH  # the bundled trained Wan 2.1-layout VAE: small and quick
 
@@ -178,12 +179,7 @@ def test_asking_for_cuda_without_it_blames_the_device_not_the_file():
 def test_sigterm_mid_decode_leaves_nothing(tmp_path):
     """A decode long enough to be stopped while its hidden temporary file exists."""
     write_latent(str(tmp_path / "z.latent"), torch.randn(1, 16, 200, 16, 16))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    script = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('framestream', "
-              f"{os.path.join(root, '__init__.py')!r}, submodule_search_locations=[{root!r}]); "
-              "m = importlib.util.module_from_spec(spec); sys.modules['framestream'] = m; spec.loader.exec_module(m); "
-              "from framestream import cli; sys.exit(cli.main(sys.argv[1:]))")
-    process = subprocess.Popen([sys.executable, "-c", script, "decode", VAE, str(tmp_path / "z.latent"), "-o",
+    process = subprocess.Popen([*checkout.COMMAND, "decode", VAE, str(tmp_path / "z.latent"), "-o",
                                 str(tmp_path / "x.mp4"), "-q"], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not any(name.startswith(".framestream-") for name in os.listdir(tmp_path)):

@@ -8,31 +8,11 @@ from framestream.vae_core.models.cogvideox.checkpoints import build_cogvideox, i
 from framestream.vae_core.errors import FrameStreamError
 from framestream.vae_core.streaming.state import StreamState
 
+from oracle import cogvideox_to_original, diffusers_cogvideox
+
 TOL = 1e-4
-SMALL = dict(block_out_channels=(32, 32, 64, 64), layers_per_block=1)  # 32 groups, as every release
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These convs are tiny: two threads on a busy two-core machine spin 20x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def diffusers_cogvideox(seed=0, **config):
-    from diffusers import AutoencoderKLCogVideoX
-
-    torch.manual_seed(seed)
-    model = AutoencoderKLCogVideoX(**{**SMALL, **config}).eval().requires_grad_(False)
-    gen = torch.Generator().manual_seed(seed + 1)
-    for name, param in model.named_parameters():  # no unit gains or zero shifts to hide mistakes
-        if "norm" in name and name.endswith("weight"):
-            param.copy_(1.0 + 0.2 * torch.randn(param.shape, generator=gen))
-        elif name.endswith("bias"):
-            param.copy_(0.1 * torch.randn(param.shape, generator=gen))
-    return model
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny convs: two threads on two busy cores spin 20x slower
 
 
 @pytest.fixture(scope="module")
@@ -115,27 +95,10 @@ def test_tiles_stay_close_to_the_whole_frame(pair):
     assert torch.equal(engine.decode(ours, z, tile=32, overlap=0), whole)
 
 
-def to_original(sd):
-    """The original (SAT) layout, from diffusers' conversion table run backwards."""
-    ups = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("decoder.up_blocks."))
-    out = {"loss.logvar": torch.zeros(())}  # the training loss's weights ride along in the release
-    for key, value in sd.items():
-        for side in ("encoder", "decoder"):
-            for i in range(2):
-                key = key.replace(f"{side}.mid_block.resnets.{i}", f"{side}.mid.block_{i + 1}")
-        key = key.replace("resnets.", "block.").replace("down_blocks.", "down.").replace("downsamplers.0", "downsample")
-        key = key.replace("upsamplers.0", "upsample").replace("conv_shortcut", "nin_shortcut")
-        if key.startswith("decoder.up_blocks."):
-            _, _, index, rest = key.split(".", 3)
-            key = f"decoder.up.{ups - 1 - int(index)}.{rest}"
-        out[key] = value
-    return out
-
-
 def test_both_layouts_load_and_agree():
     ref = diffusers_cogvideox(seed=3)
     sd = ref.state_dict()
-    original = to_original(sd)
+    original = cogvideox_to_original(sd)
     assert "decoder.up.3.block.0.norm1.norm_layer.weight" in original  # the SAT names
     assert "decoder.mid.block_1.conv1.conv.weight" in original and "encoder.down.0.downsample.conv.weight" in original
     renamed = original_to_diffusers(original)

@@ -14,13 +14,14 @@ from framestream.vae_core.errors import FrameStreamError
 from framestream.vae_core.streaming import distributed, engine
 from framestream.vae_core.streaming.distributed import share
 
+import checkout
+from oracle import CONFIGS, diffusers_hunyuan, diffusers_ltx2
+
 TILE, OVERLAP = 48, 16  # px: a 12x12 latent grid in 3x3 tiles
 
 
 def model(case: str):
     if case == "ltx2":  # a delayed decoder: its flush must stop alike on every rank
-        from test_ltx2 import CONFIGS, diffusers_ltx2
-
         from framestream.vae_core import build_vae
 
         return build_vae(diffusers_ltx2(CONFIGS["2.0"]).state_dict()).configure(noise_seed=1)
@@ -71,7 +72,8 @@ def _rank(rank: int, world: int, init: str, case: str, folder: str, fail_rank: i
 
 
 def spread(tmp_path, world: int, case: str = "wan", fail_rank: int | None = None, tile: int | None = None) -> list[dict]:
-    mp.spawn(_rank, args=(world, str(tmp_path / "init"), case, str(tmp_path), fail_rank, tile), nprocs=world)
+    mp.spawn(checkout.spawned, args=(__name__, "_rank", world, str(tmp_path / "init"), case, str(tmp_path), fail_rank,
+                                    tile), nprocs=world)
     return [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(world)]
 
 
@@ -114,8 +116,6 @@ def test_tiles_are_shared_in_runs_of_about_equal_area():
 
 
 def test_groupnorm_families_and_an_uninitialised_group_are_refused():
-    from test_hunyuan import diffusers_hunyuan
-
     from framestream.vae_core import build_vae
 
     hunyuan = build_vae(diffusers_hunyuan().state_dict())
@@ -127,7 +127,8 @@ def test_groupnorm_families_and_an_uninitialised_group_are_refused():
 
 
 def test_torchrun_decodes_what_one_process_decodes_and_rank_0_alone_writes(tmp_path):
-    """``torchrun --nproc-per-node 2 -m framestream decode``, against the single-process command."""
+    """``torchrun --nproc-per-node 2 -m framestream decode`` (on this checkout: ``checkout.SCRIPT``), against the
+    single-process command."""
     from safetensors.torch import load_file, save_file
 
     vae = model("wan")
@@ -137,11 +138,11 @@ def test_torchrun_decodes_what_one_process_decodes_and_rank_0_alone_writes(tmp_p
               "--overlap", str(OVERLAP), "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     spread_run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                                 "-m", "framestream", *common, "-o", str(tmp_path / "spread.safetensors")],
+                                 checkout.SCRIPT, *common, "-o", str(tmp_path / "spread.safetensors")],
                                 env=env, capture_output=True, text=True, timeout=300)
     assert spread_run.returncode == 0, spread_run.stderr[-3000:]
     assert spread_run.stdout.count("decoded (16, 3, 12, 12) -> 9 frames 96x96") == 1  # rank 0 alone reports
-    one = subprocess.run([sys.executable, "-m", "framestream", *common, "-o", str(tmp_path / "one.safetensors")],
+    one = subprocess.run([*checkout.COMMAND, *common, "-o", str(tmp_path / "one.safetensors")],
                          env=env, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
     spread_frames, frames = (load_file(tmp_path / f"{name}.safetensors")["frames"] for name in ("spread", "one"))
@@ -156,7 +157,7 @@ def test_torchrun_with_more_processes_than_tiles_fails_with_one_line_each_and_wr
     save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, tmp_path / "vae.safetensors")
     save_file({"latent_tensor": latent(vae)[0]}, tmp_path / "clip.latent")
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "framestream", "decode", str(tmp_path / "vae.safetensors"), str(tmp_path / "clip.latent"),
+                           checkout.SCRIPT, "decode", str(tmp_path / "vae.safetensors"), str(tmp_path / "clip.latent"),
                            "--tile", "none", "--device", "cpu", "-o", str(tmp_path / "out.mp4")],
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0

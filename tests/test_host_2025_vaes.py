@@ -15,9 +15,7 @@ from safetensors.torch import save_file
 
 from helpers import FILE_TOL, library_decode, needs_host, run_shipped_decode
 from helpers import save_latent_input as _save_latent
-from test_hunyuan15 import diffusers_hv15
-from test_ltx2 import SMALL_20, diffusers_ltx2
-from test_mochi import diffusers_mochi, to_genmo
+from oracle import SMALL_20, diffusers_hv15, diffusers_ltx2, diffusers_mochi, to_genmo
 
 from framestream.vae_core import load_vae
 from framestream.vae_core.models.hunyuan15.checkpoints import diffusers_to_original

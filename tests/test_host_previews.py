@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from helpers import DIT_LENGTH as LENGTH, DIT_SIZE as SIZE, FILE_TOL, library_decode, needs_host, run_shipped_decode
 from helpers import save_latent_input as _save_latent
-from test_taehv import random_tensors
+from oracle import random_tensors
 
 from framestream.vae_core.models.taehv.model import TinyVideoConfig
 

@@ -17,8 +17,7 @@ from safetensors.torch import save_file
 
 from helpers import FILE_TOL, TOL, assert_success, library_decode, needs_host, probe, run_prompt, run_shipped_decode
 from helpers import save_latent_input as _save_latent
-from test_hunyuan import to_host_layout
-from test_ltx import to_original
+from oracle import ltx_to_original, to_host_layout
 
 
 pytestmark = needs_host
@@ -82,7 +81,7 @@ def test_ltx_video_workflow_and_the_hosts_load_vae(comfy):
     model.latents_mean.copy_(0.1 * torch.randn(128, generator=gen))
     model.latents_std.copy_(torch.rand(128, generator=gen) + 0.5)
     path = base / "models" / "vae" / "ltx_video_vae_test.safetensors"
-    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in to_original(model.state_dict(), "0.9.0").items()},
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in ltx_to_original(model.state_dict(), "0.9.0").items()},
               path)
     del model
     latent = torch.randn(1, 128, 2, 2, 2, generator=gen)

@@ -8,23 +8,9 @@ from framestream.vae_core import build_vae
 from framestream.vae_core.errors import FrameStreamError
 from framestream.vae_core.streaming.state import StreamState
 
+from oracle import diffusers_hunyuan, to_host_layout
+
 TOL = 1e-4
-SMALL = dict(block_out_channels=(32, 32, 64, 64), layers_per_block=1)  # 32 groups, as every release
-
-
-def diffusers_hunyuan(seed=0):
-    """Weights scaled so the random decoder is not chaotic: a trained VAE responds smoothly to small changes in
-    its statistics, and a default-initialised one amplifies them without bound (see the README's figures)."""
-    from diffusers import AutoencoderKLHunyuanVideo
-
-    torch.manual_seed(seed)
-    model = AutoencoderKLHunyuanVideo(**SMALL).eval()
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(0.05 * torch.randn(param.shape, generator=gen))
-    model.use_framewise_decoding = model.use_framewise_encoding = False  # the whole clip in one call
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -111,26 +97,6 @@ def test_tiles_share_the_clips_statistics(pair):
         whole = frames_of(ours.decode_chunk(z))
     tiled = engine.decode(ours, z, tile=32, overlap=16)
     assert psnr(tiled, whole) > 45
-
-
-def to_host_layout(sd):
-    """The host's (Stable Diffusion) layout, written independently from ComfyUI's diffusers converter."""
-    out = {}
-    for key, value in sd.items():
-        for old, new in [("conv_shortcut", "nin_shortcut"), ("conv_norm_out", "norm_out"),
-                         ("mid_block.resnets.0", "mid.block_1"), ("mid_block.resnets.1", "mid.block_2"),
-                         ("mid_block.attentions.0.group_norm", "mid.attn_1.norm"), ("to_out.0", "proj_out"),
-                         ("mid_block.attentions.0.to_", "mid.attn_1."), ("mid_block.attentions.0.", "mid.attn_1."),
-                         ("downsamplers.0", "downsample"), ("upsamplers.0", "upsample"), ("resnets.", "block.")]:
-            key = key.replace(old, new)
-        key = key.replace("down_blocks.", "down.")
-        if key.startswith("decoder.up_blocks."):
-            _, _, index, rest = key.split(".", 3)
-            key = f"decoder.up.{3 - int(index)}.{rest}"
-        if ".mid.attn_1." in key and key.endswith("weight") and value.ndim == 2:
-            value = value.reshape(*value.shape, 1, 1, 1)  # the host keeps these as 1x1x1 convs
-        out[key] = value
-    return out
 
 
 def test_the_hosts_layout_loads_and_agrees(pair):

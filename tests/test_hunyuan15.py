@@ -15,31 +15,10 @@ from framestream.vae_core.quality import psnr
 from framestream.vae_core.streaming import engine, memory
 from framestream.vae_core.streaming.state import StreamState
 
+from oracle import HV15_SMALL as SMALL, diffusers_hv15, every_family_fixture, scale_of
+
 TOL = 1e-4
 NAME = "HunyuanVideo 1.5 VAE"
-# 16x16 spatial, 4x temporal as released, at widths 16-64 and one resnet per block (two per decoder block)
-SMALL = dict(block_out_channels=(16, 32, 32, 64, 64), layers_per_block=1)
-
-
-def scale_of(like: torch.Tensor) -> float:
-    """Every parameter is random, RMS gains and biases too (N(0, 0.3)), so nothing hides behind an identity;
-    weights are N(0, 0.7 / sqrt(fan-in)). The model then stays sane at every width: frames of std 0.3-0.5 that
-    hardly saturate, latents of a few units. N(0, 0.15) throughout makes encoder latents of hundreds at widths
-    16-64 (of 4e4 at full width: the downsamplers' convs have no norm before them), and 1 / sqrt(fan-in) a
-    decoder whose frames saturate by a third (docs/hunyuan15.md)."""
-    return 0.7 * like[0].numel() ** -0.5 if like.ndim > 1 else 0.3
-
-
-def diffusers_hv15(config=SMALL, seed=0):
-    from diffusers import AutoencoderKLHunyuanVideo15
-
-    torch.manual_seed(seed)
-    model = AutoencoderKLHunyuanVideo15(**config).eval()
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(scale_of(param) * torch.randn(param.shape, generator=gen))
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -277,8 +256,6 @@ def test_a_conv_shortcut_is_the_originals_nin_shortcut():
 def test_recognition_is_precise(pair):
     """Exactly this family takes both layouts; it claims no other family's file (HunyuanVideo 1.0's has 16 latent
     channels and GroupNorms, in either layout)."""
-    from test_image_vae import every_family_fixture
-
     ref, _ = pair
     for sd in (ref.state_dict(), diffusers_to_original(ref.state_dict())):
         assert [f.name for f in registry.FAMILIES if f.recognises(sd)] == [NAME]

@@ -11,53 +11,12 @@ from framestream.vae_core.io.video import VideoFileSink
 from framestream.vae_core.models import registry
 from framestream.vae_core.models.image.checkpoints import original_to_diffusers
 
+from oracle import (FLUX2, IMAGE_VAE, SD, SD3, TINY, diffusers_kl, diffusers_tiny, every_family_fixture,
+                    image_to_original, to_host_tiny)
+
 TOL = 1e-4
-FOUR = dict(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-SD = dict(FOUR, block_out_channels=(32, 32, 64, 64), layers_per_block=1, latent_channels=4)  # 32 groups, as released
-SD3 = dict(SD, latent_channels=16, use_quant_conv=False, use_post_quant_conv=False)  # also Flux's structure
-FLUX2 = dict(SD, latent_channels=32, decoder_block_out_channels=(32, 64, 64, 96))  # 128 channels once patched
-TINY = dict(encoder_block_out_channels=(16,) * 4, decoder_block_out_channels=(16,) * 4,
-            num_encoder_blocks=(1, 2, 1, 2), num_decoder_blocks=(2, 1, 2, 1))
-IMAGE_VAE = "image VAE (SD 1.x/2.x, SDXL, SD3, Flux, Flux 2)"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These convs are tiny: two threads on a busy two-core machine spin several times slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def randomised(model, seed=1):
-    """No unit gains, zero shifts or identity latent statistics to hide a mistake."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                param.copy_(1.0 + 0.2 * torch.randn(param.shape, generator=gen))
-            elif name.endswith("bias"):
-                param.copy_(0.05 * torch.randn(param.shape, generator=gen))
-        if hasattr(model, "bn"):
-            model.bn.running_mean.copy_(0.5 * torch.randn(model.bn.running_mean.shape, generator=gen))
-            model.bn.running_var.uniform_(0.01, 2.0, generator=gen)  # small ones make eps matter
-    return model.eval().requires_grad_(False)
-
-
-def diffusers_kl(config, seed=0):
-    from diffusers import AutoencoderKL, AutoencoderKLFlux2
-
-    torch.manual_seed(seed)
-    cls = AutoencoderKLFlux2 if "decoder_block_out_channels" in config else AutoencoderKL
-    return randomised(cls(**config), seed + 1)
-
-
-def diffusers_tiny(latent_channels, seed=0):
-    from diffusers import AutoencoderTiny
-
-    torch.manual_seed(seed)
-    return randomised(AutoencoderTiny(latent_channels=latent_channels, **TINY), seed + 1)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny convs: two threads on two busy cores spin slower
 
 
 @pytest.fixture(scope="module", params=["sd", "sd3", "flux2"])
@@ -130,34 +89,12 @@ def test_structure_comes_from_the_shapes(kl):
 # --- the original (LDM / SGM) layout the host loads ----------------------------------------------------------------
 
 
-def to_original(sd):
-    """The original layout, written from the LDM module names (``down.i.block.j``, ``up`` numbered from the
-    finest, ``mid.attn_1.q`` as 1x1 convs); diffusers' own single-file converter must map it back (checked)."""
-    levels = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("decoder.up_blocks."))
-    out = {}
-    for key, value in sd.items():
-        for old, new in [("conv_shortcut", "nin_shortcut"), ("conv_norm_out", "norm_out"),
-                         ("mid_block.resnets.0", "mid.block_1"), ("mid_block.resnets.1", "mid.block_2"),
-                         ("mid_block.attentions.0.group_norm", "mid.attn_1.norm"), ("to_out.0", "proj_out"),
-                         ("mid_block.attentions.0.to_", "mid.attn_1."), ("mid_block.attentions.0.", "mid.attn_1."),
-                         ("downsamplers.0", "downsample"),
-                         ("upsamplers.0", "upsample"), ("resnets.", "block."), ("down_blocks.", "down.")]:
-            key = key.replace(old, new)
-        if key.startswith("decoder.up_blocks."):
-            _, _, index, rest = key.split(".", 3)
-            key = f"decoder.up.{levels - 1 - int(index)}.{rest}"
-        if ".mid.attn_1." in key and key.endswith("weight") and value.ndim == 2:
-            value = value[:, :, None, None]
-        out[key] = value
-    return out
-
-
 @pytest.mark.parametrize("config", [SD, SD3], ids=["sd", "sd3"])
 def test_original_layout_is_diffusers_converters_and_loads(config):
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
     ref = diffusers_kl(config)
-    original = to_original(ref.state_dict())
+    original = image_to_original(ref.state_dict())
     assert "decoder.up.3.block.0.conv1.weight" in original and original["decoder.mid.attn_1.q.weight"].ndim == 4
     theirs = convert_ldm_vae_checkpoint(original, ref.config)
     ours = original_to_diffusers(original)
@@ -171,7 +108,7 @@ def test_original_layout_is_diffusers_converters_and_loads(config):
 def test_flux2_release_layout_loads():
     """BFL's Flux 2 file keeps the quant convs inside the encoder and decoder, next to the BatchNorm's statistics."""
     ref = diffusers_kl(FLUX2)
-    original = to_original(ref.state_dict())
+    original = image_to_original(ref.state_dict())
     for outer, inner in [("quant_conv.", "encoder.quant_conv."), ("post_quant_conv.", "decoder.post_quant_conv.")]:
         for name in ("weight", "bias"):
             original[inner + name] = original.pop(outer + name)
@@ -182,16 +119,6 @@ def test_flux2_release_layout_loads():
 
 
 # --- TAESD -----------------------------------------------------------------------------------------------------------
-
-
-def to_host_tiny(sd, scale, shift):
-    """The host's combined TAESD (its Load VAE's ``taesd_encoder.`` / ``taesd_decoder.`` prefixes on madebyollin's
-    files, whose decoder counts a clamp as layer 0) with the scale and shift it adds for a diffusion model."""
-    out = {"vae_scale": torch.tensor(scale), "vae_shift": torch.tensor(shift)}
-    for key, value in sd.items():
-        part, _, index, rest = key.split(".", 3)
-        out[f"taesd_{part}.{int(index) + (part == 'decoder')}.{rest}"] = value
-    return out
 
 
 @pytest.fixture(scope="module", params=[4, 16])
@@ -252,37 +179,6 @@ def test_taesd_standalone_halves_load():
 # --- recognisers -------------------------------------------------------------------------------------------------------
 
 
-def every_family_fixture():
-    """(what it is, its tensors, the family that must claim it) for each registered family and layout."""
-    from oracle import WAN21_SMALL, WAN22_SMALL, diffusers_wan
-    from test_cogvideox import diffusers_cogvideox
-    from test_hunyuan import diffusers_hunyuan, to_host_layout
-    from test_ltx import SMALL as LTX_SMALL, diffusers_ltx, to_original as ltx_original
-
-    from framestream.vae_core import build_wan
-
-    wan21, wan22 = diffusers_wan(WAN21_SMALL).state_dict(), diffusers_wan(WAN22_SMALL, seed=1).state_dict()
-    hunyuan, ltx = diffusers_hunyuan().state_dict(), diffusers_ltx(LTX_SMALL).state_dict()
-    sd, sd3, flux2 = (diffusers_kl(c).state_dict() for c in (SD, SD3, FLUX2))
-    tiny = diffusers_tiny(4).state_dict()
-    host_tiny = to_host_tiny(tiny, 0.18215, 0.0)
-    return [
-        ("Wan 2.1 diffusers", wan21, "Wan 2.1 / 2.2 VAE"), ("Wan 2.1 original", build_wan(wan21).state_dict(), "Wan 2.1 / 2.2 VAE"),
-        ("Wan 2.2 diffusers", wan22, "Wan 2.1 / 2.2 VAE"),
-        ("HunyuanVideo diffusers", hunyuan, "HunyuanVideo VAE"),
-        ("HunyuanVideo host", to_host_layout(hunyuan), "HunyuanVideo VAE"),
-        ("CogVideoX diffusers", diffusers_cogvideox().state_dict(), "CogVideoX VAE"),
-        ("LTX-Video diffusers", ltx, "LTX-Video VAE"), ("LTX-Video original", ltx_original(ltx, "0.9.0"), "LTX-Video VAE"),
-        ("SD diffusers", sd, IMAGE_VAE), ("SD original", to_original(sd), IMAGE_VAE),
-        ("SD3 original", to_original(sd3), IMAGE_VAE), ("Flux 2 diffusers", flux2, IMAGE_VAE),
-        ("TAESD diffusers", tiny, "tiny autoencoder (TAESD)"), ("TAESD host", host_tiny, "tiny autoencoder (TAESD)"),
-        ("TAESD decoder file", {k[14:]: v for k, v in host_tiny.items() if k.startswith("taesd_decoder.")},
-         "tiny autoencoder (TAESD)"),
-        ("TAESD encoder file", {k[14:]: v for k, v in host_tiny.items() if k.startswith("taesd_encoder.")},
-         "tiny autoencoder (TAESD)"),
-    ]
-
-
 def test_every_fixture_is_claimed_by_exactly_one_family():
     for what, sd, family in every_family_fixture():
         claimed = [f.name for f in registry.FAMILIES if f.recognises(sd)]
@@ -296,7 +192,7 @@ def test_video_vaes_in_the_sd_layout_are_not_image_vaes():
 
     from framestream.vae_core.models import image, taesd
 
-    original = to_original(diffusers_kl(SD).state_dict())
+    original = image_to_original(diffusers_kl(SD).state_dict())
     svd_host = dict(original, **{"decoder.mid.block_1.mix_factor": torch.zeros(1),
                                  "decoder.mid.block_1.time_stack.in_layers.0.weight": torch.ones(64)})
     torch.manual_seed(0)

@@ -102,13 +102,9 @@ def test_a_step_that_overwrote_carries_without_a_backup_cannot_be_rolled_back(wa
 
 
 def other_families():
-    """Each family's reduced-width model from its own test module (their layers read and write carries their own way)."""
-    from test_cogvideox import diffusers_cogvideox
-    from test_hunyuan import diffusers_hunyuan
-    from test_hunyuan15 import diffusers_hv15
-    from test_ltx import SMALL_095, diffusers_ltx
-    from test_ltx2 import CONFIGS, diffusers_ltx2
-    from test_mochi import diffusers_mochi
+    """Each family's reduced-width model as its own tests build it (their layers read and write carries their own way)."""
+    from oracle import (CONFIGS, SMALL_095, diffusers_cogvideox, diffusers_hunyuan, diffusers_hv15, diffusers_ltx,
+                        diffusers_ltx2, diffusers_mochi)
 
     from framestream.vae_core import build_vae
     from framestream.vae_core.models.cogvideox.checkpoints import build_cogvideox

@@ -1,7 +1,5 @@
 """The Mochi VAE against diffusers' AutoencoderKLMochi with shared random weights (reduced widths)."""
 
-import re
-
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -13,34 +11,12 @@ from framestream.vae_core.models.registry import FAMILIES
 from framestream.vae_core.quality import psnr
 from framestream.vae_core.streaming import engine
 
+from oracle import (MOCHI_SMALL as SMALL, cogvideox_to_original, diffusers_mochi, image_to_original, ltx_to_original,
+                    to_genmo, to_host_layout)
+
 TOL = 1e-4
-# 32 groups and 32-channel heads, as every release; genmo's down blocks need each width to differ from the last
-SMALL = dict(encoder_block_out_channels=(32, 64, 96, 128), decoder_block_out_channels=(32, 64, 96, 128),
-             layers_per_block=(1, 1, 2, 1, 1))
 
-
-def diffusers_mochi(config=SMALL, seed=0, std=0.1):
-    """diffusers' model with every parameter drawn afresh (no zero-initialised bias or unit norm gain hides a
-    mistake); built on the meta device first, since the full model's default init is slow."""
-    from diffusers import AutoencoderKLMochi
-
-    with torch.device("meta"):
-        model = AutoencoderKLMochi(**config)
-    model = model.to_empty(device="cpu").eval()
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.normal_(0.0, std, generator=gen)
-    return model
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These convs are small: two threads on a busy two-core machine spin many times slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # small convs: two threads on two busy cores spin slower
 
 
 @pytest.fixture(scope="module")
@@ -155,53 +131,6 @@ def test_tiles_at_the_default_overlap_stay_close_to_the_whole_frame(pair):
 
 # --- checkpoint layouts -------------------------------------------------------------------------------------
 
-_STACK = {"norm1.norm_layer": 0, "conv1.conv": 2, "norm2.norm_layer": 3, "conv2.conv": 5}  # genmo's resnet stack
-
-
-def _count(sd, pattern):
-    return 1 + max((int(m.group(1)) for k in sd for m in [re.match(pattern, k)] if m), default=-1)
-
-
-def to_genmo(sd):
-    """genmo's layout (the host's, with its decoder. / encoder. prefixes), written from genmo's module list: the
-    inverse of the loader's renaming, with query, key and value stacked into one qkv matrix."""
-    ups, downs = _count(sd, r"decoder\.up_blocks\.(\d+)\."), _count(sd, r"encoder\.down_blocks\.(\d+)\.")
-    first = _count(sd, r"encoder\.block_in\.resnets\.(\d+)\.")
-    resnet_names = {  # diffusers' stage -> genmo's name of its resnet i
-        "decoder.block_in": lambda i: f"decoder.blocks.0.{i + 1}",
-        "decoder.block_out": lambda i: f"decoder.blocks.{ups + 1}.{i}",
-        "encoder.block_in": lambda i: f"encoder.layers.{i + 1}",
-        "encoder.block_out": lambda i: f"encoder.layers.{first + downs + 1 + i}",
-        **{f"decoder.up_blocks.{u}": (lambda u: lambda i: f"decoder.blocks.{u + 1}.blocks.{i}")(u)
-           for u in range(ups)},
-        **{f"encoder.down_blocks.{d}": (lambda d: lambda i: f"encoder.layers.{first + 1 + d}.layers.{i + 1}")(d)
-           for d in range(downs)},
-    }
-    layers = {"decoder.conv_in": "decoder.blocks.0.0", "decoder.proj_out": "decoder.output_proj",
-              "encoder.proj_in": "encoder.layers.0", "encoder.norm_out.norm_layer": "encoder.output_norm",
-              "encoder.proj_out": "encoder.output_proj",
-              **{f"decoder.up_blocks.{u}.proj": f"decoder.blocks.{u + 1}.proj" for u in range(ups)},
-              **{f"encoder.down_blocks.{d}.conv_in.conv": f"encoder.layers.{first + 1 + d}.layers.0"
-                 for d in range(downs)}}
-    out = {}
-    for key, value in sd.items():
-        head, _, tail = key.rpartition(".")
-        if head in layers:
-            out[f"{layers[head]}.{tail}"] = value
-            continue
-        stage, kind, index, part = re.match(r"(.*)\.(resnets|norms|attentions)\.(\d+)\.(.*)", key).groups()
-        resnet = resnet_names[stage](int(index))
-        if kind == "resnets":
-            out[f"{resnet}.stack.{_STACK[part.rpartition('.')[0]]}.{tail}"] = value
-        elif kind == "norms":
-            out[f"{resnet}.attn_block.norm.{tail}"] = value
-        elif part.startswith("to_out.0."):
-            out[f"{resnet}.attn_block.attn.out.{tail}"] = value
-        elif part == "to_q.weight":
-            base = key[: -len("to_q.weight")]
-            out[f"{resnet}.attn_block.attn.qkv.weight"] = torch.cat([sd[f"{base}to_{n}.weight"] for n in "qkv"])
-    return out
-
 
 def decoder_part(sd, side="decoder"):
     return {k: v for k, v in sd.items() if k.startswith(side + ".")}
@@ -264,10 +193,6 @@ def other_families():
                            AutoencoderKLTemporalDecoder, AutoencoderKLWan, AutoencoderTiny)
 
     from framestream.vae_core.models.wan.checkpoints import diffusers_to_original
-    from test_cogvideox import to_original as cogvideox_original
-    from test_hunyuan import to_host_layout
-    from test_image_vae import to_original as sd_original
-    from test_ltx import to_original as ltx_original
 
     with torch.device("meta"):
         models = {"wan": AutoencoderKLWan(base_dim=8, z_dim=16), "hunyuan": AutoencoderKLHunyuanVideo(),
@@ -276,8 +201,8 @@ def other_families():
                   "hunyuan15": AutoencoderKLHunyuanVideo15(), "ltx2": AutoencoderKLLTX2Video()}
     sds = {name: model.state_dict() for name, model in models.items()}
     sds.update(wan_original=diffusers_to_original(sds["wan"]), hunyuan_host=to_host_layout(sds["hunyuan"]),
-               cogvideox_original=cogvideox_original(sds["cogvideox"]), ltx_original=ltx_original(sds["ltx"], "0.9.0"),
-               sd_original=sd_original(sds["sd"]))
+               cogvideox_original=cogvideox_to_original(sds["cogvideox"]),
+               ltx_original=ltx_to_original(sds["ltx"], "0.9.0"), sd_original=image_to_original(sds["sd"]))
     return sds
 
 

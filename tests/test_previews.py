@@ -11,7 +11,7 @@ from framestream.nodes import host, preview as preview_node
 from framestream.vae_core import FrameStreamError, decode, preview
 from framestream.vae_core.models.taehv import latent_spaces
 
-from test_taehv import VARIANTS, tae
+from oracle import VARIANTS, tae
 
 
 class Wan21:

@@ -9,37 +9,15 @@ from safetensors.torch import save_file
 from framestream.vae_core import FrameStreamError, build_vae, decode, encode
 from framestream.vae_core.models import registry
 from framestream.vae_core.models.taehv import latent_spaces
-from framestream.vae_core.models.taehv.checkpoints import tensor_shapes
 from framestream.vae_core.models.taehv.model import TinyVideoConfig
 from framestream.vae_core.quality import psnr
 
 import taehv_oracle
+from oracle import VARIANTS, random_tensors, tae
 
 TOL = 1e-4
-NARROW = (32, 16, 8, 8)
-# the released variants' structures (as the reference chooses them by file name), at reduced decoder width
-VARIANTS = {
-    "taehv": TinyVideoConfig(16, 1, (2, 2, 1), (1, 2, 2), NARROW),
-    "taew2_2": TinyVideoConfig(48, 2, (2, 2, 1), (1, 2, 2), NARROW),
-    "taeltx_2": TinyVideoConfig(128, 4, (2, 2, 2), (2, 2, 2), NARROW),
-    "taew2_2_super": TinyVideoConfig(48, 2, (2, 2, 1), (1, 2, 2), NARROW, super=True),
-}
-
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny convs: two threads on two busy cores spin slower
-
-
-def random_tensors(cfg: TinyVideoConfig, seed: int = 0, drop: str | None = None) -> dict[str, torch.Tensor]:
-    """Weights of unit gain per layer (so activations neither vanish nor saturate), optionally without a half."""
-    gen = torch.Generator().manual_seed(seed)
-    return {key: torch.randn(shape, generator=gen) / max(1, torch.Size(shape[1:]).numel()) ** 0.5
-            for key, shape in tensor_shapes(cfg).items() if drop is None or not key.startswith(drop)}
-
-
-def tae(name: str, cfg: TinyVideoConfig | None = None, seed: int = 0, sampled: bool = True):
-    """A random-weight TAE under a release's file name, taking latents as sampled (``sampled``) or raw."""
-    vae = build_vae(random_tensors(cfg or VARIANTS[name], seed), f"{name}.safetensors")
-    return vae.configure(normalized_latents=sampled)
 
 
 def latent(vae, frames: int, h: int = 4, w: int = 3, seed: int = 1) -> torch.Tensor:
