@@ -137,9 +137,9 @@ def _decode(args, decode, lead: bool) -> None:
     vae, device, dtype = _load(args)
     started = time.perf_counter()
     shape = check_latent(vae, latent, args.num_frames).shape
-    plan_decode(vae, shape, settings, sink=sink).check_budget(settings)  # an impossible budget, before any work
+    work = plan_decode(vae, shape, settings, sink=sink).check_budget(settings)  # an impossible budget, before any work
     videos, _, length, height, width = shape
-    frames = decode(vae, latent, sink=sink, settings=settings, num_frames=args.num_frames)
+    frames = decode(vae, latent, sink=sink, settings=settings, num_frames=args.num_frames, plan=work)
     if not lead:
         return
     if isinstance(frames, torch.Tensor):

@@ -4,37 +4,15 @@ import pytest
 import torch
 
 from framestream.vae_core.streaming import engine
+from framestream.vae_core.streaming.state import StreamState
 from framestream.vae_core import build_vae
 from framestream.vae_core.errors import FrameStreamError
 from framestream.vae_core.models.ltx.checkpoints import original_to_diffusers
 from framestream.vae_core.models.ltx.noise import SpatialNoise
 
+from oracle import LTX_SMALL as SMALL, SMALL_091, SMALL_091_NOISE, SMALL_095, diffusers_ltx, ltx_to_original
+
 TOL = 1e-4
-SMALL = dict(block_out_channels=(8, 16, 32, 32), decoder_block_out_channels=(8, 16, 32, 32),
-             layers_per_block=(1, 1, 1, 1, 2), decoder_layers_per_block=(2, 1, 1, 1, 2))
-# 0.9.1's decoder shape (three upsampling blocks with residual depth-to-space, timestep conditioning), no noise
-SMALL_091 = dict(block_out_channels=(8, 16, 32, 32), decoder_block_out_channels=(16, 32, 64),
-                 layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 2),
-                 decoder_spatio_temporal_scaling=(True, True, True), decoder_inject_noise=(False,) * 4,
-                 upsample_residual=(True,) * 3, upsample_factor=(2,) * 3, timestep_conditioning=True)
-# 0.9.1 as released: its decoder adds scaled spatial noise after each conv of the finer blocks' resnets
-SMALL_091_NOISE = dict(SMALL_091, decoder_inject_noise=(False, True, True, True))
-# 0.9.5's encoder: space- and time-to-depth downsamplers with averaged shortcuts
-SMALL_095 = dict(SMALL_091, block_out_channels=(8, 16, 32, 32, 64), spatio_temporal_scaling=(True,) * 4,
-                 down_block_types=("LTXVideo095DownBlock3D",) * 4,
-                 downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"))
-
-
-def diffusers_ltx(config, seed=0):
-    from diffusers import AutoencoderKLLTXVideo
-
-    torch.manual_seed(seed)
-    model = AutoencoderKLLTXVideo(**config).eval()
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for param in model.parameters():  # no zero-initialised tables or shortcuts to hide mistakes
-            param.copy_(0.15 * torch.randn(param.shape, generator=gen))
-    return model
 
 
 @pytest.fixture(scope="module", params=["0.9.0", "0.9.1", "0.9.5"])
@@ -79,7 +57,7 @@ def test_held_back_frames_are_needed(pair, monkeypatch):
     differ: the delay is what makes the stream exact."""
     ref, ours, timestep = pair
     z = torch.randn(1, 128, 14, 2, 2, generator=torch.Generator().manual_seed(3))
-    monkeypatch.setattr(engine.StreamState, "ending", property(lambda self: True, lambda self, value: None),
+    monkeypatch.setattr(StreamState, "ending", property(lambda self: True, lambda self, value: None),
                         raising=False)
     got = engine.decode(ours, z, frames_per_step=3)
     assert (got[: len(got) // 2] - reference_decode(ref, z, timestep)[: len(got) // 2]).abs().max().item() > 1e-3
@@ -107,41 +85,13 @@ def test_tiles_get_closer_to_the_whole_frame_as_their_overlap_grows(pair):
     assert torch.equal(engine.decode(ours, z, tile=256), whole)
 
 
-def to_original(sd, version):
-    """The original (Lightricks) layout, written from the release's block list: the inverse of the loader's
-    renaming, which diffusers' own single-file converter must map back (checked below)."""
-    from framestream.vae_core.models.ltx import checkpoints as lc
-
-    decoder = lc._DECODER_090 if version == "0.9.0" else lc._DECODER_091
-    encoder = lc._ENCODER_095 if version == "0.9.5" else lc._ENCODER_090
-    out = {}
-    for key, value in sd.items():
-        if key in ("latents_mean", "latents_std"):
-            out[{"latents_mean": "per_channel_statistics.mean-of-means",
-                 "latents_std": "per_channel_statistics.std-of-means"}[key]] = value
-            continue
-        side, _, rest = key.partition(".")
-        table = decoder if side == "decoder" else encoder
-        for index, path in sorted(enumerate(table), key=lambda item: -len(item[1])):
-            if rest.startswith(path + "."):
-                rest = f"{'up_blocks' if side == 'decoder' else 'down_blocks'}.{index}.{rest[len(path) + 1:]}"
-                break
-        rest = rest.replace("resnets.", "res_blocks.").replace("conv_shortcut.conv.", "conv_shortcut.")
-        rest = rest.replace("norm3.", "norm3.norm.")
-        if side == "decoder" and version != "0.9.0":
-            rest = rest.replace("time_embedder.", "last_time_embedder.", 1) if rest.startswith("time_embedder.") \
-                else rest.replace("scale_shift_table", "last_scale_shift_table") if rest == "scale_shift_table" else rest
-        out[f"{side}.{rest}"] = value
-    return out
-
-
 @pytest.mark.parametrize("version, config", [("0.9.0", SMALL), ("0.9.1", SMALL_091), ("0.9.1", SMALL_091_NOISE),
                                              ("0.9.5", SMALL_095)])
 def test_original_layout_loads_and_agrees_with_diffusers_converter(version, config):
     from diffusers.loaders.single_file_utils import convert_ltx_vae_checkpoint_to_diffusers
 
     ref = diffusers_ltx(config, seed=7)
-    original = to_original(ref.state_dict(), version)
+    original = ltx_to_original(ref.state_dict(), version)
     for unused in ("channel", "mean-of-stds", "mean-of-stds_over_std-of-means"):  # real files and the host have these
         original[f"per_channel_statistics.{unused}"] = torch.zeros(128)
     if version != "0.9.5":  # diffusers tells 0.9.5 apart by its full width (2048), so only at full size
@@ -210,7 +160,7 @@ def test_spatial_padding_follows_the_config_the_checkpoint_carries(tmp_path):
     from framestream.vae_core import load_vae
 
     ref = diffusers_ltx(SMALL, seed=3)
-    weights = {k: v.contiguous() for k, v in to_original(ref.state_dict(), "0.9.0").items()}
+    weights = {k: v.contiguous() for k, v in ltx_to_original(ref.state_dict(), "0.9.0").items()}
     z = torch.randn(1, 128, 2, 2, 2, generator=torch.Generator().manual_seed(4))
     decoded = {}
     for name, config in (("silent", {"vae": {"dims": 3}}), ("reflect", {"vae": {"spatial_padding_mode": "reflect"}})):
@@ -230,7 +180,7 @@ def test_bad_padding_settings_get_clear_errors(tmp_path):
 
     from framestream.vae_core import load_vae
 
-    weights = {k: v.contiguous() for k, v in to_original(diffusers_ltx(SMALL).state_dict(), "0.9.0").items()}
+    weights = {k: v.contiguous() for k, v in ltx_to_original(diffusers_ltx(SMALL).state_dict(), "0.9.0").items()}
     for name, metadata, message in (
         ("unknown", '{"vae": {"spatial_padding_mode": "mirror"}}', "unknown spatial padding 'mirror' .* expected "
                                                                     "one of zeros, reflect, replicate, circular"),

@@ -13,42 +13,18 @@ from framestream.vae_core.models.ltx2.model import LTX2Config, LTX2VideoVAE
 from framestream.vae_core.models.registry import family_of
 from framestream.vae_core.quality import psnr
 from framestream.vae_core.streaming import engine, memory
+from framestream.vae_core.streaming.sinks import CallbackSink
+from framestream.vae_core.streaming.state import StreamState
 from framestream.vae_core.streaming.journal import Journal, peak_kept_cells
 from framestream.vae_core.streaming.settings import Settings
 from framestream.vae_core.streaming.tiles import layout
 
+from oracle import (CONFIGS, LTX2_COMMON, LTX_SMALL, SMALL_20, SMALL_23T, SMALL_091, SMALL_095, SMALL_NOISE,
+                    diffusers_ltx2, ltx_to_original)
+
 TOL = 1e-4
-COMMON = dict(spatial_compression_ratio=32, temporal_compression_ratio=8, decoder_causal=False)
-# 2.0's shape: three upsamplers scaling space and time together, residual, reflect padding in the decoder
-SMALL_20 = dict(COMMON, block_out_channels=(8, 16, 32, 32), decoder_block_out_channels=(8, 16, 32),
-                layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 2))
-# 2.3's shape: time and space also scaled apart, no residual shortcuts, zero padding; here timestep-conditioned
-SMALL_23T = dict(SMALL_20, decoder_block_out_channels=(8, 16, 16, 32), decoder_layers_per_block=(1, 1, 1, 1, 2),
-                 decoder_spatio_temporal_scaling=(True,) * 4, decoder_inject_noise=(False,) * 5,
-                 upsample_type=("spatiotemporal", "spatiotemporal", "temporal", "spatial"),
-                 upsample_residual=(False,) * 4, upsample_factor=(2, 2, 1, 2), timestep_conditioning=True,
-                 decoder_spatial_padding_mode="zeros")
-# decoder noise after the convs of the mid block and two up blocks
-SMALL_NOISE = dict(SMALL_20, decoder_inject_noise=(True, False, True, True))
-CONFIGS = {"2.0": SMALL_20, "2.3+t": SMALL_23T, "2.0+noise": SMALL_NOISE}
 TIMESTEP = 0.05
 SEED = 7  # of the decoder noise: ours draws it from its own generator, diffusers from the global one
-
-
-def diffusers_ltx2(config, seed=0, scale=0.15):
-    """Every parameter and buffer random (norm gains, noise scales, timestep tables, statistics): uniform with
-    the standard deviation ``scale``, written straight into an uninitialised model (full width is 0.5 G values)."""
-    from diffusers import AutoencoderKLLTX2Video
-
-    with torch.device("meta"):
-        model = AutoencoderKLLTX2Video(**config)
-    model = model.to_empty(device="cpu").eval().requires_grad_(False)
-    gen = torch.Generator().manual_seed(seed)
-    for param in model.parameters():
-        param.uniform_(-scale * 3**0.5, scale * 3**0.5, generator=gen)
-    model.latents_mean.normal_(generator=gen)
-    model.latents_std.uniform_(0.5, 1.5, generator=gen)
-    return model
 
 
 def causal_metadata(causal=True):
@@ -122,8 +98,8 @@ def test_the_plan_counts_the_carries_a_delayed_stream_holds_at_its_peak(monkeypa
     the peak a real stream of the same length reaches."""
     ours = build_vae(diffusers_ltx2(SMALL_20).state_dict())
     peaks = []
-    commit = engine.StreamState.commit
-    monkeypatch.setattr(engine.StreamState, "commit", lambda self: (commit(self), peaks.append(self.carry_bytes())))
+    commit = StreamState.commit
+    monkeypatch.setattr(StreamState, "commit", lambda self: (commit(self), peaks.append(self.carry_bytes())))
     per_cell = {}
     for length in (2, 5, 40):
         per_cell[length] = memory.carry_bytes_per_cell(ours, length=length)
@@ -139,10 +115,10 @@ def test_in_tiles_the_plan_counts_the_second_copy_of_the_carries_that_change_sha
     of both copies is the real stream's, and what it keeps aside stays within the plan's room for it."""
     ours = build_vae(diffusers_ltx2(SMALL_20).state_dict())
     peaks, kept = [], []
-    commit, keep_for = engine.StreamState.commit, Journal.keep_for
+    commit, keep_for = StreamState.commit, Journal.keep_for
     pending = lambda state: sum(v.nbytes for d in state._pending.values() for v in d.values()
                                 if isinstance(v, torch.Tensor))
-    monkeypatch.setattr(engine.StreamState, "commit",
+    monkeypatch.setattr(StreamState, "commit",
                         lambda self: (peaks.append(self.carry_bytes() + pending(self)), commit(self)))
     monkeypatch.setattr(Journal, "keep_for", lambda self, *a: (keep_for(self, *a), kept.append(self.kept_bytes())))
     z = torch.randn(1, 128, 30, 5, 6)
@@ -224,7 +200,7 @@ def test_tiles_at_the_release_depth_cross_fade_where_they_agree():
     """2.0's decoder depth (five resnets a level), random weights: tiles start at the last upsampler, whose reach
     is a few of its own pixels, so 2x2 tiles at the default 64 px overlap are within 45 dB of the whole frame
     (from the first upsampler on, the reach of random weights is about 10 latent pixels: far below)."""
-    config = dict(COMMON, block_out_channels=(8, 16, 32, 32), decoder_block_out_channels=(16, 32, 64),
+    config = dict(LTX2_COMMON, block_out_channels=(8, 16, 32, 32), decoder_block_out_channels=(16, 32, 64),
                   layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(5, 5, 5, 5))
     ours = build_vae(diffusers_ltx2(config, scale=0.02).state_dict())
     assert ours.tile_from == 2 and ours.whole_frame_share == 32 * 4**2 * 4 / (1 * 32**2 * 8)
@@ -299,13 +275,12 @@ def test_the_renaming_is_diffusers_own_single_file_conversion():
 
 def ltx_09_checkpoints():
     from diffusers import AutoencoderKLLTXVideo
-    from test_ltx import SMALL, SMALL_091, SMALL_095, to_original
 
     with torch.device("meta"):
-        for version, config in (("0.9.0", SMALL), ("0.9.1", SMALL_091), ("0.9.5", SMALL_095)):
+        for version, config in (("0.9.0", LTX_SMALL), ("0.9.1", SMALL_091), ("0.9.5", SMALL_095)):
             sd = AutoencoderKLLTXVideo(**config).state_dict()
             yield version, sd
-            yield version + " original", to_original(sd, version)
+            yield version + " original", ltx_to_original(sd, version)
 
 
 def other_families():
@@ -336,8 +311,8 @@ def other_families():
 def test_recognition_accepts_ltx2_in_both_layouts_and_nothing_else():
     for name, config in CONFIGS.items():
         sd = diffusers_ltx2(config).state_dict()
-        for layout in (sd, diffusers_to_original(sd)):
-            assert family_of(layout) is ltx2.FAMILY, name
+        for either in (sd, diffusers_to_original(sd)):
+            assert family_of(either) is ltx2.FAMILY, name
     for version, sd in ltx_09_checkpoints():  # same layouts; the 0.9 releases are LTX-Video's
         assert not ltx2.FAMILY.recognises(sd) and family_of(sd) is ltx.FAMILY, version
     for name, sd in other_families():
@@ -389,6 +364,9 @@ def test_full_width_decoder_at_tiny_resolution():
     assert (engine.decode(ours, z) - reference_frames(ref, z, None)).abs().max().item() <= TOL
 
 
+FILE = CallbackSink(lambda *chunk: None)  # what a video file keeps of the frames: none (its encoder aside)
+
+
 def test_4k_plan_for_the_release_decoder():
     """121 frames (16 latent frames) of 3840x2176 (2160 rounded up to whole latent pixels) for a GPU with a 24 GB
     budget: the plan reads shapes only, so the release's decoder is built on the meta device."""
@@ -396,7 +374,8 @@ def test_4k_plan_for_the_release_decoder():
     with torch.device("meta"):
         release = LTX2VideoVAE(LTX2Config())
         causal = LTX2VideoVAE(LTX2Config(decoder_causal=True))
-    exact = memory.plan_decode(release, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget), gpu)
+    # written to a file as it is decoded (a sink that keeps no frames)
+    exact = memory.plan_decode(release, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget), gpu, FILE)
     # streamed with a delay: a latent frame a step, then the flush; in fp32 the carries fit beside the tiles
     assert exact.tiles.tile_px is not None and exact.per_step == 1 and not exact.tiles.offload_carries
     assert exact.estimate.total <= memory.PLANNED_SHARE * budget
@@ -413,16 +392,17 @@ def test_4k_plan_for_the_release_decoder():
 
     assert exact.estimate.carries == in_tiles(exact) and exact.estimate.host == carries.held * cells
     # with half the room the carries wait in host RAM beside the backup, and the line says how much
-    tighter = memory.plan_decode(release, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget // 2), gpu)
+    tighter = memory.plan_decode(release, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget // 2), gpu,
+                                 FILE)
     assert tighter.tiles.offload_carries and tighter.estimate.total <= memory.PLANNED_SHARE * budget // 2
     host = in_tiles(tighter) + carries.held * cells
     assert tighter.estimate.host == host
     assert f"carries in host RAM ({host / 2**30:.1f} GiB)" in tighter.describe(release.spatial_ratio)
     # a step's frames in fp32 (8 per latent frame, one more while the end flushes), held once
     assert exact.estimate.output == 3 * 9 * 2176 * 3840 * 4
-    on_the_cpu = memory.plan_decode(release, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget))
+    on_the_cpu = memory.plan_decode(release, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget), sink=FILE)
     assert on_the_cpu.estimate.output == exact.estimate.output  # in RAM too: the engine frees a step's frames
-    streamed = memory.plan_decode(causal, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget), gpu)
+    streamed = memory.plan_decode(causal, (1, 128, 16, 68, 120), Settings(tile="auto", budget=budget), gpu, FILE)
     assert streamed.tiles.tile_px is not None and len(streamed.steps) == 16
     assert streamed.estimate.total <= memory.PLANNED_SHARE * budget
     assert "16 steps of up to 1 latent frames" in streamed.describe(release.spatial_ratio)

@@ -1,5 +1,7 @@
 """One plan per run: what the engine runs is what the node asks the host to free, and every setting is checked."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -8,13 +10,13 @@ from framestream.vae_core.errors import FrameStreamError
 from framestream.vae_core.streaming import engine, memory
 from framestream.vae_core.streaming.settings import Settings
 
-from test_ltx import SMALL, diffusers_ltx
+from oracle import LTX_SMALL, diffusers_ltx
 from toy_models import LookAheadNormVAE
 
 
 @pytest.fixture(scope="module")
 def ltx():
-    return build_vae(diffusers_ltx(SMALL).state_dict())
+    return build_vae(diffusers_ltx(LTX_SMALL).state_dict())
 
 
 def test_a_windowed_decoder_is_planned_for_its_whole_window():
@@ -23,7 +25,8 @@ def test_a_windowed_decoder_is_planned_for_its_whole_window():
     vae = LookAheadNormVAE(core=2, halo=3)
     work = memory.plan_decode(vae, (1, 4, 40, 4, 4), Settings(frames_per_step=1))
     assert work.per_step == 2 + 2 * 3 and not work.steps[0].streamed
-    assert work.estimate == memory.estimate(vae, 4, 4, work.per_step, None)
+    kept = vae.decoded_frames(40) * 4 * 4 * 3 * 4  # decode()'s frames, kept in memory: float32 RGB
+    assert work.estimate == dataclasses.replace(memory.estimate(vae, 4, 4, work.per_step, None), kept=kept)
 
 
 def test_a_delayed_decoder_is_planned_for_its_step_and_its_flush(ltx):
@@ -44,7 +47,7 @@ def test_the_node_asks_the_host_for_what_the_plan_holds(ltx, monkeypatch):
     from framestream.nodes import vae_input
 
     asked = []
-    monkeypatch.setattr(vae_input, "ready_video_vae", lambda vae, room: asked.append(room) or ltx)
+    monkeypatch.setattr(vae_input, "ready_video_vae", lambda vae, room, built=None: asked.append(room) or ltx)
     latent = torch.randn(1, 128, 40, 4, 4)
     vae_input.prepare_decode(ltx, {"samples": latent}, 1, {"tiles": "none"})
     vae_input.prepare_decode(ltx, {"samples": latent}, 1, {"tiles": "custom", "tile_size": 64, "tile_overlap": 32})
@@ -54,17 +57,19 @@ def test_the_node_asks_the_host_for_what_the_plan_holds(ltx, monkeypatch):
 
 
 def test_the_video_node_asks_for_its_encoder_too(ltx, monkeypatch, tmp_path):
-    """On the CPU a video file's encoder holds RAM beside the decode: the node asks the host for both."""
+    """On the CPU a video file's encoder holds RAM beside the decode, and FrameStream Decode's IMAGE keeps every
+    frame: the node asks the host for what its own output holds."""
     from framestream.nodes import vae_input
     from framestream.vae_core.io.video import VideoFileSink
 
     asked = []
-    monkeypatch.setattr(vae_input, "ready_video_vae", lambda vae, room: asked.append(room) or ltx)
+    monkeypatch.setattr(vae_input, "ready_video_vae", lambda vae, room, built=None: asked.append(room) or ltx)
     latent, sink = torch.randn(1, 128, 40, 4, 4), VideoFileSink(str(tmp_path / "clip.mp4"), 24)
     vae_input.prepare_decode(ltx, {"samples": latent}, 1, {"tiles": "none"}, sink)
     vae_input.prepare_decode(ltx, {"samples": latent}, 1, {"tiles": "none"})
     encoder = sink.held_bytes(128, 128, ltx.decoded_frames(40))
-    assert encoder > 0 and asked[0] == asked[1] + encoder
+    kept = memory.plan_decode(ltx, latent.shape, Settings()).estimate.kept  # the IMAGE output's frames
+    assert encoder > 0 and kept == ltx.decoded_frames(40) * 128 * 128 * 12 and asked[0] == asked[1] - kept + encoder
     assert asked[0] == memory.plan_decode(ltx, latent.shape, Settings(), sink=sink).estimate.total
     assert list(tmp_path.iterdir()) == []  # planning writes nothing
 
@@ -73,8 +78,9 @@ def test_auto_tiles_ask_for_the_untiled_peak_then_plan_against_what_is_free(ltx)
     latent_shape = (1, 128, 40, 16, 16)
     untiled = memory.plan_decode(ltx, latent_shape, Settings())
     # room for a tiled step's carries (a delayed decoder writes a second copy of those that change shape),
-    # the output and half the untiled activations
-    need = 2 * untiled.estimate.carries + untiled.estimate.output + untiled.estimate.activations // 2
+    # the step's output, half the untiled activations
+    need = 2 * untiled.estimate.carries + untiled.estimate.output + untiled.estimate.activations // 2 \
+        + untiled.estimate.kept  # and the frames decode() keeps: no tile makes them fewer
     auto = Settings(tile="auto", budget=int(need / memory.PLANNED_SHARE))
 
     assert memory.room_to_ask(lambda s: memory.plan_decode(ltx, latent_shape, s), auto) == untiled.estimate.total
@@ -136,6 +142,7 @@ def test_a_video_file_s_encoder_is_counted_in_a_decode_to_it(wan21_pair, tmp_pat
     says it holds (more for bigger frames, up to a look-ahead's worth of frames), plans tiles around it and says
     so; on a GPU it is host RAM, not part of the device's peak."""
     from framestream.vae_core.io.video import VideoFileSink
+    from framestream.vae_core.streaming.sinks import CallbackSink
     from framestream.vae_core.streaming.stitch import StitchSink
 
     vae = wan21_pair[1]
@@ -147,18 +154,42 @@ def test_a_video_file_s_encoder_is_counted_in_a_decode_to_it(wan21_pair, tmp_pat
     assert VideoFileSink(tmp_path / "out.webm", 24).held_bytes(512, 512, 121) != held
     assert StitchSink(sink, 1).held_bytes(512, 512, 121) == held  # the segments' stitcher passes it on
 
-    alone = memory.plan_decode(vae, latent_shape, Settings())
+    alone = memory.plan_decode(vae, latent_shape, Settings(), sink=CallbackSink(print))  # keeps nothing
     to_file = memory.plan_decode(vae, latent_shape, Settings(), sink=sink)
     assert to_file.estimate.total == alone.estimate.total + held and to_file.estimate.writer == held
-    assert f"(the video encoder's {held / 2**20:.0f} MiB included)" in to_file.describe(vae.spatial_ratio)
+    assert f"(the video encoder: {held / 2**20:.0f} MiB included)" in to_file.describe(vae.spatial_ratio)
     assert not list(tmp_path.iterdir())  # planning writes nothing
 
     # a budget the untiled decode fits alone, but not beside the encoder: tiles, all within the budget
     budget = int((alone.estimate.total + held // 2) / memory.PLANNED_SHARE)
-    assert memory.plan_decode(vae, latent_shape, Settings(tile="auto", budget=budget)).tiles.tile_px is None
+    assert memory.plan_decode(vae, latent_shape, Settings(tile="auto", budget=budget),
+                              sink=CallbackSink(print)).tiles.tile_px is None
     tiled = memory.plan_decode(vae, latent_shape, Settings(tile="auto", budget=budget), sink=sink)
     assert tiled.tiles.tile_px is not None and tiled.estimate.total <= memory.PLANNED_SHARE * budget
 
     on_gpu = memory.plan_decode(vae, latent_shape, Settings(), torch.device("cuda"), sink=sink)
-    bare_gpu = memory.plan_decode(vae, latent_shape, Settings(), torch.device("cuda"))
+    bare_gpu = memory.plan_decode(vae, latent_shape, Settings(), torch.device("cuda"), sink=CallbackSink(print))
     assert on_gpu.estimate.total == bare_gpu.estimate.total and on_gpu.estimate.host == bare_gpu.estimate.host + held
+    assert f"and {held / 2**20:.0f} MiB of host RAM for the video encoder" in on_gpu.describe(vae.spatial_ratio)
+
+
+def test_the_plan_counts_the_frames_a_decode_keeps_in_memory(wan21_pair, tmp_path):
+    """decode() without a sink (the node's IMAGE, a .safetensors output) keeps every frame: 481 frames at 1080p
+    hold 472 frames' float32 more than 9 do, and the plan grows by exactly that; a decode to a video file keeps
+    none, so its plan does not grow. A budget the frames do not fit is refused, advising a video file."""
+    from framestream.vae_core.io.video import VideoFileSink
+
+    vae, frame = wan21_pair[1], (1080 // 8, 1920 // 8)
+    short, long = (memory.plan_decode(vae, (1, 16, vae.latent_frames(n), *frame), Settings()) for n in (9, 481))
+    assert long.estimate.total - short.estimate.total == (481 - 9) * 1080 * 1920 * 3 * 4
+    kept = 481 * 1080 * 1920 * 3 * 4
+    assert long.estimate.kept == kept and f"(the frames kept: {kept / 2**20:.0f} MiB included)" in \
+        long.describe(vae.spatial_ratio)
+    to_file = [memory.plan_decode(vae, (1, 16, vae.latent_frames(n), *frame), Settings(),
+                                  sink=VideoFileSink(tmp_path / "clip.mp4", 16)).estimate for n in (9, 241, 481)]
+    assert all(estimate.kept == 0 for estimate in to_file)
+    # only the encoder's look-ahead fills (by 121 frames): then nothing more, however long
+    assert to_file[1].total - to_file[0].total == to_file[1].writer - to_file[0].writer < 2**30
+    assert to_file[2].total == to_file[1].total
+    with pytest.raises(FrameStreamError, match="or write to a video file, which keeps no frames"):
+        long.check_budget(Settings(tile="auto", budget=8 * 2**30))

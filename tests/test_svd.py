@@ -1,7 +1,6 @@
 """The Stable Video Diffusion VAE against diffusers' AutoencoderKLTemporalDecoder with shared random weights
 (reduced widths, the release's depth: four levels, two resnets a level, so the release's temporal reach)."""
 
-import functools
 
 import pytest
 import torch
@@ -10,12 +9,11 @@ from framestream.vae_core import build_vae, decode, encode
 from framestream.vae_core.errors import FrameStreamError
 from framestream.vae_core.models.registry import FAMILIES, family_of
 from framestream.vae_core.quality import psnr
-from framestream.vae_core.streaming import engine, group_norm, memory
-from framestream.vae_core.streaming.settings import Settings
+from framestream.vae_core.streaming import group_norm
 from framestream.vae_core.streaming.state import StreamState
-from framestream.vae_core.streaming.tiler import Tiler
+from framestream.vae_core.streaming.stream import DecodeStream
 
-from test_image_vae import to_original as image_original
+from oracle import image_to_original
 
 TOL = 1e-4
 SMALL = dict(block_out_channels=(32, 32, 64, 64), down_block_types=("DownEncoderBlock2D",) * 4, layers_per_block=2)
@@ -108,18 +106,11 @@ def moments_of(model, run):
 def windows_with_the_clips_statistics(model, z):
     """The engine's windowed pass over ``z`` with every GroupNorm given the whole clip's statistics."""
     video = z.transpose(0, 1)[None]
-    work = memory.plan_decode(model, video.shape, Settings())
-    tiler = Tiler(model, tuple(video.shape[-2:]), work.tiles, work.overlap_px, print, None)
-    out = torch.empty(model.decoded_frames(video.shape[2]), *work.frame, 3)
     pooling = group_norm.Pooling(frozen=moments_of(model, lambda: model.decode_chunk(video)))
+    stream = DecodeStream(model, statistics_passes=0, pooling=pooling)
     with torch.no_grad():
-        engine.decode_pass(model, video, work, tiler, pooling, functools.partial(_put, out),
-                           engine.Counter(len(work.steps), lambda *a: None))
-    return out, len(work.steps)
-
-
-def _put(out, first, frames):
-    out[first : first + frames.shape[0]] = frames
+        out = torch.cat([stream.push(z, last=True), stream.flush()])
+    return out, stream.steps
 
 
 def test_windows_with_the_clips_statistics_are_the_whole_clip(pair):
@@ -190,7 +181,7 @@ def to_original(sd):
         for old, new in _TIME_LAYERS:
             key = key.replace(old, new)
         renamed[key] = value
-    return image_original(renamed)
+    return image_to_original(renamed)
 
 
 def test_original_layout_loads_and_decodes_identically(pair):

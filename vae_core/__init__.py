@@ -9,6 +9,8 @@ from .streaming.settings import Settings
 from .streaming.sinks import CallbackSink, FrameSink, LatentSink
 from .streaming.state import StreamState
 from .streaming.stitch import StitchSink
+from .streaming.stream import DecodeStream, EncodeStream, Mark
 
 __all__ = ["build_vae", "build_wan", "load_vae", "decode", "encode", "plan_decode", "plan_encode", "Settings",
-           "FrameStreamError", "CallbackSink", "FrameSink", "LatentSink", "StitchSink", "StreamState"]
+           "FrameStreamError", "CallbackSink", "FrameSink", "LatentSink", "StitchSink", "StreamState", "DecodeStream",
+           "EncodeStream", "Mark"]

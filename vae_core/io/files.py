@@ -158,6 +158,17 @@ def numbered_output(root: str, prefix: str, suffix: str) -> str:
     ``prefix`` may name subfolders (``FrameStream/run``), created as needed, but
     never an absolute path or a ``..`` that climbs out of ``root``.
     """
+    folder, name = os.path.split(output_target(root, prefix))
+    os.makedirs(folder, exist_ok=True)
+    taken = {entry for entry in os.listdir(folder) if entry.startswith(name + "_")}
+    number = 1
+    while f"{name}_{number:05d}{suffix}" in taken:
+        number += 1
+    return os.path.join(folder, f"{name}_{number:05d}{suffix}")
+
+
+def output_target(root: str, prefix: str) -> str:
+    """Where ``prefix`` leads inside ``root`` (nothing is created), or one error when it leads elsewhere."""
     if not prefix or not prefix.strip():
         raise FrameStreamError("filename_prefix is empty; give a name such as FrameStream/video")
     if os.path.isabs(prefix) or prefix.startswith(("/", "\\")) or os.path.splitdrive(prefix)[0]:
@@ -166,10 +177,4 @@ def numbered_output(root: str, prefix: str, suffix: str) -> str:
     target = os.path.abspath(os.path.join(root, prefix))
     if ".." in prefix.replace("\\", "/").split("/") or os.path.commonpath([root, target]) != root:
         raise FrameStreamError(f"filename_prefix '{prefix}' leads outside the output folder; remove the '..'")
-    folder, name = os.path.split(target)
-    os.makedirs(folder, exist_ok=True)
-    taken = {entry for entry in os.listdir(folder) if entry.startswith(name + "_")}
-    number = 1
-    while f"{name}_{number:05d}{suffix}" in taken:
-        number += 1
-    return os.path.join(folder, f"{name}_{number:05d}{suffix}")
+    return target

@@ -109,7 +109,8 @@ class VideoFileSink:
         if len(shape) != 5 or shape[-1] != 3:
             raise FrameStreamError(f"a VideoFileSink takes frames (B, T, H, W, 3); got shape {tuple(shape)}")
         videos, self._per_video, height, width, _ = shape
-        self._total = videos * self._per_video
+        # a stream of unknown length: one video, as many frames as come
+        self._total = None if self._per_video is None else videos * self._per_video
         self._pad = (0, 0) if self.lossless else (height % 2, width % 2)
         self.height, self.width = height + self._pad[0], width + self._pad[1]
         av = load_av()
@@ -141,15 +142,16 @@ class VideoFileSink:
     def write(self, batch: int, start: int, chunk: torch.Tensor) -> None:
         if self._container is None:
             raise FrameStreamError("VideoFileSink.write needs start() first, and cannot follow result() or abort()")
-        if batch * self._per_video + start != self.frames:
+        per_video = self._per_video or self.frames + 1
+        if batch * per_video + start != self.frames:
             raise FrameStreamError(
-                f"a video file is written in order: expected frame {self.frames % max(self._per_video, 1)} of video"
-                f" {self.frames // max(self._per_video, 1)}, got frame {start} of video {batch}"
+                f"a video file is written in order: expected frame {self.frames % max(per_video, 1)} of video"
+                f" {self.frames // max(per_video, 1)}, got frame {start} of video {batch}"
             )
         expected = (self.height - self._pad[0], self.width - self._pad[1], 3)
         if chunk.dim() != 4 or tuple(chunk.shape[1:]) != expected:
             raise FrameStreamError(f"frames must be [t, {', '.join(map(str, expected))}] as announced; got {list(chunk.shape)}")
-        if self.frames + chunk.shape[0] > self._total:
+        if self._total is not None and self.frames + chunk.shape[0] > self._total:
             raise FrameStreamError(f"more frames than the {self._total} announced to start()")
         av = load_av()
         for image in chunk.detach():
@@ -181,7 +183,7 @@ class VideoFileSink:
         if self._container is None:
             raise FrameStreamError("VideoFileSink.result needs start() and the frames first (or it was aborted)")
         try:
-            if self.frames != self._total:
+            if self._total is not None and self.frames != self._total:
                 raise FrameStreamError(f"only {self.frames} of {self._total} frames arrived; the video was not kept")
             self._container.mux(self._stream.encode(None))  # what the encoder still holds back
             if self._track is not None:

@@ -116,8 +116,9 @@ class DistributedTiler(Tiler):
     def may_offload(self) -> bool:
         return False  # every rank must keep the same layout and placement
 
-    def shrink(self) -> bool:
-        return False
+    @property
+    def can_shrink(self) -> bool:
+        return False  # every rank must keep the same layout
 
     def new_state(self, expected_frames=None, pace=None) -> StreamState:
         # a step that runs out of memory stops all ranks instead of being re-run: nothing to back up
@@ -161,7 +162,7 @@ class DistributedTiler(Tiler):
 
 
 def decode(vae: CausalVideoVAE, latent: torch.Tensor, sink: Sink | None = None, settings: Settings | None = None,
-           *, group=None, num_frames: int | None = None, **options):
+           *, group=None, num_frames: int | None = None, plan: memory.WorkPlan | None = None, **options):
     """:func:`engine.decode` with the tiles spread over the ranks of ``group`` (the default group by default).
 
     Call it on every rank with the same model, latent and settings; rank 0 gets
@@ -181,7 +182,7 @@ def decode(vae: CausalVideoVAE, latent: torch.Tensor, sink: Sink | None = None, 
     def make_tiler(*args):
         return DistributedTiler(*args, ranks=ranks)
 
-    result = engine.run_decode(vae, latent, _Reporting(sink, ranks), settings, num_frames, make_tiler)
+    result = engine.run_decode(vae, latent, _Reporting(sink, ranks), settings, num_frames, make_tiler, plan)
     return result if ranks.rank == 0 else None
 
 

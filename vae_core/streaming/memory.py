@@ -27,7 +27,12 @@ Peak memory of a streamed step is modelled in parts:
   decoded the size before holds them already; on a GPU the matching cost
   (cuDNN's workspaces) is not measured yet;
 * for a decode written straight to a file, what the sink's encoder holds in
-  RAM (its look-ahead; the sink's ``held_bytes``), which on a GPU is host RAM.
+  RAM (its look-ahead; the sink's ``held_bytes``), which on a GPU is host RAM;
+* for a decode kept in memory (no sink, a :class:`sinks.FrameSink`, a node's
+  IMAGE output), every frame in float32 (the sink's ``kept_bytes``): the term
+  that grows with the clip's length, in RAM (host RAM on a GPU). Tiles cannot
+  shrink it: a budget it does not fit is refused with the advice to write a
+  video file instead.
 
 :func:`plan_decode` and :func:`plan_encode` decide everything a run will hold
 before it starts (temporal windows, tiles, where carries live) from one
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -66,13 +72,21 @@ class Estimate:
     activations: int
     output: int
     growing: int = 0  # carries that grow with the clip (causal attention's keys and values), at its full length
-    host: int = 0  # host RAM beyond the device's total: offloaded carries, a step's backup, an encoder's frames
-    writer: int = 0  # part of the total on the CPU (else of host): what a sink's video encoder holds
+    offloaded: int = 0  # host RAM beyond the device's total: offloaded carries, a step's backup
+    writer: int = 0  # what a sink's video encoder holds
     kernels: int = 0  # the kernels' own buffers, built on first use
+    kept: int = 0  # the frames an in-memory sink keeps (the result), in float32
+    beside: bool = False  # the writer's and the kept frames are host RAM beside a GPU's work, not in its total
 
     @property
     def total(self) -> int:
-        return self.carries + self.activations + self.output + self.growing + self.writer + self.kernels
+        sink = 0 if self.beside else self.writer + self.kept
+        return self.carries + self.activations + self.output + self.growing + self.kernels + sink
+
+    @property
+    def host(self) -> int:
+        """Host RAM the run holds beyond :attr:`total`."""
+        return self.offloaded + (self.writer + self.kept if self.beside else 0)
 
 
 def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode", length: int | None = None) -> int:
@@ -96,11 +110,20 @@ def tiled_carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode") -
     return _probe(vae, direction)[2]
 
 
+_PROBES: "weakref.WeakKeyDictionary[CausalVideoVAE, dict]" = weakref.WeakKeyDictionary()
+
+
+def _probes(vae: CausalVideoVAE) -> dict:
+    """What was probed of ``vae``, kept here (not on the model) while the model lives, per streaming mode: a model
+    that switches how its decoder streams (LTX-2's causal or delayed decoder) is probed again."""
+    return _PROBES.setdefault(vae, {}).setdefault((vae.causal_decoder, vae.delayed_decoder), {})
+
+
 @torch.no_grad()
 def _probe(vae: CausalVideoVAE, direction: str) -> tuple[int, int, int]:
     """Streams two latent frames through the model on a 2x2 grid (a GroupNorm with one channel per group cannot
     normalise a single pixel) and reads its carries: they scale exactly with frame area."""
-    cache = vae.__dict__.setdefault("_framestream_carry_per_cell", {})
+    cache = _probes(vae)
     if direction == "decode" and not vae.causal_decoder:
         cache[direction] = (0, 0, 0)  # decoded in independent windows: nothing is carried
     if direction not in cache:
@@ -143,7 +166,7 @@ def delayed_carries_per_cell(vae: CausalVideoVAE, length: int | None = None) -> 
     most two beyond the delay: longer ones peak alike) one a step on a 2x2 grid, and keeps the peaks."""
     longest = math.ceil(vae.decoder_delay) + 2
     length = longest if length is None else min(length, longest)
-    cache = vae.__dict__.setdefault("_framestream_carry_per_cell", {})
+    cache = _probes(vae)
     if ("delayed", length) not in cache:
         state = StreamState(pace=(1, vae.temporal_ratio))
         z = torch.zeros(1, vae.latent_channels, 1, 2, 2, device=vae.weight_device, dtype=vae.weight_dtype)
@@ -287,13 +310,22 @@ class WorkPlan:
         else:
             rows, cols = (len(spans(side // r, tile // r, -(-self.overlap_px // r))) for side in (height, width))
             tiles = f"{rows}x{cols} tiles of {tile} px"
-        carries = f", carries in host RAM ({self.estimate.host / 2**30:.1f} GiB)" if self.tiles.offload_carries else ""
+        carries = f", carries in host RAM ({self.estimate.offloaded / 2**30:.1f} GiB)" \
+            if self.tiles.offload_carries else ""
         if self.estimate.growing:
             carries += f", attention carry {self.estimate.growing / 2**20:.0f} MiB at the end"
         output = f" -> {'x'.join(map(str, self.output))}" if self.output else ""
-        writer = f" (the video encoder's {self.estimate.writer / 2**20:.0f} MiB included)" if self.estimate.writer else ""
         return (f"{self.direction} {width}x{height}: {self._steps()}, {tiles}{carries}, estimated peak "
-                f"{self.estimate.total / 2**20:.0f} MiB beyond the weights{writer}{output}")
+                f"{self.estimate.total / 2**20:.0f} MiB beyond the weights{self._sink()}{output}")
+
+    def _sink(self) -> str:
+        """What the sink holds: part of the peak on the CPU, host RAM beside a GPU's peak."""
+        estimate = self.estimate
+        size, holder = (estimate.writer, "the video encoder") if estimate.writer else (estimate.kept, "the frames kept")
+        if not size:
+            return ""
+        mib = f"{size / 2**20:.0f} MiB"
+        return f", and {mib} of host RAM for {holder}" if estimate.beside else f" ({holder}: {mib} included)"
 
     def _steps(self) -> str:
         halos = [max(w.core[0] - w.start, w.stop - w.core[1]) for w in self.steps if hasattr(w, "core")]
@@ -312,9 +344,12 @@ class WorkPlan:
         budget = settings.budget if settings.tile == "auto" else None
         if budget is not None and self.estimate.total > PLANNED_SHARE * budget:
             smallest = math.ceil(self.estimate.total / PLANNED_SHARE / 2**30 * 100) / 100
+            kept = self.estimate.kept
+            advice = f"; or write to a video file, which keeps no frames (these keep {kept / 2**30:.2f} GB)" \
+                if kept > PLANNED_SHARE * budget / 2 else ""
             raise FrameStreamError(f"a memory budget of {budget / 2**30:.3g} GB is too small for this {self.direction} "
                                    f"of {self.frame[1]}x{self.frame[0]} px: even tiles of {self.tiles.tile_px} px need "
-                                   f"{smallest:.2f} GB; give at least that")
+                                   f"{smallest:.2f} GB; give at least that{advice}")
         return self
 
 
@@ -342,12 +377,15 @@ def plan_decode(vae: CausalVideoVAE, latent_shape: tuple[int, ...], settings: Se
     per_step = max(window.stop - window.start for window in windows)  # a non-causal decoder's windows are wider
     videos = latent_shape[0] if len(latent_shape) == 5 else 1
     output = (videos * vae.decoded_frames(length), h * r, w * r, 3)
+    sink = sinks.FrameSink() if sink is None else sink  # what decode() writes into when given no sink
     writer = sinks.held_bytes(sink, h * r, w * r, output[0])
-    on_cpu = (device or vae.weight_device).type == "cpu"  # else the encoder's frames are in host RAM
-    tiles = _tiles(vae, h * r, w * r, per_step, settings, "decode", device, length, writer if on_cpu else 0)
+    kept = sinks.kept_bytes(sink, h * r, w * r, output[0])
+    on_cpu = (device or vae.weight_device).type == "cpu"  # else the encoder's and the kept frames are in host RAM
+    tiles = _tiles(vae, h * r, w * r, per_step, settings, "decode", device, length,
+                   writer + kept if on_cpu else 0)
     need = estimate(vae, h * r, w * r, per_step, tiles.tile_px, "decode", tiles.offload_carries, length, device,
                     settings.overlap)
-    need = dataclasses.replace(need, writer=writer) if on_cpu else dataclasses.replace(need, host=need.host + writer)
+    need = dataclasses.replace(need, writer=writer, kept=kept, beside=not on_cpu)
     return WorkPlan("decode", (h * r, w * r), windows, per_step, tiles, settings.overlap, need, output)
 
 

@@ -36,6 +36,9 @@ class CausalVideoVAE(nn.Module):
     # each side, cross-fading ``temporal_blend`` of them. The latent-resolution stages (decode_shared, cheap)
     # see ``shared_halo`` more frames each side, so the expensive stages need a halo covering only their own reach.
     causal_decoder: bool = True
+    # whether how the clip is cut into steps, or what a step gives, depends on the clip's length (CogVideoX's frame
+    # batches, TAEHV's clip ends): a stream then needs the length up front (:class:`stream.DecodeStream`)
+    steps_need_length: bool = False
     delayed_decoder: bool = False
     decoder_delay: float = 0.0
     temporal_core: int = 8

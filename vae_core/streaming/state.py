@@ -193,6 +193,26 @@ class StreamState:
             return x
         return x[(..., *window.region(window.scale_of(x), window.owned, relative=True))]
 
+    def snapshot(self) -> dict[int, dict]:
+        """The committed carries as they are now, for :meth:`restore` (a stream's mark): fixed-size carries
+        copied, since later steps overwrite them in place; a growing carry by its length, since later steps only
+        write past it."""
+        return {layer: {key: _copied(key, value) for key, value in values.items()}
+                for layer, values in self._committed.items()}
+
+    def restore(self, snapshot: dict[int, dict]) -> None:
+        """Back to a :meth:`snapshot` (which stays usable): later steps' carries are dropped; a growing carry
+        keeps its current buffer, whose frames before the snapshot's length are the snapshot's."""
+        restored = {}
+        for layer, values in snapshot.items():
+            values = {key: _copied(key, value) for key, value in values.items()}
+            current = self._committed.get(layer, {}).get(_GROWING)
+            if current is not None and _GROWING in values:
+                values[_GROWING] = current
+            restored[layer] = values
+        self._committed, self._pending, self._written = restored, {}, set()
+        self._journal.clear()
+
     def carry_over(self, earlier: "StreamState", key: str) -> None:
         """Starts this (fresh) stream with ``earlier``'s committed ``key`` values, e.g. the statistics a windowed
         decode keeps gathering over the whole clip while each window starts a fresh stream."""
@@ -340,6 +360,11 @@ class StreamState:
         if key not in pending:  # a second copy, adopted at the commit: the carry changes size, or a trial run
             pending[key] = frames.new_empty(shape, device=device)
         pending[key][(..., *window.region(s, window.owned))] = owned
+
+
+def _copied(key: str, value):
+    """A carry value that later steps cannot change: tensors copied, except a growing carry's buffer."""
+    return value.clone() if isinstance(value, torch.Tensor) and key != _GROWING else value
 
 
 def _can_overwrite(carry: torch.Tensor, frames: torch.Tensor, device: torch.device) -> bool:

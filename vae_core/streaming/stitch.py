@@ -71,6 +71,9 @@ class StitchSink:
         lowers what an encoder holds."""
         return sinks.held_bytes(self.inner, height, width, frames)
 
+    def kept_bytes(self, height: int, width: int, frames: int) -> int:
+        return sinks.kept_bytes(self.inner, height, width, frames)
+
     def result(self):
         return self.inner.result()
 

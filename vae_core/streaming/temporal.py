@@ -22,7 +22,6 @@ that latent's group), which is where every window's frames are placed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -81,25 +80,24 @@ def context_windows(vae: CausalVideoVAE, length: int, core: int, halo: int, blen
 
 
 class Stitcher:
-    """Puts each window's frames in place, cross-fading overlaps, and hands finished frames on in order; a
-    stream's steps follow one another."""
+    """Puts each window's frames in place, cross-fading overlaps, and gives back the frames now finished, in
+    order; a stream's steps follow one another."""
 
-    def __init__(self, write: Callable[[int, torch.Tensor], None]) -> None:
-        self.write = write
+    def __init__(self) -> None:
         self.held: torch.Tensor | None = None
-        self.written = 0  # a stream's frames handed on so far
+        self.written = 0  # frames given back so far
 
-    def add(self, window: TemporalWindow, frames: torch.Tensor) -> None:
+    def add(self, window: TemporalWindow, frames: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        """The finished frames as ``(first global index, frames)`` pieces (none, or one)."""
         if window.streamed:
-            if len(frames):
-                self.write(self.written, frames)
-            self.written += len(frames)
-            return
+            start, self.written = self.written, self.written + len(frames)
+            return [(start, frames)] if len(frames) else []
         first, last = window.keep
         frames = frames[first - window.first_pixel : last - window.first_pixel]
         if self.held is not None:
             n = self.held.shape[0]
             frames[:n] = torch.lerp(self.held, frames[:n], fade_in(n).to(frames.dtype).view(n, 1, 1, 1))
         done = frames.shape[0] - window.hold
-        self.write(first, frames[:done])
         self.held = frames[done:].clone() if window.hold else None
+        self.written = first + done
+        return [(first, frames[:done])] if done else []

@@ -16,7 +16,7 @@ import torch
 from ..errors import FrameStreamError
 from . import memory
 from .model import CausalVideoVAE
-from .runtime import OUT_OF_MEMORY, release_cached_memory
+from .runtime import release_cached_memory
 from .settings import Retry
 from .state import StreamState
 from .tiles import blend_weights, layout
@@ -58,13 +58,19 @@ class Tiler:
         # run cannot recover from a failed allocation, so it keeps nothing
         return StreamState(self.cache_device, expected_frames, pace, rollback_to="cpu" if self.on_gpu else None)
 
+    @property
+    def can_shrink(self) -> bool:
+        return self._smaller() < max(self.layout.tile)
+
+    def _smaller(self) -> int:
+        """Half the tile, never below overlap + 1 cells."""
+        return max(max(self.layout.tile) // 2, self.layout.overlap + 1)
+
     def shrink(self) -> bool:
-        """Halves the tiles (never below overlap + 1 cells); False when they cannot get smaller."""
-        current, overlap = max(self.layout.tile), self.layout.overlap
-        smaller = max(current // 2, overlap + 1)
-        if smaller >= current:
+        """Halves the tiles; False when they cannot get smaller."""
+        if not self.can_shrink:
             return False
-        self.layout = layout(*self.grid, smaller, overlap)
+        self.layout = layout(*self.grid, self._smaller(), self.layout.overlap)
         self._sums.clear()
         return True
 
@@ -107,26 +113,20 @@ class Tiler:
             self._sums[scale] = total
         return self._sums[scale].to(device)
 
-    def step(self, state: StreamState, run: Callable[[], torch.Tensor], describe: str) -> torch.Tensor:
-        """``run()`` once, committing its carries; after an out-of-memory, again with smaller tiles."""
-        while True:
-            try:
-                result = run()
-            except OUT_OF_MEMORY:
-                if not state.can_roll_back:
-                    raise
-                state.rollback()
-                failed = self.tile_px(1)
-                if self.shrink():
-                    change = f"smaller tiles ({failed} -> {self.layout.tile} latent px)"
-                elif self.may_offload:
-                    self.cache_device = torch.device("cpu")
-                    state.offload(self.cache_device)
-                    change = "the causal carries moved to host RAM"
-                else:
-                    raise
-            else:
-                state.commit()
-                return result
-            release_cached_memory()  # outside the except block: the traceback no longer pins the step's tensors
-            self.on_retry(f"out of memory in {describe}; retrying it with {change}")
+    def can_recover(self, state: StreamState) -> bool:
+        """Whether a step of ``state`` that ran out of memory can be undone and re-run with less."""
+        return state.can_roll_back and (self.can_shrink or self.may_offload)
+
+    def recover(self, state: StreamState, describe: str) -> None:
+        """After a step ran out of memory (and :meth:`can_recover`): undoes its writes, then halves the tiles, or
+        else moves the carries to host RAM, for the step to be re-run."""
+        state.rollback()
+        failed = self.tile_px(1)
+        if self.shrink():
+            change = f"smaller tiles ({failed} -> {self.layout.tile} latent px)"
+        else:
+            self.cache_device = torch.device("cpu")
+            state.offload(self.cache_device)
+            change = "the causal carries moved to host RAM"
+        release_cached_memory()
+        self.on_retry(f"out of memory in {describe}; retrying it with {change}")

@@ -196,6 +196,7 @@ class CogVideoXVAE(CausalVideoVAE):
     family = "CogVideoX VAE"
     causal_decoder = True
     norm_statistics = "chunk"
+    steps_need_length = True  # the first step takes the odd frame over: see decode_steps
     latent_frames_per_step = 2  # diffusers' num_latent_frames_batch_size
     pixel_frames_per_step = 8  # diffusers' num_sample_frames_batch_size
 

@@ -178,7 +178,6 @@ class LTX2VideoVAE(CausalVideoVAE):
         self.causal_decoder = self.cfg.decoder_causal
         self.delayed_decoder = not self.cfg.decoder_causal
         self.decoder_delay = sum(self.decoder_reach())
-        self.__dict__.pop("_framestream_carry_per_cell", None)  # the memory plan's probe, for the other mode
 
     def decode_causally(self, causal: bool) -> "LTX2VideoVAE":
         """Runs the decoder's convs with front padding only (``True``: streams) or padded at both ends (the

@@ -1,0 +1,114 @@
+"""One step of a stream, as an object: the whole-frame stages, then the tiles (a stream commits its carries).
+
+A decode step runs the latent-resolution stages (``decode_shared``) over its latent frames on the whole frame,
+then the high-resolution stages (``decode_tile``) tile by tile, blended; an encode step runs them the other way
+round. A model whose GroupNorms take statistics per step (CogVideoX, image VAEs) needs them from every tile of
+the step before any tile normalises: in tiles, the step then runs twice, first as a trial that only gathers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import group_norm
+from .model import CausalVideoVAE
+from .state import StreamState
+from .temporal import TemporalWindow
+from .tiler import Tiler
+
+
+def norm_statistics(vae: CausalVideoVAE, direction: str) -> str:
+    """Where the norms of ``direction`` take their statistics (:attr:`CausalVideoVAE.norm_statistics`)."""
+    if direction == "encode" and vae.encoder_norm_statistics is not None:
+        return vae.encoder_norm_statistics
+    return vae.norm_statistics
+
+
+def gathering_passes(vae: CausalVideoVAE, passes: int | None, direction: str = "decode") -> int:
+    """Passes that gather a clip-wide GroupNorm's statistics before the one that writes (none for other norms);
+    ``passes`` None: the model's own number."""
+    if norm_statistics(vae, direction) != "clip":
+        return 0
+    return vae.statistics_passes if passes is None else passes
+
+
+def to_frames(pixels: torch.Tensor) -> torch.Tensor:
+    """``[1, 3, t, H, W]`` in [-1, 1] -> ``[t, H, W, 3]`` in [0, 1], fp32."""
+    return pixels[0].add_(1.0).div_(2.0).clamp_(0.0, 1.0).permute(1, 2, 3, 0)
+
+
+class _Step:
+    """Runs :meth:`_compute` once, or with per-step statistics in tiles, once as a trial that gathers them."""
+
+    vae: CausalVideoVAE
+    direction = "decode"
+
+    def run(self, tiler: Tiler, state: StreamState) -> torch.Tensor:
+        if norm_statistics(self.vae, self.direction) != "chunk" or tiler.layout.whole_frame:
+            return self._compute(tiler, state)
+        state.pooling = group_norm.Pooling(per_step=True)
+        with state.trial():
+            self._compute(tiler, state)
+        state.pooling = group_norm.frozen_after(state, per_step=True)
+        state.rollback()
+        try:
+            return self._compute(tiler, state)
+        finally:
+            state.pooling = None
+
+    def _compute(self, tiler: Tiler, state: StreamState) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass
+class DecodeStep(_Step):
+    """Decodes ``latent`` (latent frames ``[first, first + t)``, the window's and the whole-frame stages' halo)
+    to the window's pixel frames. ``ending``: the clip's last latent frame is in it (or it is a whole window)."""
+
+    vae: CausalVideoVAE
+    window: TemporalWindow
+    latent: torch.Tensor  # [1, C, t, h, w] on the model's device, in its dtype
+    first: int
+    ending: bool
+
+    def describe(self) -> str:
+        if self.window.stop > self.window.start:
+            return f"latent frames {self.window.start}-{self.window.stop - 1}"
+        return "the decoder's last frames"
+
+    def _compute(self, tiler: Tiler, state: StreamState) -> torch.Tensor:
+        window, last = self.window, self.first + self.latent.shape[2]
+        state.ending = self.ending
+        state.frames_owned = _owned(window.core, self.first, last)
+        shared = tiler.shared(state, self.vae.decode_shared, self.latent)
+        if not window.streamed:
+            shared = shared[:, :, window.start - self.first : window.stop - self.first]
+        state.frames_owned = _owned(window.core, window.start, window.stop)
+        return tiler.run(state, self.vae.decode_tile, shared, in_scale=shared.shape[-1] // self.latent.shape[-1],
+                         out_scale=self.vae.spatial_ratio)
+
+
+@dataclass
+class EncodeStep(_Step):
+    """Encodes pixel frames ``span`` (``group``: ``[1, 3, n, H, W]`` in [0, 1]) to latent frames."""
+
+    vae: CausalVideoVAE
+    group: torch.Tensor
+    span: tuple[int, int]
+    direction = "encode"
+
+    def describe(self) -> str:
+        return f"frames {self.span[0]}-{self.span[1] - 1}"
+
+    def _compute(self, tiler: Tiler, state: StreamState) -> torch.Tensor:
+        dtype = self.vae.weight_dtype
+        pixels = (self.group.to(self.vae.weight_device, torch.float32) * 2.0 - 1.0).to(dtype)  # never in place
+        features = tiler.run(state, self.vae.encode_tile, pixels, in_scale=self.vae.spatial_ratio, out_scale=1)
+        return self.vae.encode_shared(features.to(dtype))
+
+
+def _owned(core: tuple[int, int], first: int, last: int) -> tuple[int, int, int] | None:
+    """The core's frames within a stage that runs latents ``[first, last)`` (None: all of them)."""
+    return None if core == (first, last) else (core[0] - first, core[1] - first, last - first)
