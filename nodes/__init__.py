@@ -1,6 +1,6 @@
 """Thin ComfyUI adapters (V3 nodes): each node adapts the host's types and calls ``vae_core``."""
 
-from . import decode, decode_video, encode, encode_video, frame_conditioning, guider, image_attention, loader, preview  # noqa: F401,E501  (registers the nodes)
+from . import decode, decode_video, encode, encode_video, frame_conditioning, guider, image_attention, live_decode, loader, preview  # noqa: F401,E501  (registers the nodes)
 from .host import ComfyExtension
 from .registry import NODES
 

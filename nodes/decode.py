@@ -67,4 +67,4 @@ class FrameStreamDecode(io.ComfyNode):
                 crossfade=False, **tiling):
         job = prepare_decode(vae, samples, frames_per_step, tiling)
         sink = segments_sink(FrameSink(), segment_overlap, crossfade)
-        return io.NodeOutput(engine.decode(job.model, job.latent, sink=sink, settings=job.settings))
+        return io.NodeOutput(engine.decode(job.model, job.latent, sink=sink, settings=job.settings, plan=job.plan))

@@ -100,7 +100,7 @@ class FrameStreamDecodeToVideo(io.ComfyNode):
         job = prepare_decode(vae, samples, frames_per_step, tiling, sink)
         if save_latent == "on" or (save_latent == "auto" and job.frames >= SAVE_LATENT_FROM_FRAMES):
             _keep_latent(path, samples, cls.hidden.prompt if cls.hidden is not None else None)
-        engine.decode(job.model, job.latent, sink=sink, settings=job.settings)
+        engine.decode(job.model, job.latent, sink=sink, settings=job.settings, plan=job.plan)
         folder, name = os.path.split(os.path.relpath(path, root))
         preview = {"filename": name, "subfolder": folder, "type": "output"}
         return io.NodeOutput(host.video_result(path), path, ui={"images": [preview], "animated": (True,)})

@@ -71,6 +71,12 @@ class AnimatedPreview:
                        duration=max(1, round(1000 / self.fps)))
 
 
+def show_frame(done: int, total: int, frame) -> None:
+    """``frame`` (``[H, W, 3]`` in [0, 1]) as the running node's preview, its bar at ``done`` of ``total``."""
+    if AVAILABLE:
+        comfy_utils.ProgressBar(total).update_absolute(done, total, _preview(frame))
+
+
 def show_preview(step: int, total: int, frames, fps: float) -> None:
     """``frames`` (``[T, h, w, 3]`` uint8) as the running node's preview after ``step`` of ``total``."""
     if AVAILABLE:
@@ -91,6 +97,37 @@ def around_sampling(patcher, key: str, wrap_callback) -> None:
         return executor(*args, **kwargs)
 
     patcher.add_wrapper_with_key(OUTER_SAMPLE, key, wrapper)
+
+
+def around_each_sampling(patcher, key: str, around) -> None:
+    """Makes every sampler run of ``patcher`` go through ``around(guider, sampler, latent_image, run)``, which
+    calls ``run()`` (the sampling, returning its output) and returns what it gives. Chains with other nodes'
+    wrappers."""
+
+    def wrapper(executor, noise, latent_image, sampler, *args, **kwargs):
+        return around(executor.class_obj, sampler, latent_image,
+                      lambda: executor(noise, latent_image, sampler, *args, **kwargs))
+
+    patcher.add_wrapper_with_key(OUTER_SAMPLE, key, wrapper)
+
+
+def on_each_model_call(patcher, key: str, see) -> None:
+    """Calls ``see(x, sigma, transformer_options)`` before every call of the patched model: ``x`` as the model
+    gets it (the sampler's latent, in the model's latent space; one batch per conditioning in
+    ``transformer_options["cond_or_uncond"]``). Chains with other nodes' wrappers."""
+
+    def wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):  # noqa: B006
+        see(x, float(t.max()), transformer_options)
+        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+
+    patcher.add_wrapper_with_key(APPLY_MODEL, key, wrapper)
+
+
+def warn(message: str) -> None:
+    """A warning in the host's log (the console ComfyUI runs in), or on stderr standalone."""
+    import logging
+
+    logging.getLogger("FrameStream").warning(message)
 
 
 class Progress(ConsoleProgress):

@@ -39,24 +39,30 @@ def _rebuilt(module, weights: dict) -> CausalVideoVAE:
     return build_vae(weights, source="the VAE given to this node", host_module=True).use_host_conventions(module)
 
 
-def ready_video_vae(vae, step_bytes: int) -> CausalVideoVAE:
+def ready_video_vae(vae, step_bytes: int, built: CausalVideoVAE | None = None) -> CausalVideoVAE:
     """The VAE on the host's VAE device and precision, after asking the host for ``step_bytes`` of room.
 
-    The host loads its model first (this may evict the diffusion model); the
-    model is rebuilt afterwards, since loading may replace parameter objects.
-    When the host keeps weights elsewhere (``--novram``, partial or dynamic
-    loading), FrameStream decodes with its own copy on the device instead.
+    The host loads its model first (this may evict the diffusion model); ``built`` (the model made of the host's
+    module before) is kept when loading left its parameter objects in place, else it is rebuilt. When the host
+    keeps weights elsewhere (``--novram``, partial or dynamic loading), FrameStream decodes with its own copy on
+    the device instead.
     """
     if isinstance(vae, CausalVideoVAE):
         return vae
     host.load_for_inference(vae, step_bytes)
-    model = video_vae(vae)
+    model = built if built is not None and _still_the_hosts(built, vae.first_stage_model) else video_vae(vae)
     device, dtype = torch.device(getattr(vae, "device", model.weight_device)), getattr(vae, "vae_dtype", model.weight_dtype)
     if all(p.device == device and p.dtype == dtype for p in model.parameters()):
         return model
     host.free_memory(sum(p.numel() for p in model.parameters()) * dtype.itemsize + step_bytes, device)
     weights = {k: v.detach().to(device, dtype) for k, v in vae.first_stage_model.state_dict().items()}
     return _rebuilt(vae.first_stage_model, weights).requires_grad_(False)
+
+
+def _still_the_hosts(model: CausalVideoVAE, module) -> bool:
+    """Whether ``model`` still holds the host module's own parameter objects (loading may replace them)."""
+    hosts = {id(value) for value in module.state_dict(keep_vars=True).values()}
+    return all(id(param) in hosts for param in model.parameters())
 
 
 def video_latent(samples: dict):
@@ -88,6 +94,7 @@ class PreparedDecode:
     latent: torch.Tensor  # the LATENT's video part, as the node got it
     settings: Settings
     shape: tuple[int, ...]  # the latent as the engine sees it: [B, C, T, h, w]
+    plan: memory.WorkPlan  # the one the engine runs (made for the settings against what is free once loaded)
 
     @property
     def frames(self) -> int:
@@ -101,9 +108,14 @@ def prepare_decode(vae, samples: dict, frames_per_step: int, tiling: dict, sink=
     model = video_vae(vae)
     latent, shape = checked_latent(model, samples)  # a bad latent or budget is refused before the host loads anything
     settings = _settings(tiling, "decode", frames_per_step=frames_per_step)
-    memory.plan_decode(model, shape, settings, sink=sink).check_budget(settings)
-    model = ready_video_vae(vae, memory.room_to_ask(lambda s: memory.plan_decode(model, shape, s, sink=sink), settings))
-    return PreparedDecode(model, latent, _with_free_budget(settings, model), tuple(shape))
+    first = memory.plan_decode(model, shape, settings, sink=sink).check_budget(settings)
+    built = model
+    model = ready_video_vae(vae, memory.room_to_ask(lambda s: memory.plan_decode(model, shape, s, sink=sink), settings),
+                            built)
+    final = _with_free_budget(settings, model)
+    # tiles chosen against what is free now that the model is in, unless nothing the plan depends on changed
+    work = first if final == settings and model is built else memory.plan_decode(model, shape, final, sink=sink)
+    return PreparedDecode(model, latent, final, tuple(shape), work)
 
 
 def prepare_encode(vae, height: int, width: int, tiling: dict):
@@ -117,7 +129,7 @@ def prepare_encode(vae, height: int, width: int, tiling: dict):
         return memory.plan_encode(model, one_step, max(height // r, 1) * r, max(width // r, 1) * r, candidate)
 
     plan(settings).check_budget(settings)
-    model = ready_video_vae(vae, memory.room_to_ask(plan, settings))
+    model = ready_video_vae(vae, memory.room_to_ask(plan, settings), model)
     return model, _with_free_budget(settings, model)
 
 

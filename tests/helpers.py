@@ -424,6 +424,8 @@ def library_decode(path, latent, **settings):
 
 
 DIT_SIZE, DIT_LENGTH = 32, 9  # the long-video and preview tests' clips: 4x4 latents, 3 latent frames
+# the test DiTs (conftest's host_with_dits) in models/diffusion_models: Wan 2.1 I2V, FLF2V and T2V at width 128,
+# I2V and FLF2V once more with zero image values, and the T2V weights as a Causal-Wan (test_causal_wan)
 
 HOST_DIT_SCRIPT = '''
 import os
@@ -432,6 +434,7 @@ sys.path.insert(0, os.getcwd())
 sys.argv = [sys.argv[0], "--cpu"]
 import comfy.options
 comfy.options.enable_args_parsing()
+import json
 import torch
 import comfy.ops
 from safetensors.torch import save_file
@@ -448,6 +451,10 @@ for name, model_type, in_dim, extra in [("i2v", "i2v", 36, {}), ("flf2v", "i2v",
             p.normal_(0, p[0].numel() ** -0.5 if p.ndim > 1 else 0.05)
     weights = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(weights, os.path.join(out, f"test_wan_{name}.safetensors"))
+    if name == "t2v":  # the same weights as a Causal-Wan (Causal Forcing) file: hosts with the AR sampler read the
+        #               metadata's config and build their causal model (2026)
+        save_file(weights, os.path.join(out, "test_causal_wan.safetensors"),
+                  metadata={"config": json.dumps({"transformer": {"causal_ar": True}})})
     if model_type == "i2v":  # the reference for strength 0: image values that add exactly nothing
         for k in weights:
             if ".cross_attn.v_img." in k:

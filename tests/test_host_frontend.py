@@ -92,7 +92,11 @@ def test_ui_workflows_load_in_the_frontend_as_their_api_twins(comfy, frontend):
         for name in names:
             with open(os.path.join(ROOT, "workflows", name)) as f:
                 ui = json.load(f)
-            assert frontend.missing_node_types(page, ui) == [], name
+            missing = frontend.missing_node_types(page, ui)
+            assert not [kind for kind in missing if kind.startswith("FrameStream")], name
+            if missing:  # only host nodes this host does not have (the autoregressive sampler came in 2026)
+                assert not set(missing) & set(definitions), name
+                continue
             got = frontend.without_meta(frontend.ui_to_api(page, ui, name))
             _assert_runs_as_twin(got, load_workflow(name), definitions, name)
 

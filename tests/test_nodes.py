@@ -378,3 +378,94 @@ def test_encode_video_file_returns_the_files_sound_over_the_encoded_frames(host_
     _, audio = node.execute(host_vae, "talk.mkv", start_frame=4, frame_count=5, stride=2, width=0, height=0)
     begin, end = round(4 / 16 * 44100), round(14 / 16 * 44100)  # frames 4, 6, ..., 12 span 4/16 s to 14/16 s
     assert torch.equal(audio["waveform"][0], whole.samples[:, begin:end])
+
+
+def sample_ar_video():
+    """Stands in for the host's autoregressive sampler function (the node knows it by name)."""
+
+
+class ARModel:
+    """The host's model as the live-decode node sees it: a latent format (Wan 2.1's per-channel statistics) and a
+    diffusion model with KV caches."""
+
+    class latent_format:
+        latent_channels = 16
+        mean, std = torch.linspace(-0.3, 0.3, 16).view(1, 16, 1, 1, 1), torch.linspace(0.5, 1.5, 16).view(1, 16, 1, 1, 1)
+
+        @classmethod
+        def process_out(cls, latent):
+            return latent * cls.std + cls.mean
+
+    diffusion_model = types.SimpleNamespace(init_kv_caches=lambda *a: None)
+
+
+def ar_sampling(live, blocks: list[int], z: torch.Tensor, stop_after: int | None = None):
+    """What Sampler AR Video does to the model, block by block: denoising calls, then the call at sigma 0 on the
+    finished block (cond and uncond batched), then the same block once more alone (not pushed twice)."""
+    start = 0
+    for number, size in enumerate(blocks):
+        block = z[:, :, start : start + size]
+        state = {"ar_state": {"start_frame": start}}
+        live.see(torch.randn_like(block).repeat(2, 1, 1, 1, 1), 0.7, {**state, "cond_or_uncond": [0, 1]})
+        live.see(block.repeat(2, 1, 1, 1, 1), 0.0, {**state, "cond_or_uncond": [0, 1]})
+        live.see(block + 1, 0.0, {**state, "cond_or_uncond": [1]})
+        if stop_after is not None and number == stop_after:
+            raise KeyboardInterrupt("cancelled")
+        start += size
+    return z
+
+
+def test_live_decode_writes_each_finished_block_and_equals_decoding_afterwards(host_vae, fake_host, tmp_path,
+                                                                             wan21_pair):
+    from framestream.nodes.live_decode import LiveDecode
+
+    z = torch.randn(1, 16, 7, 2, 3, generator=torch.Generator().manual_seed(6))  # the model's latent space
+    guider = types.SimpleNamespace(model_patcher=types.SimpleNamespace(model=ARModel))
+    live = LiveDecode(host_vae, 16.0, "live/run", "h264 lossless (RGB)", 19, {})
+    sampler = types.SimpleNamespace(sampler_function=sample_ar_video)
+    sizes = []
+
+    def sampling():
+        out = ar_sampling(live, [1, 3, 3], z)
+        sizes.append(probe_video(live.paths[0]).frames if os.path.exists(live.paths[0]) else None)
+        return out
+
+    assert live.around(guider, sampler, z, sampling) is z
+    assert sizes == [None]  # the file appears when complete (written under a hidden name until then)
+    expected = engine.decode(wan21_pair[1], ARModel.latent_format.process_out(z))
+    written = torch.cat(list(read_video(live.paths[0], reading=EIGHT_BIT)))
+    assert written.shape == expected.shape == (25, 16, 24, 3)
+    assert (written - expected).abs().max().item() <= 0.5 / 255 + 1e-4
+    assert fake_host.previews[-1] is not None  # the newest frame shown beside the sampler's own previews
+
+
+def test_cancelled_live_decode_leaves_no_file(host_vae, fake_host, tmp_path):
+    from framestream.nodes.live_decode import LiveDecode
+
+    z = torch.randn(1, 16, 5, 2, 2)
+    guider = types.SimpleNamespace(model_patcher=types.SimpleNamespace(model=ARModel))
+    live = LiveDecode(host_vae, 16.0, "live/run", "h264", 19, {})
+    with pytest.raises(KeyboardInterrupt):
+        live.around(guider, types.SimpleNamespace(sampler_function=sample_ar_video), z,
+                    lambda: ar_sampling(live, [2, 2, 1], z, stop_after=1))
+    assert [p for p in (tmp_path / "output").rglob("*") if p.is_file()] == []
+
+
+def test_live_decode_lets_other_samplers_run_and_refuses_a_vae_for_another_latent(host_vae, fake_host, tmp_path,
+                                                                               caplog):
+    from framestream.nodes.live_decode import LiveDecode
+
+    z = torch.randn(1, 16, 3, 2, 2)
+    live = LiveDecode(host_vae, 16.0, "live/run", "h264", 19, {})
+    guider = types.SimpleNamespace(model_patcher=types.SimpleNamespace(model=ARModel))
+    euler = types.SimpleNamespace(sampler_function=lambda: None)
+    assert live.around(guider, euler, z, lambda: "sampled") == "sampled"
+    assert "needs Sampler AR Video and an autoregressive model" in caplog.text
+    wan22 = types.SimpleNamespace(model_patcher=types.SimpleNamespace(model=types.SimpleNamespace(
+        latent_format=types.SimpleNamespace(latent_channels=48), diffusion_model=ARModel.diffusion_model)))
+    ran = []
+    with pytest.raises(FrameStreamError, match="the VAE does not fit this autoregressive model's latent: latent has "
+                                               "48 channels but the Wan 2.1 VAE expects 16"):
+        live.around(wan22, types.SimpleNamespace(sampler_function=sample_ar_video), z.repeat(1, 3, 1, 1, 1),
+                    lambda: ran.append(1))
+    assert ran == [] and not any((tmp_path / "output").rglob("*.*"))
