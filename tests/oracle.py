@@ -462,3 +462,25 @@ def tae(name: str, cfg: TinyVideoConfig | None = None, seed: int = 0, sampled: b
 
     vae = build_vae(random_tensors(cfg or _variants()[name], seed), f"{name}.safetensors")
     return vae.configure(normalized_latents=sampled)
+
+
+# --- Stable Video Diffusion ---------------------------------------------------------------------------------
+
+SVD_SMALL = dict(block_out_channels=(32, 32, 64, 64), down_block_types=("DownEncoderBlock2D",) * 4, layers_per_block=2)
+
+
+def diffusers_svd(seed=0, **config):
+    """diffusers' initialisation, with random norm gains and biases and mix factors, so that no norm is the
+    identity and no block mixes its spatial and temporal branches half and half."""
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    torch.manual_seed(seed)
+    model = AutoencoderKLTemporalDecoder(**{**SVD_SMALL, **config}).eval()
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("mix_factor"):
+                param.copy_(torch.randn(param.shape, generator=gen))
+            elif "norm" in name:
+                param.copy_((1.0 if name.endswith("weight") else 0.0) + 0.3 * torch.randn(param.shape, generator=gen))
+    return model

@@ -18,7 +18,7 @@ from framestream.vae_core.streaming import engine
 from framestream.vae_core.streaming.sinks import FrameSink
 from oracle import (LTX_SMALL, SD, SMALL_20, WAN22_SMALL, diffusers_cogvideox, diffusers_decode_raw,
                     diffusers_hunyuan, diffusers_hv15, diffusers_kl, diffusers_ltx, diffusers_ltx2, diffusers_mochi,
-                    diffusers_wan)
+                    diffusers_svd, diffusers_wan, tae)
 
 TOL = 1e-4
 
@@ -281,3 +281,54 @@ def test_clip_wide_statistics_refuse_pieces_unless_running_statistics_are_asked_
     assert torch.equal(torch.cat([whole.push(z, last=True), whole.flush()]), engine.decode(ours, z))
     running = pushed(DecodeStream(ours, statistics_passes=0), z, [1, 2, 1])
     assert (running - engine.decode(ours, z, statistics_passes=0)).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("name", ["taehv", "taeltx_2"])
+def test_a_tiny_decoder_streams_given_its_length(name):
+    """TAEHV decoders drop and pad frames at the clip's ends: a stream needs the length up front."""
+    ours = tae(name)
+    z = torch.randn(1, ours.latent_channels, 5, 2, 2, generator=torch.Generator().manual_seed(20))
+    frames = pushed(DecodeStream(ours, frames=5), z, random_split(5, 3))
+    assert (frames - engine.decode(ours, z)).abs().max().item() <= TOL
+    with pytest.raises(FrameStreamError, match="cuts a clip into steps by its length"):
+        DecodeStream(ours).push(z[:, :, :1])
+
+
+def test_a_windowed_decoder_streams_its_windows_as_their_context_arrives():
+    """Stable Video Diffusion decodes overlapping windows of 25 latent frames with 25 of context each side (its
+    temporal layers reach far): pushed in pieces with running statistics, a window goes out once its context is
+    here, and the frames are those of decode()'s windows."""
+    ours = build_vae(diffusers_svd().state_dict())
+    z = torch.randn(80, 4, 2, 2, generator=torch.Generator().manual_seed(21))  # one video's per-frame latents
+    stream = DecodeStream(ours, statistics_passes=0)
+    out = [stream.push(z[i : i + 5]) for i in range(0, 80, 5)]
+    given = [o.shape[0] for o in out]
+    # a window once its 25, its 25 of context, 4 more for the whole-frame stages and one that shows another window
+    # follows are here: the first at 55 frames, the second at 80; the rest at flush()
+    assert given.index(25) == 55 // 5 - 1 and given[-1] == 25 and sum(given) == 50
+    out.append(stream.flush())
+    expected = engine.decode(ours, z, statistics_passes=0)
+    assert (torch.cat([o for o in out if o.numel()]) - expected).abs().max().item() <= TOL
+    with pytest.raises(FrameStreamError, match="the Stable Video Diffusion VAE's GroupNorms take their statistics"):
+        DecodeStream(ours).push(z[:3])
+
+
+def _encode_cases():
+    """(name, diffusers' model, ours, frames) for the encoders that stream: each cut is exact."""
+    gen = torch.Generator().manual_seed(22)
+    hv15, ltx, mochi = diffusers_hv15(), diffusers_ltx(LTX_SMALL), diffusers_mochi()
+    return [("HunyuanVideo 1.5", hv15, torch.rand(13, 32, 32, 3, generator=gen)),
+            ("LTX-Video 0.9", ltx, torch.rand(17, 32, 32, 3, generator=gen)),
+            ("Mochi", mochi, torch.rand(13, 16, 24, 3, generator=gen))]
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_encoders_cut_anywhere_encode_as_diffusers_one_call(index):
+    name, ref, frames = _encode_cases()[index]
+    ours = build_vae(ref.state_dict())
+    latent = pushed(EncodeStream(ours), frames, random_split(frames.shape[0], index, most=7), dim=0)
+    with torch.no_grad():
+        posterior = ref.encode(frames.permute(3, 0, 1, 2)[None] * 2 - 1).latent_dist
+    expected = posterior.mode() if name == "HunyuanVideo 1.5" else posterior.mean
+    assert latent.shape == expected.shape, name
+    assert (latent - expected).abs().max().item() <= TOL * max(1.0, expected.abs().max().item()), name

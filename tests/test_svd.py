@@ -13,29 +13,9 @@ from framestream.vae_core.streaming import group_norm
 from framestream.vae_core.streaming.state import StreamState
 from framestream.vae_core.streaming.stream import DecodeStream
 
-from oracle import image_to_original
+from oracle import SVD_SMALL as SMALL, diffusers_svd, image_to_original
 
 TOL = 1e-4
-SMALL = dict(block_out_channels=(32, 32, 64, 64), down_block_types=("DownEncoderBlock2D",) * 4, layers_per_block=2)
-
-
-def diffusers_svd(seed=0, **config):
-    """diffusers' initialisation, with random norm gains and biases and mix factors, so that no norm is the
-    identity and no block mixes its spatial and temporal branches half and half."""
-    from diffusers import AutoencoderKLTemporalDecoder
-
-    torch.manual_seed(seed)
-    model = AutoencoderKLTemporalDecoder(**{**SMALL, **config}).eval()
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("mix_factor"):
-                param.copy_(torch.randn(param.shape, generator=gen))
-            elif "norm" in name:
-                param.copy_((1.0 if name.endswith("weight") else 0.0) + 0.3 * torch.randn(param.shape, generator=gen))
-    return model
-
-
 @pytest.fixture(scope="module")
 def pair():
     ref = diffusers_svd()
