@@ -13,7 +13,7 @@ from framestream.vae_core.streaming import group_norm
 from framestream.vae_core.streaming.state import StreamState
 from framestream.vae_core.streaming.stream import DecodeStream
 
-from oracle import SVD_SMALL as SMALL, diffusers_svd, image_to_original
+from oracle import diffusers_svd, image_to_original
 
 TOL = 1e-4
 @pytest.fixture(scope="module")
