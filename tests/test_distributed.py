@@ -87,6 +87,7 @@ def test_the_ranks_decode_the_single_process_frames(tmp_path, world):
     assert all(outcome["frames"] is None for outcome in outcomes[1:])  # rank 0 alone has the result
 
 
+@pytest.mark.slow
 def test_a_delayed_decoder_flushes_alike_on_every_rank(tmp_path):
     outcomes = spread(tmp_path, 2, "ltx2")
     vae = model("ltx2")

@@ -15,6 +15,7 @@ def run(*args):
                           env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
 
 
+@pytest.mark.slow
 def test_smoke_runs_every_decode_and_they_agree(tmp_path):
     out = run("--smoke", "--out", str(tmp_path / "gpu.json"))
     assert out.returncode == 0, out.stderr[-2000:]

@@ -72,6 +72,7 @@ def test_streaming_with_the_clips_statistics_is_exact(pair, per_step):
     assert (got - expected).abs().max().item() <= TOL * expected.abs().max().item()
 
 
+@pytest.mark.slow
 def test_streamed_decode_beats_diffusers_framewise(pair):
     """One pass gathers the clip's statistics, the next applies them; diffusers' own long-clip decode cuts the clip
     into overlapping windows with their own statistics and blends them."""

@@ -149,6 +149,7 @@ def quick_random(model, seed=0):
     return model.eval()
 
 
+@pytest.mark.slow
 def test_full_width_at_one_latent_pixel(monkeypatch):
     """The released widths (128-1024, 1.26 billion parameters) on one latent pixel: 5 frames of 16x16."""
     from diffusers import AutoencoderKLHunyuanVideo15

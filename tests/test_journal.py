@@ -46,7 +46,8 @@ def second_copy_tiles(monkeypatch):
     monkeypatch.setattr(StreamState, "tile", lambda state, window, later=None: tile(state, window))
 
 
-@pytest.mark.parametrize("tile, overlap", [(24, 8), (32, 16), (48, 40)])
+@pytest.mark.parametrize("tile, overlap", [(24, 8), pytest.param(32, 16, marks=pytest.mark.slow),
+                                           pytest.param(48, 40, marks=pytest.mark.slow)])
 def test_tiles_that_overwrite_the_carries_in_place_equal_tiles_that_write_a_second_copy(wan21_pair, monkeypatch,
                                                                                            tile, overlap):
     vae = wan21_pair[1]
@@ -120,6 +121,7 @@ def other_families():
     yield "Mochi", build_vae(diffusers_mochi().state_dict())
 
 
+@pytest.mark.slow
 def test_every_family_tiles_alike_in_place_and_with_a_second_copy(monkeypatch):
     for name, vae in other_families():
         r = vae.spatial_ratio

@@ -254,6 +254,7 @@ def test_a_structure_no_release_has_is_refused():
 # --- full width ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_full_width_at_one_latent_pixel():
     """The release's widths and depths (362 M decoder, 97 M encoder parameters) on a tiny frame."""
     ref = diffusers_mochi(dict(), seed=9, std=0.02)

@@ -122,6 +122,7 @@ def test_windowed_decode_gathers_the_clips_statistics(pair):
     assert psnr(gathered, whole) >= psnr(running, whole) + 10
 
 
+@pytest.mark.slow
 def test_tiles_approach_the_whole_frame(pair):
     """Tiles pool the temporal norms' statistics over the whole frame; the 2D norms see their own tile only (an
     approximation, as in diffusers' tiled decode), so tiles come closer to the whole frame as they grow, and a
