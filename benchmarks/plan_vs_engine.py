@@ -27,7 +27,7 @@ from decode_vs_diffusers import import_framestream  # noqa: E402
 from measured_child import run_child  # noqa: E402
 
 import_framestream()
-from framestream.vae_core.streaming import engine, memory  # noqa: E402
+from framestream.vae_core.streaming import engine, memory, probe  # noqa: E402
 from framestream.vae_core.streaming.runtime import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from framestream.vae_core.streaming.settings import Settings  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
@@ -72,12 +72,13 @@ def child(options: dict) -> None:
     vae, z = model_and_latent(options["family"], options["latents"], options["size"])
     engine.decode(vae, z[:, :, :2, :2, :2])  # warm up: kernels, thread pools
     settings = Settings(tile=options["tile"])
-    estimate = memory.plan_decode(vae, z.shape, settings).estimate
-    committed = memory.carry_bytes_per_cell(vae, "decode", z.shape[2]) * z.shape[3] * z.shape[4]
+    keeps_nothing = CallbackSink(lambda *chunk: None)  # the engine alone: no frames kept, no encoder
+    estimate = memory.plan_decode(vae, z.shape, settings, sink=keeps_nothing).estimate
+    committed = probe.carry_bytes_per_cell(vae, "decode", z.shape[2]) * z.shape[3] * z.shape[4]
     peaks = []
     for _ in range(2):  # a first decode at this size, then one whose kernels exist already
         base = reset_peak_rss()
-        engine.decode(vae, z, sink=CallbackSink(lambda *chunk: None), settings=settings)
+        engine.decode(vae, z, sink=keeps_nothing, settings=settings)
         peaks.append(peak_rss_bytes() - base)
     print(json.dumps({"measured": peaks[0], "again": peaks[1], "carries": estimate.carries, "committed": committed,
                       "activations": estimate.activations, "output": estimate.output, "kernels": estimate.kernels,

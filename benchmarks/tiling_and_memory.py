@@ -29,7 +29,8 @@ from framestream.vae_core.streaming import engine  # noqa: E402
 from framestream.vae_core import build_wan  # noqa: E402
 from framestream.vae_core.demo import demo_vae, fixture_vae, moving_shapes  # noqa: E402
 from framestream.vae_core.streaming import memory  # noqa: E402
-from framestream.vae_core.streaming.memory import PLANNED_SHARE, estimate  # noqa: E402
+from framestream.vae_core.streaming.estimate import estimate  # noqa: E402
+from framestream.vae_core.streaming.memory import PLANNED_SHARE, request_for  # noqa: E402
 from framestream.vae_core.quality import psnr  # noqa: E402
 from framestream.vae_core.streaming.runtime import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from framestream.vae_core.streaming.tiles import DEFAULT_OVERLAP_PX, layout  # noqa: E402
@@ -130,7 +131,8 @@ def child(kind: str, kw: dict) -> None:
     if tile == "auto":  # the tile the engine chose, for the estimate it was chosen by
         tile = memory.plan(vae, size, size, 1, DEFAULT_OVERLAP_PX, kw["budget"]).tile_px
     print(json.dumps({"extra": peak_rss_bytes() - base, "peak": peak_rss_bytes(), "seconds": seconds, "tile": tile,
-                      "estimate": estimate(vae, size, size, 1, tile).total}))
+                      "estimate": estimate(request_for(vae, "decode", height=size, width=size, per_step=1,
+                                                                 tile_px=tile)).total}))
 
 
 def length() -> None:
@@ -156,7 +158,8 @@ def plan() -> None:
 def budget() -> None:
     """A budget that forces tiles: the planner's choice, and the peak it really reached."""
     vae = demo_vae(dim=16)
-    limit = int(estimate(vae, 512, 512, 1, 256).total / PLANNED_SHARE)  # one that calls for 256 px tiles
+    limit = int(estimate(request_for(vae, "decode", height=512, width=512, per_step=1, tile_px=256)).total
+                / PLANNED_SHARE)  # one that calls for 256 px tiles
     r = _child("plan", size=512, latents=3, tile="auto", budget=limit)
     verdict = "under" if r["extra"] <= limit else "OVER"
     print(f"budget {limit / MiB:.0f} MiB at 512x512: auto tile {r['tile']} px, estimate {r['estimate'] / MiB:.0f} "

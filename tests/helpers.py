@@ -461,3 +461,13 @@ for name, model_type, in_dim, extra in [("i2v", "i2v", 36, {}), ("flf2v", "i2v",
                 weights[k] = torch.zeros_like(weights[k])
         save_file(weights, os.path.join(out, f"test_wan_{name}_no_image_values.safetensors"))
 '''
+
+
+def step_estimate(vae, height: int, width: int, per_step: int, tile_px: int | None = None, *,
+                  direction: str = "decode", length: int = 0, device=None, **step):
+    """The memory estimate of one step of ``vae`` (``step``: ``overlap_px``, ``offload_carries``)."""
+    from framestream.vae_core.streaming import memory
+    from framestream.vae_core.streaming.estimate import estimate
+
+    return estimate(memory.request_for(vae, direction, height=height, width=width, per_step=per_step, length=length,
+                                       device=device, tile_px=tile_px, **step))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from framestream.vae_core import build_vae
-from framestream.vae_core.streaming import memory
+from framestream.vae_core.streaming import memory, probe
 from framestream.vae_core.streaming.settings import Settings
 from framestream.vae_core.streaming.state import StreamState, Window, growing_carry
 
@@ -81,7 +81,7 @@ def hunyuan():
 
 def test_the_plan_counts_the_attention_carry_once_at_full_length(hunyuan):
     # HunyuanVideo's mid-block attention keeps keys and values: 2 x 64 channels per latent pixel and frame
-    assert memory.growing_bytes_per_cell(hunyuan) == 2 * 64 * 4
+    assert probe.growing_bytes_per_cell(hunyuan) == 2 * 64 * 4
     short = memory.plan_decode(hunyuan, (1, 16, 2, 4, 6), Settings())
     long = memory.plan_decode(hunyuan, (1, 16, 12, 4, 6), Settings())
     assert long.estimate.growing - short.estimate.growing == 10 * 24 * 2 * 64 * 4

@@ -12,7 +12,7 @@ from framestream.vae_core.models import registry
 from framestream.vae_core.models.hunyuan15 import layers
 from framestream.vae_core.models.hunyuan15.checkpoints import diffusers_to_original, original_to_diffusers
 from framestream.vae_core.quality import psnr
-from framestream.vae_core.streaming import engine, memory
+from framestream.vae_core.streaming import engine, probe
 from framestream.vae_core.streaming.state import StreamState
 
 from oracle import HV15_SMALL as SMALL, diffusers_hv15, every_family_fixture, scale_of
@@ -90,7 +90,7 @@ def test_attention_carry_is_one_buffer_growing_by_each_step(pair, monkeypatch):
             state.commit()
             assert state.growing_bytes() == 2 * 64 * 2 * 3 * 4 * (step + 1)
     assert len({kv.data_ptr() for kv in seen}) == 1 and [kv.shape[2] for kv in seen] == [6, 12, 18, 24]
-    assert memory.growing_bytes_per_cell(ours) == 2 * 64 * 4
+    assert probe.growing_bytes_per_cell(ours) == 2 * 64 * 4
 
 
 def test_later_latents_never_change_earlier_frames(pair, monkeypatch):

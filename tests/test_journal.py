@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from framestream.vae_core.errors import FrameStreamError
-from framestream.vae_core.streaming import engine, journal, memory
+from framestream.vae_core.streaming import engine, journal, probe
 from framestream.vae_core.streaming.journal import _read_later, peak_kept_cells
 from framestream.vae_core.streaming.state import StreamState
 from framestream.vae_core.streaming.tiles import layout
@@ -77,7 +77,7 @@ def test_the_old_values_kept_for_later_tiles_peak_as_the_plan_counts(wan21_pair,
     z = torch.randn(1, 16, 3, 20, 20, generator=torch.Generator().manual_seed(0))
     engine.decode(vae, z, tile=64, overlap=24)
     windows = layout(20, 20, 8, 3).windows
-    assert len(windows) == 16 and max(peaks) == peak_kept_cells(windows) * memory.tiled_carry_bytes_per_cell(vae)
+    assert len(windows) == 16 and max(peaks) == peak_kept_cells(windows) * probe.tiled_carry_bytes_per_cell(vae)
 
 
 def test_a_step_that_overwrote_carries_without_a_backup_cannot_be_rolled_back(wan21_pair):

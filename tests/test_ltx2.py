@@ -12,7 +12,8 @@ from framestream.vae_core.models.ltx2.checkpoints import diffusers_to_original, 
 from framestream.vae_core.models.ltx2.model import LTX2Config, LTX2VideoVAE
 from framestream.vae_core.models.registry import family_of
 from framestream.vae_core.quality import psnr
-from framestream.vae_core.streaming import engine, memory
+from framestream.vae_core.streaming import engine, memory, probe
+from framestream.vae_core.streaming.estimate import LIVE_AT_FINEST
 from framestream.vae_core.streaming.sinks import CallbackSink
 from framestream.vae_core.streaming.state import StreamState
 from framestream.vae_core.streaming.journal import Journal, peak_kept_cells
@@ -102,11 +103,11 @@ def test_the_plan_counts_the_carries_a_delayed_stream_holds_at_its_peak(monkeypa
     monkeypatch.setattr(StreamState, "commit", lambda self: (commit(self), peaks.append(self.carry_bytes())))
     per_cell = {}
     for length in (2, 5, 40):
-        per_cell[length] = memory.carry_bytes_per_cell(ours, length=length)
+        per_cell[length] = probe.carry_bytes_per_cell(ours, length=length)
         peaks.clear()
         engine.decode(ours, torch.randn(1, 128, length, 2, 3), tile=None)
         assert max(peaks) == per_cell[length] * 2 * 3, length
-    assert per_cell[2] < per_cell[5] < per_cell[40] == memory.carry_bytes_per_cell(ours)
+    assert per_cell[2] < per_cell[5] < per_cell[40] == probe.carry_bytes_per_cell(ours)
 
 
 def test_in_tiles_the_plan_counts_the_second_copy_of_the_carries_that_change_shape(monkeypatch):
@@ -123,7 +124,7 @@ def test_in_tiles_the_plan_counts_the_second_copy_of_the_carries_that_change_sha
     monkeypatch.setattr(Journal, "keep_for", lambda self, *a: (keep_for(self, *a), kept.append(self.kept_bytes())))
     z = torch.randn(1, 128, 30, 5, 6)
     tiled = engine.decode(ours, z, tile=96, overlap=64)
-    carries, kept_room = memory.delayed_carries_per_cell(ours, 30), peak_kept_cells(layout(5, 6, 3, 2).windows)
+    carries, kept_room = probe.delayed_carries_per_cell(ours, 30), peak_kept_cells(layout(5, 6, 3, 2).windows)
     assert max(peaks) == carries.in_tiles * 5 * 6 and carries.in_tiles > carries.held
     assert 0 < max(kept) <= carries.tiled * kept_room
     estimate = memory.plan_decode(ours, z.shape, Settings(tile=96, overlap=64)).estimate
@@ -131,7 +132,7 @@ def test_in_tiles_the_plan_counts_the_second_copy_of_the_carries_that_change_sha
     # a tile's last up block holds more finest-size tensors than the whole frame's plan counts
     finest = ours.finest_width * (8 + 1) * 4
     whole = ours.whole_frame_share * finest * 160 * 192
-    assert ours.live_in_tiles > memory.LIVE_AT_FINEST and ours.whole_frame_share > 0
+    assert ours.live_in_tiles > LIVE_AT_FINEST and ours.whole_frame_share > 0
     assert estimate.activations == int(ours.live_in_tiles * finest * 96 * 96 + whole)
     assert tiled.shape == (8 * 30 - 7, 160, 192, 3)
 
@@ -383,7 +384,7 @@ def test_4k_plan_for_the_release_decoder():
     assert "16 steps of up to 1 latent frames and about 22 to flush" in line
     # the whole frame's carries (a tiled stage's that change shape in a step twice) and the old values the
     # step's later tiles still read; in host RAM the backup of what a step overwrites
-    carries, cells = memory.delayed_carries_per_cell(release, 16), 68 * 120
+    carries, cells = probe.delayed_carries_per_cell(release, 16), 68 * 120
     assert carries.held < carries.in_tiles < 2 * carries.held and carries.tiled < carries.held
 
     def in_tiles(plan):

@@ -7,9 +7,10 @@ import torch
 
 from framestream.vae_core import build_vae
 from framestream.vae_core.errors import FrameStreamError
-from framestream.vae_core.streaming import engine, memory
+from framestream.vae_core.streaming import engine, estimate, memory
 from framestream.vae_core.streaming.settings import Settings
 
+from helpers import step_estimate
 from oracle import LTX_SMALL, diffusers_ltx
 from toy_models import LookAheadNormVAE
 
@@ -26,7 +27,7 @@ def test_a_windowed_decoder_is_planned_for_its_whole_window():
     work = memory.plan_decode(vae, (1, 4, 40, 4, 4), Settings(frames_per_step=1))
     assert work.per_step == 2 + 2 * 3 and not work.steps[0].streamed
     kept = vae.decoded_frames(40) * 4 * 4 * 3 * 4  # decode()'s frames, kept in memory: float32 RGB
-    assert work.estimate == dataclasses.replace(memory.estimate(vae, 4, 4, work.per_step, None), kept=kept)
+    assert work.estimate == dataclasses.replace(step_estimate(vae, 4, 4, work.per_step), kept=kept)
 
 
 def test_a_delayed_decoder_is_planned_for_its_step_and_its_flush(ltx):
@@ -39,8 +40,8 @@ def test_a_delayed_decoder_is_planned_for_its_step_and_its_flush(ltx):
     finest = ltx.finest_width * (8 * 2 + 1) * 128 * 128 * 4  # bytes of one finest-width tensor of the step
     whole = ltx.whole_frame_share * finest  # the whole-frame stages' output, there while the tiles run
     assert ltx.whole_frame_share > 0
-    assert work.estimate.activations == memory.estimate(ltx, 128, 128, 2, None).activations \
-        == int(max(memory.LIVE_AT_FINEST * whole, memory.LIVE_AT_FINEST * finest + whole))
+    assert work.estimate.activations == step_estimate(ltx, 128, 128, 2).activations \
+        == int(max(estimate.LIVE_AT_FINEST * whole, estimate.LIVE_AT_FINEST * finest + whole))
 
 
 def test_the_node_asks_the_host_for_what_the_plan_holds(ltx, monkeypatch):
@@ -133,7 +134,7 @@ def test_a_model_may_say_how_many_finest_size_tensors_it_holds():
     with torch.device("meta"):
         vae = HunyuanVideo15VAE()
     assert vae.live_at_finest == 9.0
-    activations = memory.estimate(vae, 256, 256, 1, None).activations
+    activations = step_estimate(vae, 256, 256, 1).activations
     assert activations == int(9.0 * vae.finest_width * vae.temporal_ratio * 256 * 256 * 4)
 
 
