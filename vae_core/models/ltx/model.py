@@ -31,15 +31,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...errors import FrameStreamError
-from .noise import SpatialNoise
 from ...streaming.channel_norm import rms_over_channels
 from ...streaming.model import CausalVideoVAE
+from .base import HOST_DECODE_TIMESTEP, LTXFamilyVAE, patchify
+from .noise import SpatialNoise
 from ...streaming.conv import NestedCausalConv3d, pace
 from ...streaming.state import aligned, drop_first, sliding_windows
 
 
-SPATIAL_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-HOST_DECODE_TIMESTEP = 0.05  # what the host's LTX-Video VAE decodes at
 
 
 @dataclass(frozen=True)
@@ -218,16 +217,13 @@ class MidBlock(nn.Module):
         return x
 
 
-class UpBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, layers: int, scaling: bool, conditioned: bool,
-                 residual: bool, factor: int, noisy: bool = False) -> None:
-        super().__init__()
-        self.time_embedder = TimestepEmbedding(in_channels * 4) if conditioned else None
-        self.conv_in = ResnetBlock(in_channels, out_channels, False, conditioned, noisy) \
-            if in_channels != out_channels else None
-        self.upsamplers = nn.ModuleList([Upsampler(out_channels * factor, residual, factor)]) if scaling else None
-        self.resnets = nn.ModuleList(ResnetBlock(out_channels, out_channels, False, conditioned, noisy)
-                                     for _ in range(layers))
+class UpBlockOrder(nn.Module):
+    """LTX's up block order, which LTX-2's keeps: the width's resnet, the upsampling, then the resnets."""
+
+    conv_in: nn.Module | None
+    time_embedder: nn.Module | None
+    upsamplers: nn.ModuleList | None
+    resnets: nn.ModuleList
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         if self.conv_in is not None:
@@ -238,6 +234,18 @@ class UpBlock(nn.Module):
         for resnet in self.resnets:
             x = resnet(x, temb)
         return x
+
+
+class UpBlock(UpBlockOrder):
+    def __init__(self, in_channels: int, out_channels: int, layers: int, scaling: bool, conditioned: bool,
+                 residual: bool, factor: int, noisy: bool = False) -> None:
+        super().__init__()
+        self.time_embedder = TimestepEmbedding(in_channels * 4) if conditioned else None
+        self.conv_in = ResnetBlock(in_channels, out_channels, False, conditioned, noisy) \
+            if in_channels != out_channels else None
+        self.upsamplers = nn.ModuleList([Upsampler(out_channels * factor, residual, factor)]) if scaling else None
+        self.resnets = nn.ModuleList(ResnetBlock(out_channels, out_channels, False, conditioned, noisy)
+                                     for _ in range(layers))
 
 
 class Encoder(nn.Module):
@@ -322,12 +330,9 @@ def place_tiles(vae: CausalVideoVAE) -> None:
     vae.whole_frame_share = channels * space**2 * time / (vae.finest_width * vae.spatial_ratio**2 * vae.temporal_ratio)
 
 
-class LTXVideoVAE(CausalVideoVAE):
+class LTXVideoVAE(LTXFamilyVAE):
     family = "LTX-Video VAE"
     causal_decoder, delayed_decoder = False, True
-    # a tile runs only the last up block (:func:`place_tiles`), which holds 9 finest-size tensors of the tile at
-    # its peak (measured for 0.9 and LTX-2, docs/ltx2.md "Plan"); untiled, the default
-    live_in_tiles = 9.0
 
     def __init__(self, cfg: LTXConfig, down_kinds: tuple[str, ...] = ("conv",) * 4) -> None:
         super().__init__()
@@ -363,31 +368,7 @@ class LTXVideoVAE(CausalVideoVAE):
         if self.decode_timestep is None:
             self.decode_timestep = HOST_DECODE_TIMESTEP
         if host_module is not None:
-            self.pad_spatially(*(_padding_mode(getattr(host_module, part, None)) for part in ("encoder", "decoder")))
-        return self
-
-    def configure(self, normalized_latents: bool | None = None, decode_timestep: float | None = None,
-                  noise_seed: int | None = None) -> "LTXVideoVAE":
-        if normalized_latents is not None:
-            self.normalized_latents = normalized_latents
-        if decode_timestep is not None and self.cfg.timestep_conditioning:
-            self.decode_timestep = decode_timestep
-        if noise_seed is not None:
-            self.spatial_noise.seed = noise_seed
-        return self
-
-    def pad_spatially(self, encoder: str, decoder: str) -> "LTXVideoVAE":
-        """Sets how the encoder's and the decoder's convs pad height and width (a ``padding_mode`` of
-        nn.Conv3d). It changes every frame's border pixels, so it must match what the weights were trained
-        with."""
-        for part, mode in ((self.encoder, encoder), (self.decoder, decoder)):
-            if mode not in SPATIAL_PADDING_MODES:
-                raise FrameStreamError(f"unknown spatial padding {mode!r} for the {self.family}; expected one of "
-                                       f"{', '.join(SPATIAL_PADDING_MODES)}")
-            for conv in part.modules():
-                if isinstance(conv, nn.Conv3d):
-                    conv.padding_mode = mode
-        self.spatial_padding = (encoder, decoder)
+            self.pad_like(host_module)
         return self
 
     def decoder_reach(self) -> tuple[float, float]:
@@ -409,50 +390,8 @@ class LTXVideoVAE(CausalVideoVAE):
                 upsampling += reach
         return shared, upsampling + 1 / rate  # conv_out
 
-    @property
-    def finest_width(self) -> int:
-        return self.decoder.conv_out.conv.in_channels / self.cfg.patch_size**2
-
-    @property
-    def encoder_finest_width(self) -> int:
-        return self.encoder.conv_in.conv.out_channels / self.cfg.patch_size**2
-
-    def _timestep(self, z: torch.Tensor) -> torch.Tensor | None:
-        if not self.cfg.timestep_conditioning:
-            return None
-        if self.decode_timestep is None:
-            raise FrameStreamError("this LTX-Video VAE decodes at a timestep (0.9.1 and later); set decode_timestep "
-                                   "(LTX's pipelines use 0.05)")
-        t = torch.full((z.shape[0],), self.decode_timestep, device=z.device, dtype=z.dtype)
-        return t * self.decoder.timestep_scale_multiplier
-
-    def _statistics(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return tuple(v.to(like.device, like.dtype).view(1, -1, 1, 1, 1) for v in (self.latents_mean, self.latents_std))
-
-    def decode_shared(self, z: torch.Tensor) -> torch.Tensor:
-        if self.normalized_latents:
-            mean, std = self._statistics(z)
-            z = z * std + mean
-        t = self._timestep(z)
-        x = self.decoder.mid_block(self.decoder.conv_in(z), t)
-        for block in self.decoder.up_blocks[: self.tile_from]:
-            x = block(x, t)
-        return x
-
-    def decode_tile(self, features: torch.Tensor) -> torch.Tensor:
-        t = self._timestep(features)
-        x = features
-        for block in self.decoder.up_blocks[self.tile_from :]:
-            x = block(x, t)
-        x = rms_over_channels(x)
-        if t is not None:
-            temb = self.decoder.time_embedder(t, x.dtype).view(x.shape[0], 2, -1, 1, 1, 1)
-            shift, scale = (temb + self.decoder.scale_shift_table[None, ..., None, None, None]).unbind(1)
-            x = x * (1 + scale) + shift
-        return _unpatchify(self.decoder.conv_out(F.silu(x)), self.cfg.patch_size)
-
     def encode_tile(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.encoder.conv_in(_patchify(x, self.cfg.patch_size))
+        h = self.encoder.conv_in(patchify(x, self.cfg.patch_size))
         for block in self.encoder.down_blocks[: self.last_downsampling + 1]:
             h = block(h)
         return h
@@ -462,26 +401,4 @@ class LTXVideoVAE(CausalVideoVAE):
         for block in self.encoder.down_blocks[self.last_downsampling + 1 :]:
             h = block(h)
         h = self.encoder.conv_out(F.silu(rms_over_channels(self.encoder.mid_block(h))))[:, : self.latent_channels]
-        if self.normalized_latents:
-            mean, std = self._statistics(h)
-            h = (h - mean) / std
-        return h
-
-
-def _patchify(x: torch.Tensor, p: int) -> torch.Tensor:
-    """diffusers' order: channel-major, then the patch's column, then its row."""
-    b, c, t, h, w = x.shape
-    x = x.reshape(b, c, t, 1, h // p, p, w // p, p)
-    return x.permute(0, 1, 3, 7, 5, 2, 4, 6).flatten(1, 4)
-
-
-def _unpatchify(x: torch.Tensor, p: int) -> torch.Tensor:
-    b, c, t, h, w = x.shape
-    x = x.reshape(b, c // (p * p), 1, p, p, t, h, w).permute(0, 1, 5, 2, 6, 4, 7, 3)
-    return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
-
-
-def _padding_mode(part: nn.Module | None) -> str:
-    """How a host module's encoder or decoder pads its first conv (the host's ``conv_in.conv``)."""
-    conv = getattr(getattr(part, "conv_in", None), "conv", None)
-    return getattr(conv, "padding_mode", "zeros")
+        return self.to_host_space(h)

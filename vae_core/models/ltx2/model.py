@@ -29,15 +29,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...errors import FrameStreamError
 from ...streaming.channel_norm import rms_over_channels
 from ...streaming.conv import Conv3d, CausalConv3d
-from ...streaming.model import CausalVideoVAE
 from ..ltx import model as ltx
+from ..ltx.base import HOST_DECODE_TIMESTEP, LTXFamilyVAE, patchify
 from ..ltx.noise import SpatialNoise
-
-HOST_DECODE_TIMESTEP = ltx.HOST_DECODE_TIMESTEP
-SPATIAL_PADDING_MODES = ltx.SPATIAL_PADDING_MODES
 STRIDES = {8: (2, 2, 2), 4: (1, 2, 2), 2: (2, 1, 1)}  # an upsampler's scale (frames x rows x cols) -> its stride
 
 
@@ -94,7 +90,7 @@ class DownBlock(nn.Module):
         return self.downsamplers[0](x)
 
 
-class UpBlock(nn.Module):
+class UpBlock(ltx.UpBlockOrder):
     def __init__(self, cfg: LTX2Config, index: int, in_channels: int) -> None:
         super().__init__()
         width, factor, stride = cfg.decoder_widths[index], cfg.upsample_factor[index], cfg.upsample_strides[index]
@@ -110,7 +106,6 @@ class UpBlock(nn.Module):
         self.resnets = nn.ModuleList(ResnetBlock(width, width, causal, conditioned, noisy)
                                      for _ in range(cfg.decoder_layers[index]))
 
-    forward = ltx.UpBlock.forward  # LTX-Video's order: width, upsampling, resnets
 
 
 class Encoder(nn.Module):
@@ -144,9 +139,8 @@ class Decoder(nn.Module):
         ltx.pace_decoder(self)
 
 
-class LTX2VideoVAE(CausalVideoVAE):
+class LTX2VideoVAE(LTXFamilyVAE):
     family = "LTX-2 VAE"
-    live_in_tiles = ltx.LTXVideoVAE.live_in_tiles  # tiled from the same last up block, the causal decoder too
 
     def __init__(self, cfg: LTX2Config) -> None:
         super().__init__()
@@ -200,8 +194,7 @@ class LTX2VideoVAE(CausalVideoVAE):
         if self.decode_timestep is None:
             self.decode_timestep = HOST_DECODE_TIMESTEP
         if host_module is not None:
-            parts = (getattr(host_module, part, None) for part in ("encoder", "decoder"))
-            self.pad_spatially(*(ltx._padding_mode(part) for part in parts))
+            self.pad_like(host_module)
             causal = getattr(getattr(host_module, "decoder", None), "causal", None)
             if isinstance(causal, bool) and causal != self.cfg.decoder_causal:
                 self.decode_causally(causal)
@@ -228,26 +221,8 @@ class LTX2VideoVAE(CausalVideoVAE):
             reaches.append(reach + 2 * len(block.resnets) / rate)
         return reaches
 
-    # the same options, patching, latent statistics and decoding stages as LTX-Video's
-    configure = ltx.LTXVideoVAE.configure
-    pad_spatially = ltx.LTXVideoVAE.pad_spatially
-    finest_width = ltx.LTXVideoVAE.finest_width
-    encoder_finest_width = ltx.LTXVideoVAE.encoder_finest_width
-    _statistics = ltx.LTXVideoVAE._statistics
-    decode_shared = ltx.LTXVideoVAE.decode_shared
-    decode_tile = ltx.LTXVideoVAE.decode_tile
-
-    def _timestep(self, z: torch.Tensor) -> torch.Tensor | None:
-        if not self.cfg.timestep_conditioning:
-            return None
-        if self.decode_timestep is None:
-            raise FrameStreamError("this LTX-2 VAE's decoder is conditioned on a timestep; set decode_timestep "
-                                   "(configure(decode_timestep=0.05), as Lightricks' pipelines and the host decode)")
-        t = torch.full((z.shape[0],), self.decode_timestep, device=z.device, dtype=z.dtype)
-        return t * self.decoder.timestep_scale_multiplier
-
     def encode_tile(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.encoder.conv_in(ltx._patchify(x, self.cfg.patch_size))
+        h = self.encoder.conv_in(patchify(x, self.cfg.patch_size))
         for block in self.encoder.down_blocks:
             h = block(h)
         return h
@@ -255,7 +230,4 @@ class LTX2VideoVAE(CausalVideoVAE):
     def encode_shared(self, features: torch.Tensor) -> torch.Tensor:
         h = self.encoder.mid_block(features)
         h = self.encoder.conv_out(F.silu(rms_over_channels(h)))[:, : self.latent_channels]
-        if self.normalized_latents:
-            mean, std = self._statistics(h)
-            h = (h - mean) / std
-        return h
+        return self.to_host_space(h)
