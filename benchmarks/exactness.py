@@ -42,7 +42,7 @@ def raw_streamed_decode(vae, z, per_step) -> torch.Tensor:
     with state.active():
         for start in range(0, z.shape[2], per_step):
             chunks.append(vae.decode_chunk(z[:, :, start : start + per_step]))
-            state.commit()
+            state.carries.commit()
     return torch.cat(chunks, dim=2)
 
 

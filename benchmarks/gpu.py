@@ -93,7 +93,7 @@ def host_decode(vae, z: torch.Tensor) -> torch.Tensor:
         with state.active():
             for i in range(z.shape[2]):
                 chunk = vae.decode_chunk(z[:, :, i : i + 1])
-                state.commit()
+                state.carries.commit()
                 out = chunk if out is None else torch.cat([out, chunk], dim=2)
     return ((out.float() + 1) / 2).clamp(0, 1)[0].permute(1, 2, 3, 0).cpu()
 

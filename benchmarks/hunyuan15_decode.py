@@ -67,7 +67,7 @@ def raw_streamed(vae, z, per_step) -> torch.Tensor:
     with state.active():
         for start in range(0, z.shape[2], per_step):
             chunks.append(vae.decode_chunk(z[:, :, start : start + per_step]))
-            state.commit()
+            state.carries.commit()
     return torch.cat(chunks, dim=2)
 
 
@@ -162,8 +162,8 @@ def kv_bytes() -> None:
     with state.active(), torch.no_grad():
         for step in range(4):
             ours.decode_chunk(z[:, :, step : step + 1])
-            state.commit()
-            print(f"after latent frame {step + 1}: StreamState.growing_bytes() = {state.growing_bytes()} "
+            state.carries.commit()
+            print(f"after latent frame {step + 1}: StreamState.growing_bytes() = {state.carries.growing_bytes()} "
                   f"(2 x {c} x {h} x {w} x 4 x {step + 1} = {2 * c * h * w * 4 * (step + 1)})")
 
 

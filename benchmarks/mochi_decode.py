@@ -195,8 +195,8 @@ def _growing_per_cell(vae, latents: int) -> float:
     with torch.no_grad(), state.active():
         for frames in (1, 6):
             vae.encode_chunk(torch.zeros(1, 3, frames, 16, 16))
-            state.commit()
-            sizes.append(state.growing_bytes() / 4)
+            state.carries.commit()
+            sizes.append(state.carries.growing_bytes() / 4)
     return sizes[0] + (sizes[1] - sizes[0]) * (latents - 1)
 
 

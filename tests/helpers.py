@@ -23,10 +23,23 @@ from safetensors.torch import save_file
 
 from framestream.nodes import NODES as _NODE_LIST
 from framestream.vae_core import load_vae
-from framestream.vae_core.streaming import engine
+from framestream.vae_core.streaming import engine, group_norm
 
 NODES = {cls.define_schema().node_id: cls for cls in _NODE_LIST}  # node id -> class
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")  # what the frontend shows as widgets
+
+
+def norm_inputs_moments(model, run) -> dict:
+    """Every streaming GroupNorm's input moments over what ``run()`` gives it in one call (no stream, no windows),
+    by layer id: the statistics a clip-wide decode must reach."""
+    moments = {}
+    hooks = [m.register_forward_hook(lambda m, args, out: moments.__setitem__(id(m), group_norm.Moments.of(
+        args[0], m.num_groups))) for m in model.modules() if isinstance(m, group_norm.GroupNorm)]
+    with torch.no_grad():
+        run()
+    for hook in hooks:
+        hook.remove()
+    return moments
 
 
 def input_type(spec) -> str:

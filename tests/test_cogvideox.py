@@ -31,7 +31,7 @@ def stepped_decode(model, z):
     with torch.no_grad(), state.active():
         for start, stop in model.decode_steps(z.shape[2], 1):
             out.append(model.decode_chunk(z[:, :, start:stop]))
-            state.commit()
+            state.carries.commit()
     return torch.cat(out, dim=2)
 
 

@@ -6,7 +6,8 @@ import torch
 from framestream.vae_core import build_vae
 from framestream.vae_core.streaming import memory, probe
 from framestream.vae_core.streaming.settings import Settings
-from framestream.vae_core.streaming.state import StreamState, Window, growing_carry
+from framestream.vae_core.streaming.state import StreamState, growing_carry
+from framestream.vae_core.streaming.window import Window
 
 LAYER = torch.nn.Identity()
 
@@ -18,9 +19,9 @@ def steps(state, chunks, fail_at=None):
         for i, chunk in enumerate(chunks):
             if i == fail_at:
                 growing_carry(LAYER, torch.full_like(chunk, -7.0), chunk.shape[0], dim=0)
-                state.rollback()
+                state.carries.rollback()
             outputs.append(growing_carry(LAYER, chunk, chunk.shape[0], dim=0))
-            state.commit()
+            state.carries.commit()
     return outputs
 
 
@@ -31,8 +32,8 @@ def test_the_carry_is_everything_so_far_in_one_buffer_allocated_once():
     for i, out in enumerate(outputs):
         assert torch.equal(out, torch.cat(chunks[: i + 1]))
     assert len({out.data_ptr() for out in outputs}) == 1  # views of one buffer: nothing was re-concatenated
-    assert state.growing_bytes() == 6 * 3 * 4
-    assert state.carry_bytes() == 0  # not counted as a fixed-size carry
+    assert state.carries.growing_bytes() == 6 * 3 * 4
+    assert state.carries.carry_bytes() == 0  # not counted as a fixed-size carry
 
 
 def test_a_failed_step_reruns_over_the_same_slots():
@@ -59,8 +60,8 @@ def test_tiles_read_their_box_and_append_what_they_own():
                 with state.tile(tile):
                     out = growing_carry(LAYER, chunk[:, :, columns], chunk.shape[0], dim=0, positions=(1, 2))
                 assert torch.equal(out, torch.cat(data[: step + 1])[:, :, columns])
-            state.commit()
-    assert state.growing_bytes() == 5 * 4 * 4
+            state.carries.commit()
+    assert state.carries.growing_bytes() == 5 * 4 * 4
 
 
 def test_a_growing_carry_without_positions_refuses_to_run_inside_a_tile():
@@ -96,5 +97,5 @@ def test_a_real_stream_holds_what_the_plan_says(hunyuan):
     with state.active(), torch.no_grad():
         for i in range(5):
             hunyuan.decode_chunk(z[:, :, i : i + 1])
-            state.commit()
-    assert state.growing_bytes() == memory.plan_decode(hunyuan, z.shape, Settings()).estimate.growing
+            state.carries.commit()
+    assert state.carries.growing_bytes() == memory.plan_decode(hunyuan, z.shape, Settings()).estimate.growing

@@ -8,6 +8,7 @@ from framestream.vae_core import build_vae
 from framestream.vae_core.errors import FrameStreamError
 from framestream.vae_core.streaming.state import StreamState
 
+from helpers import norm_inputs_moments
 from oracle import diffusers_hunyuan, to_host_layout
 
 TOL = 1e-4
@@ -40,18 +41,6 @@ def test_whole_clip_matches_diffusers(pair):
         assert (got - expected).abs().max().item() <= TOL * expected.abs().max().item()
 
 
-def whole_clip_moments(model, z):
-    """Every GroupNorm's input moments over the whole clip, from one unstreamed decode."""
-    moments = {}
-    hooks = [m.register_forward_hook(lambda m, args, out: moments.__setitem__(id(m), group_norm.Moments.of(
-        args[0], m.num_groups))) for m in model.modules() if isinstance(m, group_norm.GroupNorm)]
-    with torch.no_grad():
-        model.decode_chunk(z)
-    for hook in hooks:
-        hook.remove()
-    return moments
-
-
 @pytest.mark.parametrize("per_step", [1, 2, 3])
 def test_streaming_with_the_clips_statistics_is_exact(pair, per_step):
     """Causal convs, the first-frame upsampling and the attention's carried keys stream exactly: given the whole
@@ -60,13 +49,12 @@ def test_streaming_with_the_clips_statistics_is_exact(pair, per_step):
     z = torch.randn(1, 16, 6, 2, 3, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = ref.decode(z).sample
-    state = StreamState()
-    state.pooling = group_norm.Pooling(frozen=whole_clip_moments(ours, z))
+    state = StreamState(pooling=group_norm.Pooling(frozen=norm_inputs_moments(ours, lambda: ours.decode_chunk(z))))
     pieces = []
     with state.active(), torch.no_grad():
         for start, stop in ours.decode_steps(6, per_step):
             pieces.append(ours.decode_chunk(z[:, :, start:stop]))
-            state.commit()
+            state.carries.commit()
     got = torch.cat(pieces, dim=2)
     assert got.shape == expected.shape
     assert (got - expected).abs().max().item() <= TOL * expected.abs().max().item()

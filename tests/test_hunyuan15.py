@@ -87,8 +87,8 @@ def test_attention_carry_is_one_buffer_growing_by_each_step(pair, monkeypatch):
     with state.active(), torch.no_grad():
         for step in range(4):
             ours.decode_chunk(z[:, :, step : step + 1])
-            state.commit()
-            assert state.growing_bytes() == 2 * 64 * 2 * 3 * 4 * (step + 1)
+            state.carries.commit()
+            assert state.carries.growing_bytes() == 2 * 64 * 2 * 3 * 4 * (step + 1)
     assert len({kv.data_ptr() for kv in seen}) == 1 and [kv.shape[2] for kv in seen] == [6, 12, 18, 24]
     assert probe.growing_bytes_per_cell(ours) == 2 * 64 * 4
 
@@ -170,7 +170,7 @@ def test_full_width_at_one_latent_pixel(monkeypatch):
         with state.active():
             for step in range(2):
                 pieces.append(ours.decode_chunk(z[:, :, step : step + 1]))
-                state.commit()
+                state.carries.commit()
         got = torch.cat(pieces, 2)
         assert got.shape == expected.shape == (1, 3, 5, 16, 16)
         assert (got - expected).abs().max().item() <= TOL
@@ -178,7 +178,7 @@ def test_full_width_at_one_latent_pixel(monkeypatch):
         with state.active():
             for frames in (x[:, :, :1], x[:, :, 1:]):
                 pieces.append(ours.encode_chunk(frames))
-                state.commit()
+                state.carries.commit()
         mean = torch.cat(pieces, 2)
     assert (mean - expected_mean).abs().max().item() <= TOL * max(1.0, expected_mean.abs().max().item())
 

@@ -87,19 +87,20 @@ def test_a_step_that_overwrote_carries_without_a_backup_cannot_be_rolled_back(wa
         state = StreamState(rollback_to=rollback_to)
         with state.active():
             vae.decode_chunk(z)
-            state.commit()
-            first = {key: {k: v.clone() for k, v in values.items() if isinstance(v, torch.Tensor)}
-                     for key, values in state._committed.items()}
+            state.carries.commit()
+            first = state.carries.snapshot()
             vae.decode_chunk(z)
-        assert state.can_roll_back is can
+        assert state.carries.can_roll_back is can
         if not can:
             with pytest.raises(FrameStreamError, match="cannot be re-run"):
-                state.rollback()
+                state.carries.rollback()
             continue
-        state.rollback()
-        for key, values in first.items():
-            for k, v in values.items():
-                assert torch.equal(state._committed[key][k], v)
+        state.carries.rollback()
+        after = state.carries.snapshot()
+        assert after.keys() == first.keys() and any(record.frames for record in first.values())
+        for layer, record in first.items():
+            assert after[layer].frames.keys() == record.frames.keys()
+            assert all(torch.equal(after[layer].frames[name], carry) for name, carry in record.frames.items())
 
 
 def other_families():

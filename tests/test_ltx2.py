@@ -15,7 +15,7 @@ from framestream.vae_core.quality import psnr
 from framestream.vae_core.streaming import engine, memory, probe
 from framestream.vae_core.streaming.estimate import LIVE_AT_FINEST
 from framestream.vae_core.streaming.sinks import CallbackSink
-from framestream.vae_core.streaming.state import StreamState
+from framestream.vae_core.streaming.carries import CarryStore
 from framestream.vae_core.streaming.journal import Journal, peak_kept_cells
 from framestream.vae_core.streaming.settings import Settings
 from framestream.vae_core.streaming.tiles import layout
@@ -99,8 +99,8 @@ def test_the_plan_counts_the_carries_a_delayed_stream_holds_at_its_peak(monkeypa
     the peak a real stream of the same length reaches."""
     ours = build_vae(diffusers_ltx2(SMALL_20).state_dict())
     peaks = []
-    commit = StreamState.commit
-    monkeypatch.setattr(StreamState, "commit", lambda self: (commit(self), peaks.append(self.carry_bytes())))
+    commit = CarryStore.commit
+    monkeypatch.setattr(CarryStore, "commit", lambda self: (commit(self), peaks.append(self.carry_bytes())))
     per_cell = {}
     for length in (2, 5, 40):
         per_cell[length] = probe.carry_bytes_per_cell(ours, length=length)
@@ -116,11 +116,9 @@ def test_in_tiles_the_plan_counts_the_second_copy_of_the_carries_that_change_sha
     of both copies is the real stream's, and what it keeps aside stays within the plan's room for it."""
     ours = build_vae(diffusers_ltx2(SMALL_20).state_dict())
     peaks, kept = [], []
-    commit, keep_for = StreamState.commit, Journal.keep_for
-    pending = lambda state: sum(v.nbytes for d in state._pending.values() for v in d.values()
-                                if isinstance(v, torch.Tensor))
-    monkeypatch.setattr(StreamState, "commit",
-                        lambda self: (peaks.append(self.carry_bytes() + pending(self)), commit(self)))
+    commit, keep_for = CarryStore.commit, Journal.keep_for
+    monkeypatch.setattr(CarryStore, "commit",
+                        lambda self: (peaks.append(self.carry_bytes() + self.pending_bytes()), commit(self)))
     monkeypatch.setattr(Journal, "keep_for", lambda self, *a: (keep_for(self, *a), kept.append(self.kept_bytes())))
     z = torch.randn(1, 128, 30, 5, 6)
     tiled = engine.decode(ours, z, tile=96, overlap=64)

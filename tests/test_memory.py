@@ -14,8 +14,8 @@ def test_carry_probe_matches_the_carries_of_a_real_stream(wan21_pair):
     with state.active():
         for _ in range(3):  # carries stop growing once every layer has its full history
             vae.decode_chunk(torch.randn(1, 16, 1, 3, 5))
-            state.commit()
-    assert state.carry_bytes() == probe.carry_bytes_per_cell(vae) * 3 * 5
+            state.carries.commit()
+    assert state.carries.carry_bytes() == probe.carry_bytes_per_cell(vae) * 3 * 5
 
 
 def test_encode_carry_probe_matches_the_carries_of_a_real_stream(wan21_pair):
@@ -24,8 +24,8 @@ def test_encode_carry_probe_matches_the_carries_of_a_real_stream(wan21_pair):
     with state.active():
         for frames in (1, 4, 4):
             vae.encode_chunk(torch.randn(1, 3, frames, 16, 24))
-            state.commit()
-    assert state.carry_bytes() == probe.carry_bytes_per_cell(vae, "encode") * 2 * 3
+            state.carries.commit()
+    assert state.carries.carry_bytes() == probe.carry_bytes_per_cell(vae, "encode") * 2 * 3
 
 
 def test_estimate_is_carries_plus_one_tile_of_activations_plus_the_output(wan21_pair):

@@ -114,11 +114,11 @@ def test_the_encoders_attention_streams_exactly_in_tiles():
                 with state.tile(window):
                     y = attention(x[:, :, start:stop][(..., *window.region(2, window.box))])
                 out[(..., *window.region(2, window.owned))] = y[(..., *window.region(2, window.owned, True))]
-            state.commit()
+            state.carries.commit()
             pieces.append(out)
     assert len(tiles.windows) == 6
     assert (torch.cat(pieces, dim=2) - whole).abs().max().item() <= 1e-5
-    assert state.growing_bytes() == 20 * 24 * 7 * 2 * 64 * 4  # keys and values, every position and frame, once
+    assert state.carries.growing_bytes() == 20 * 24 * 7 * 2 * 64 * 4  # keys and values, every position and frame, once
 
 
 def test_tiles_at_the_default_overlap_stay_close_to_the_whole_frame(pair):

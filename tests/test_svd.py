@@ -13,6 +13,7 @@ from framestream.vae_core.streaming import group_norm
 from framestream.vae_core.streaming.state import StreamState
 from framestream.vae_core.streaming.stream import DecodeStream
 
+from helpers import norm_inputs_moments
 from oracle import diffusers_svd, image_to_original
 
 TOL = 1e-4
@@ -63,30 +64,17 @@ def test_halos_are_exactly_the_temporal_convs_reach(pair):
     for stage, channels, halo in stages:
         frames = 2 * halo + 3  # the reach fits inside the clip
         given = torch.randn(1, channels, frames, 2, 2, generator=gen, dtype=torch.float64).requires_grad_()
-        state = StreamState()
-        state.pooling = group_norm.Pooling(frozen=moments_of(model, lambda: stage(given.detach())))
+        state = StreamState(pooling=group_norm.Pooling(frozen=norm_inputs_moments(model, lambda: stage(given.detach()))))
         with state.active():
             grad, = torch.autograd.grad(stage(given)[:, :, frames // 2].sum(), given)
         seen = (grad.abs().sum((0, 1, 3, 4)) > 0).nonzero().flatten().tolist()
         assert seen == list(range(frames // 2 - halo, frames // 2 + halo + 1))
 
 
-def moments_of(model, run):
-    """Every pooling GroupNorm's input moments over what ``run()`` gives it in one call (no windows)."""
-    moments = {}
-    hooks = [m.register_forward_hook(lambda m, args, out: moments.__setitem__(id(m), group_norm.Moments.of(
-        args[0], m.num_groups))) for m in model.modules() if isinstance(m, group_norm.GroupNorm)]
-    with torch.no_grad():
-        run()
-    for hook in hooks:
-        hook.remove()
-    return moments
-
-
 def windows_with_the_clips_statistics(model, z):
     """The engine's windowed pass over ``z`` with every GroupNorm given the whole clip's statistics."""
     video = z.transpose(0, 1)[None]
-    pooling = group_norm.Pooling(frozen=moments_of(model, lambda: model.decode_chunk(video)))
+    pooling = group_norm.Pooling(frozen=norm_inputs_moments(model, lambda: model.decode_chunk(video)))
     stream = DecodeStream(model, statistics_passes=0, pooling=pooling)
     with torch.no_grad():
         out = torch.cat([stream.push(z, last=True), stream.flush()])

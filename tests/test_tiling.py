@@ -6,6 +6,7 @@ import torch
 from framestream.vae_core.streaming import engine, memory
 from framestream.vae_core.errors import FrameStreamError
 from framestream.vae_core.streaming.runtime import OUT_OF_MEMORY
+from framestream.vae_core.streaming.carries import CarryStore
 from framestream.vae_core.streaming.state import StreamState
 from framestream.vae_core.streaming.tiles import blend_weights, layout, spans
 
@@ -181,7 +182,7 @@ def test_out_of_memory_with_the_smallest_tiles_moves_the_carries_to_host_ram_and
     expected = engine.decode(toy, z)
     monkeypatch.setattr(engine, "Tiler", TilerOnAGpu)
     moved, retries = [], []
-    monkeypatch.setattr(StreamState, "offload", lambda state, device: moved.append((state, device)))
+    monkeypatch.setattr(CarryStore, "offload", lambda carries, device: moved.append((carries, device)))
     with OutOfMemoryOnce(toy, "decode_tile", 9):  # 2x2-cell tiles with a 1-cell overlap cannot shrink
         got = engine.decode(toy, z, tile=8, overlap=4, on_retry=retries.append)
     assert len(retries) == 1 and retries[0].endswith("retrying it with the causal carries moved to host RAM")
@@ -191,17 +192,17 @@ def test_out_of_memory_with_the_smallest_tiles_moves_the_carries_to_host_ram_and
 
 def test_a_plan_with_carries_in_host_ram_starts_every_stream_there(toy):
     tiler = engine.Tiler(toy, (9, 13), memory.Plan(None, True), 0, print)
-    assert tiler.new_state().cache_device == torch.device("cpu") and not tiler.may_offload
-    assert engine.Tiler(toy, (9, 13), memory.Plan(None, False), 0, print).new_state().cache_device is None
+    assert tiler.new_state().carries.device == torch.device("cpu") and not tiler.may_offload
+    assert engine.Tiler(toy, (9, 13), memory.Plan(None, False), 0, print).new_state().carries.device is None
 
 
 def test_carries_moved_to_host_ram_keep_their_values():
     state = StreamState()
     layer = torch.nn.Identity()
     state.write_frames(layer, torch.arange(6.0).view(1, 1, 2, 1, 3))
-    state.commit()
-    state.offload(torch.device("cpu"))
-    assert state.cache_device == torch.device("cpu")
+    state.carries.commit()
+    state.carries.offload(torch.device("cpu"))
+    assert state.carries.device == torch.device("cpu")
     assert torch.equal(state.read_frames(layer, torch.zeros(1)), torch.arange(6.0).view(1, 1, 2, 1, 3))
 
 

@@ -22,7 +22,7 @@ def streamed_decode_raw(vae, z, per_step):
     with torch.no_grad(), state.active():
         for start in range(0, z.shape[2], per_step):
             outs.append(vae.decode_chunk(z[:, :, start : start + per_step]))
-            state.commit()
+            state.carries.commit()
     return torch.cat(outs, 2)
 
 

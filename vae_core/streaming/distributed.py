@@ -120,9 +120,9 @@ class DistributedTiler(Tiler):
     def can_shrink(self) -> bool:
         return False  # every rank must keep the same layout
 
-    def new_state(self, expected_frames=None, pace=None) -> StreamState:
+    def new_state(self, expected_frames=None, pace=None, pooling=None) -> StreamState:
         # a step that runs out of memory stops all ranks instead of being re-run: nothing to back up
-        return StreamState(self.cache_device, expected_frames, pace)
+        return StreamState(self.cache_device, expected_frames, pace, pooling=pooling)
 
     def shared(self, state: StreamState, fn, x: torch.Tensor) -> torch.Tensor:
         out, error = None, None
@@ -134,17 +134,19 @@ class DistributedTiler(Tiler):
         self.ranks.agree(error)
         # whether the layers after the shared ones have reached the clip's end (a delayed decoder's look-ahead
         # convs in the shared part may hold frames back, which tells the tiles' convs to wait too)
-        out, state.ending = self.ranks.broadcast(out, x, state.ending)
+        out, ending = self.ranks.broadcast(out, x, state.ending)
+        if not ending:
+            state.hold_back()
         return out
 
     def run(self, state: StreamState, fn, x: torch.Tensor, in_scale: int, out_scale: int) -> torch.Tensor:
-        before, out, error = state.written(), None, None
+        before, out, error = state.carries.written(), None, None
         try:
             out = self.blend(state, fn, x, in_scale, out_scale, self.mine)
         except Exception as err:  # noqa: BLE001  (re-raised by agree, after the others heard of it)
             error = err
         self.ranks.agree(error)
-        self._exchange(state, state.written() - before)
+        self._exchange(state, state.carries.written() - before)
         out = self.ranks.sum(out)
         return out.div_(self._weight_sum(out_scale, out.device))
 
@@ -154,7 +156,7 @@ class DistributedTiler(Tiler):
         for i in self.mine:
             owned[self.layout.windows[i].region(1, self.layout.windows[i].owned)] = True
         for layer in sorted(layers, key=self.names.__getitem__):  # the same order on every rank
-            for _, carry in sorted(state.frame_carries(layer).items()):
+            for _, carry in sorted(state.carries.frame_carries(layer).items()):
                 s = carry.shape[-1] // self.grid[1]
                 mask = owned.repeat_interleave(s, 0).repeat_interleave(s, 1).to(carry.device)
                 carry.copy_(self.ranks.sum(torch.where(mask, carry, torch.zeros((), dtype=carry.dtype,

@@ -34,9 +34,6 @@ import torch.nn as nn
 
 from .state import StreamState, active_state
 
-KEY = "group_moments"  # where each GroupNorm keeps its totals in the stream state
-
-
 class Moments(NamedTuple):
     """Per video and group: sum, sum of squares and count of the values seen, in float64."""
 
@@ -68,19 +65,21 @@ class Pooling:
 
 def frozen_after(state: StreamState, per_step: bool = False) -> Pooling:
     """A policy that applies what ``state`` gathered (its committed totals, or this step's for ``per_step``)."""
-    return Pooling(frozen=state.values(KEY, pending=per_step), per_step=per_step)
+    return Pooling(frozen=state.carries.moments(pending=per_step), per_step=per_step)
 
 
 class GroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         state = active_state()
-        pooling: Pooling | None = getattr(state, "pooling", None)
+        pooling: Pooling | None = state.pooling if state is not None else None
         if pooling is None:
             return super().forward(x)
         seen = Moments.of(state.owned(x), self.num_groups)
-        before = state.value(self, KEY, pending_only=pooling.per_step)
+        before = state.carries.this_step(self).moments
+        if before is None and not pooling.per_step:
+            before = state.carries.earlier(self).moments
         totals = seen if before is None else before + seen
-        state.set_value(self, KEY, totals)
+        state.carries.writing(self).moments = totals
         if pooling.frozen is not None and id(self) in pooling.frozen:
             totals = pooling.frozen[id(self)]
         return self.normalise(x, *totals.mean_var())

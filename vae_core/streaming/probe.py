@@ -85,17 +85,17 @@ def _probe(vae: CausalVideoVAE, direction: str) -> tuple[int, int, int]:
             for frames in (1, r):
                 if direction == "decode":
                     features = vae.decode_shared(torch.zeros(1, vae.latent_channels, 1, 2, 2, device=device, dtype=dtype))
-                    whole_frame |= state.written()
+                    whole_frame |= state.carries.written()
                     vae.decode_tile(features)
                 else:
                     features = vae.encode_tile(torch.zeros(1, 3, frames, 2 * s, 2 * s, device=device, dtype=dtype))
-                    tiled = state.written()
+                    tiled = state.carries.written()
                     vae.encode_shared(features)
-                    whole_frame |= state.written() - tiled
-                state.commit()
-                grown.append(state.growing_bytes())
-        total = state.carry_bytes()
-        cache[direction] = (total // 4, (grown[1] - grown[0]) // 4, (total - state.carry_bytes(whole_frame)) // 4)
+                    whole_frame |= state.carries.written() - tiled
+                state.carries.commit()
+                grown.append(state.carries.growing_bytes())
+        total = state.carries.carry_bytes()
+        cache[direction] = (total // 4, (grown[1] - grown[0]) // 4, (total - state.carries.carry_bytes(whole_frame)) // 4)
     return cache[direction]
 
 
@@ -121,18 +121,18 @@ def delayed_carries_per_cell(vae: CausalVideoVAE, length: int | None = None) -> 
         made, peaks, whole_frame = 0, DelayedCarries(0, 0, 0), set()
         with state.active():
             for step in range(length + 4 * longest):
-                before = state.carry_shapes()
-                state.ending = step >= length - 1
+                before = state.carries.carry_shapes()
+                state.begin_step(ending=step >= length - 1)
                 features = vae.decode_shared(z if step < length else z[:, :, :0])
-                whole_frame |= state.written()
+                whole_frame |= state.carries.written()
                 made += vae.decode_tile(features).shape[2]
-                state.commit()
+                state.carries.commit()
                 # the tiled stages' carries that changed shape (whole-frame stages replace theirs at once)
-                resized = sum(size for key, (shape, size) in state.carry_shapes().items()
+                resized = sum(size for key, (shape, size) in state.carries.carry_shapes().items()
                               if key[0] not in whole_frame and (key not in before or before[key][0] != shape))
-                held = state.carry_bytes()
+                held = state.carries.carry_bytes()
                 step_peaks = (held, sum(size for _, size in before.values()) + resized,
-                              held - state.carry_bytes(whole_frame))
+                              held - state.carries.carry_bytes(whole_frame))
                 peaks = DelayedCarries(*map(max, peaks, step_peaks))
                 if made >= vae.decoded_frames(length):
                     break

@@ -48,15 +48,12 @@ class _Step:
     def run(self, tiler: Tiler, state: StreamState) -> torch.Tensor:
         if norm_statistics(self.vae, self.direction) != "chunk" or tiler.layout.whole_frame:
             return self._compute(tiler, state)
-        state.pooling = group_norm.Pooling(per_step=True)
-        with state.trial():
+        with state.pooled(group_norm.Pooling(per_step=True)), state.carries.trial():
             self._compute(tiler, state)
-        state.pooling = group_norm.frozen_after(state, per_step=True)
-        state.rollback()
-        try:
+        gathered = group_norm.frozen_after(state, per_step=True)
+        state.carries.rollback()
+        with state.pooled(gathered):
             return self._compute(tiler, state)
-        finally:
-            state.pooling = None
 
     def _compute(self, tiler: Tiler, state: StreamState) -> torch.Tensor:
         raise NotImplementedError
@@ -80,14 +77,14 @@ class DecodeStep(_Step):
 
     def _compute(self, tiler: Tiler, state: StreamState) -> torch.Tensor:
         window, last = self.window, self.first + self.latent.shape[2]
-        state.ending = self.ending
-        state.frames_owned = _owned(window.core, self.first, last)
-        shared = tiler.shared(state, self.vae.decode_shared, self.latent)
+        state.begin_step(self.ending)
+        with state.owning(_owned(window.core, self.first, last)):
+            shared = tiler.shared(state, self.vae.decode_shared, self.latent)
         if not window.streamed:
             shared = shared[:, :, window.start - self.first : window.stop - self.first]
-        state.frames_owned = _owned(window.core, window.start, window.stop)
-        return tiler.run(state, self.vae.decode_tile, shared, in_scale=shared.shape[-1] // self.latent.shape[-1],
-                         out_scale=self.vae.spatial_ratio)
+        with state.owning(_owned(window.core, window.start, window.stop)):
+            return tiler.run(state, self.vae.decode_tile, shared, in_scale=shared.shape[-1] // self.latent.shape[-1],
+                             out_scale=self.vae.spatial_ratio)
 
 
 @dataclass

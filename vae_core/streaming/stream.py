@@ -31,6 +31,7 @@ from .model import CausalVideoVAE
 from .runtime import OUT_OF_MEMORY
 from .settings import Settings
 from .sinks import Sink
+from .carries import LayerRecord
 from .state import StreamState
 from .steps import DecodeStep, EncodeStep, gathering_passes, norm_statistics, to_frames
 from .tiler import Tiler
@@ -43,7 +44,7 @@ class Mark:
     stream: int  # id() of its stream
     position: tuple[int, ...]  # the stream's counters (frames pushed, consumed, handed out; steps run)
     buffer: torch.Tensor | None  # what was pushed but not yet read by a step
-    carries: dict
+    carries: dict[int, LayerRecord]  # the stream's committed carries, copied
     held: torch.Tensor | None  # a windowed decode's frames waiting to be cross-faded
 
 
@@ -129,7 +130,7 @@ class _Stream:
         """This point of the stream, to :meth:`rewind` to (a copy of the carries: their memory once more)."""
         self._check_open("mark")
         buffer = None if self._buffer is None else self._buffer.clone()
-        carries = self.state.snapshot() if self.state is not None else {}
+        carries = self.state.carries.snapshot() if self.state is not None else {}
         return Mark(id(self), (self.received, self.consumed, self.emitted, self.steps, self._buffer_start), buffer,
                     carries, self._held())
 
@@ -148,7 +149,7 @@ class _Stream:
         self.received, self.consumed, self.emitted, self.steps, self._buffer_start = mark.position
         self._buffer = None if mark.buffer is None else mark.buffer.clone()
         if self.state is not None:
-            self.state.restore(mark.carries)
+            self.state.carries.restore(mark.carries)
         self._set_held(mark.held)
 
     # -- for the subclasses -----------------------------------------------------------------------------------------
@@ -200,7 +201,7 @@ class _Stream:
                 if not self.tiler.can_recover(self.state):
                     raise
             else:
-                self.state.commit()
+                self.state.carries.commit()
                 self.steps += 1
                 return result
             self.tiler.recover(self.state, step.describe())  # outside except: its traceback pins the step's tensors
@@ -389,10 +390,9 @@ class DecodeStream(_Stream):
         """New carries (a window is a fresh clip; a windowed decode's windows keep adding to the clip's GroupNorm
         statistics)."""
         pace = (self.work.per_step, self.vae.temporal_ratio) if self.vae.delayed_decoder else None
-        state = self.tiler.new_state(self.length if self.vae.causal_decoder else None, pace)
-        state.pooling = self._pooling
+        state = self.tiler.new_state(self.length if self.vae.causal_decoder else None, pace, self._pooling)
         if self.state is not None and self._pooling is not None:
-            state.carry_over(self.state, group_norm.KEY)
+            state.carries.take_moments(self.state.carries)
         return state
 
     def _gather_statistics(self) -> None:
@@ -491,8 +491,8 @@ class EncodeStream(_Stream):
         if self._owns_sink and self.sink is not None:
             latents = self.vae.latent_frames(length) if length is not None else None
             self.sink.start((1, self.vae.latent_channels, latents, height // r, width // r))
-        self.state = self.tiler.new_state(None if length is None else self.vae.latent_frames(length))
-        self.state.pooling = self._pooling
+        self.state = self.tiler.new_state(None if length is None else self.vae.latent_frames(length),
+                                          pooling=self._pooling)
 
     def _known_length(self, length: int) -> None:
         """The clip's end is known: frames that do not fill a last latent frame, and edge pixels that do not fill

@@ -53,10 +53,12 @@ class Tiler:
         """Whether running out of memory may still move the carries to host RAM."""
         return self.on_gpu and self.cache_device is None
 
-    def new_state(self, expected_frames: int | None = None, pace: tuple[int, int] | None = None) -> StreamState:
+    def new_state(self, expected_frames: int | None = None, pace: tuple[int, int] | None = None,
+                  pooling=None) -> StreamState:
         # on a GPU a step keeps what it overwrites in host RAM, to re-run it after running out of memory; a CPU
         # run cannot recover from a failed allocation, so it keeps nothing
-        return StreamState(self.cache_device, expected_frames, pace, rollback_to="cpu" if self.on_gpu else None)
+        return StreamState(self.cache_device, expected_frames, pace, rollback_to="cpu" if self.on_gpu else None,
+                           pooling=pooling)
 
     @property
     def can_shrink(self) -> bool:
@@ -115,18 +117,18 @@ class Tiler:
 
     def can_recover(self, state: StreamState) -> bool:
         """Whether a step of ``state`` that ran out of memory can be undone and re-run with less."""
-        return state.can_roll_back and (self.can_shrink or self.may_offload)
+        return state.carries.can_roll_back and (self.can_shrink or self.may_offload)
 
     def recover(self, state: StreamState, describe: str) -> None:
         """After a step ran out of memory (and :meth:`can_recover`): undoes its writes, then halves the tiles, or
         else moves the carries to host RAM, for the step to be re-run."""
-        state.rollback()
+        state.carries.rollback()
         failed = self.tile_px(1)
         if self.shrink():
             change = f"smaller tiles ({failed} -> {self.layout.tile} latent px)"
         else:
             self.cache_device = torch.device("cpu")
-            state.offload(self.cache_device)
+            state.carries.offload(self.cache_device)
             change = "the causal carries moved to host RAM"
         release_cached_memory()
         self.on_retry(f"out of memory in {describe}; retrying it with {change}")

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import FrameStreamError
 from .frames import fade_in
-from .state import Window
+from .window import Window
 
 DEFAULT_OVERLAP_PX = 64
 

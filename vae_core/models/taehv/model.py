@@ -170,8 +170,8 @@ class TinyVideoAutoencoder(CausalVideoVAE):
         state = active_state()
         fed = x.shape[2]
         if state is not None:
-            fed += state.earlier(self, "fed", 0)
-            state.set_value(self, "fed", fed)
+            fed += state.carries.earlier(self).fed or 0
+            state.carries.writing(self).fed = fed
             if state.expected_frames is None or fed < self.pixel_frames(state.expected_frames):
                 return x
         missing = -fed % self.temporal_ratio
