@@ -86,7 +86,7 @@ def host_decode(vae, z: torch.Tensor) -> torch.Tensor:
     """The host's way: everything on the device, Wan's decoder fed one latent frame at a time with each output
     concatenated onto the clip so far (the others in one call); then clamped and copied to the CPU."""
     z = z.to(vae.weight_device, vae.weight_dtype)
-    if not vae.causal_decoder or vae.norm_statistics != "position":  # the host decodes these in one call
+    if not vae.streaming.causal or vae.norms.decoder != "position":  # the host decodes these in one call
         out = vae.decode_chunk(z)
     else:
         state, out = StreamState(), None

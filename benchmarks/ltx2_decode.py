@@ -92,7 +92,7 @@ def exactness() -> None:
         for per_step in (1, 4, 16):
             steps = []
             got = engine.decode(ours, z, frames_per_step=per_step, progress=lambda done, *_: steps.append(done))
-            print(f"| {name} | decode, 121 frames, delayed stream (delay {ours.decoder_delay:g} latent frames) | "
+            print(f"| {name} | decode, 121 frames, delayed stream (delay {ours.streaming.delay:g} latent frames) | "
                   f"{per_step} latent frames a step, {steps[-1]} steps | {(got - whole).abs().max().item():.1e} |",
                   flush=True)
         streamed = build_vae(ref.state_dict(), metadata=CAUSAL).configure(decode_timestep=t)

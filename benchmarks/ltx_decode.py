@@ -56,7 +56,7 @@ def error() -> None:
         framewise = as_frames(ref.decode(latent).sample)
     shared, upsampling = ours.decoder_reach()
     print(f"decoder reach: {shared:.2f} latent frames at latent resolution + {upsampling:.2f} in the upsampling "
-          f"stages: the delayed stream's output lags its input by {ours.decoder_delay:g} latent frames\n")
+          f"stages: the delayed stream's output lags its input by {ours.streaming.delay:g} latent frames\n")
     print("| LTX 0.9.0 depth, widths 16-64, 121x128x128 | max error vs whole clip | PSNR |")
     print("|---|---:|---:|")
     rows = [("diffusers use_framewise_decoding", framewise)]

@@ -35,6 +35,7 @@ from framestream.vae_core.streaming.runtime import peak_rss_bytes, reset_peak_rs
 from framestream.vae_core.streaming.settings import Settings  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 from framestream.vae_core.streaming.state import StreamState  # noqa: E402
+from framestream.vae_core.streaming.traits import NormStatistics  # noqa: E402
 from oracle import diffusers_mochi, to_genmo  # noqa: E402
 
 MiB = 2**20
@@ -138,11 +139,11 @@ def tiling() -> None:
     ours_encoded = engine.encode(ours, frames, tile=256, overlap=64)
     print(f"| FrameStream (each tile's own per-frame statistics) | {psnr(tiled, ours_whole):.1f} dB | "
           f"{(tiled - ours_whole).abs().max().item():.4f} | {psnr(ours_encoded, encoded):.1f} dB |", flush=True)
-    ours.norm_statistics = "chunk"  # the engine's per-step pooling, run per frame: two runs of every tiled step
+    ours.norms = NormStatistics("chunk")  # the engine's per-step pooling, run per frame: two runs of every tiled step
     pooled = engine.decode(ours, z, tile=256, overlap=64)
     pooled_encoded = engine.encode(ours, frames, tile=256, overlap=64)
-    ours.norm_statistics = "frame"
-    print(f"| FrameStream, statistics pooled over the step's tiles (norm_statistics \"chunk\") | "
+    ours.norms = NormStatistics("frame")
+    print(f"| FrameStream, statistics pooled over the step's tiles (NormStatistics \"chunk\") | "
           f"{psnr(pooled, ours_whole):.1f} dB | {(pooled - ours_whole).abs().max().item():.4f} | "
           f"{psnr(pooled_encoded, encoded):.1f} dB |")
     print(f"| diffusers enable_tiling(256, 256, 192, 192) | {psnr(theirs, whole):.1f} dB | "

@@ -55,8 +55,8 @@ def error() -> None:
     ref, ours = models()
     latent = torch.randn(64, 4, 8, 8, generator=torch.Generator().manual_seed(1))  # 64 frames, 64x64
     whole = diffusers_frames(ref, latent)
-    print(f"halos {ours.shared_halo} (latent resolution) + {ours.temporal_halo} frames, cores of "
-          f"{ours.temporal_core}: {len(range(0, 64, ours.temporal_core))} windows\n")
+    print(f"halos {ours.streaming.shared_halo} (latent resolution) + {ours.streaming.halo} frames, cores of "
+          f"{ours.streaming.core}: {len(range(0, 64, ours.streaming.core))} windows\n")
     print("| SVD depth, widths 32-128, 64x64x64 | max error vs one call | PSNR |")
     print("|---|---:|---:|")
     rows = [(f"diffusers, decode_chunk_size {chunk}", diffusers_frames(ref, latent, chunk)) for chunk in (8, 14, 25)]

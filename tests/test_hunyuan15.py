@@ -39,7 +39,7 @@ def frames_of(video):
 def test_whole_clip_matches_diffusers(pair):
     ref, ours = pair
     assert (ours.family, ours.latent_channels, ours.spatial_ratio, ours.temporal_ratio) == (NAME, 32, 16, 4)
-    assert ours.norm_statistics == "position"
+    assert ours.norms.decoder == "position"
     z = latent(3, 2, 3, seed=1)
     x = torch.rand(1, 3, 9, 32, 48, generator=torch.Generator().manual_seed(2)) * 2 - 1
     with torch.no_grad():

@@ -10,6 +10,7 @@ from framestream.vae_core import FrameStreamError, build_vae, decode, encode
 from framestream.vae_core.io.video import VideoFileSink
 from framestream.vae_core.models import registry
 from framestream.vae_core.models.image.checkpoints import original_to_diffusers
+from framestream.vae_core.streaming.traits import NormStatistics
 
 from oracle import (FLUX2, IMAGE_VAE, SD, SD3, TINY, diffusers_kl, diffusers_tiny, every_family_fixture,
                     image_to_original, to_host_tiny)
@@ -83,7 +84,7 @@ def test_structure_comes_from_the_shapes(kl):
     assert ours.cfg.widths == (32, 32, 64, 64) and ours.cfg.layers_per_block == 1
     assert ours.cfg.decoder_block_widths == ((32, 64, 64, 96) if flux2 else (32, 32, 64, 64))
     assert hasattr(ours, "post_quant_conv") == ref.config.use_post_quant_conv
-    assert (ours.family, ours.latent_layout, ours.norm_statistics) == (IMAGE_VAE, "frames", "chunk")
+    assert (ours.family, ours.latent_layout, ours.norms.decoder) == (IMAGE_VAE, "frames", "chunk")
 
 
 # --- the original (LDM / SGM) layout the host loads ----------------------------------------------------------------
@@ -211,14 +212,14 @@ def test_video_vaes_in_the_sd_layout_are_not_image_vaes():
 
 def test_tiles_pool_each_frames_statistics():
     """GroupNorm over a frame is not local, so tiles are approximate; pooling each norm's statistics over the
-    step's tiles (``norm_statistics = "chunk"``) brings them closer than per-tile statistics."""
+    step's tiles (``NormStatistics("chunk")``) brings them closer than per-tile statistics."""
     ref = diffusers_kl(dict(SD, block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
                             up_block_types=("UpDecoderBlock2D",) * 2))
     ours = build_vae(ref.state_dict())
     z = torch.randn(1, 4, 48, 48, generator=torch.Generator().manual_seed(8))
     whole = decode(ours, z)
     pooled = psnr(decode(ours, z, tile=64, overlap=32), whole)
-    ours.norm_statistics = "position"  # each tile on its own
+    ours.norms = NormStatistics("position")  # each tile on its own
     alone = psnr(decode(ours, z, tile=64, overlap=32), whole)
     print(f"tiled image VAE: {pooled:.1f} dB with pooled statistics, {alone:.1f} dB per tile")
     assert pooled > alone + 2 and pooled > 42

@@ -65,7 +65,7 @@ def test_the_delayed_stream_equals_the_whole_clip(pair):
     ref, ours, timestep = pair
     z = torch.randn(1, 128, 10, 2, 2, generator=torch.Generator().manual_seed(3))
     expected = reference_frames(ref, z, timestep)
-    assert ours.delayed_decoder and not ours.causal_decoder
+    assert ours.streaming.delayed and not ours.streaming.causal
     for per_step in (1, 3, 10):
         steps = memory.plan_decode(ours, z.shape, Settings(frames_per_step=per_step)).steps
         assert sum(w.stop - w.start for w in steps) == 10 and steps[-1].start == steps[-1].stop == 10
@@ -129,9 +129,9 @@ def test_in_tiles_the_plan_counts_the_second_copy_of_the_carries_that_change_sha
     assert estimate.carries == carries.in_tiles * 5 * 6 + carries.tiled * kept_room
     # a tile's last up block holds more finest-size tensors than the whole frame's plan counts
     finest = ours.finest_width * (8 + 1) * 4
-    whole = ours.whole_frame_share * finest * 160 * 192
-    assert ours.live_in_tiles > LIVE_AT_FINEST and ours.whole_frame_share > 0
-    assert estimate.activations == int(ours.live_in_tiles * finest * 96 * 96 + whole)
+    whole = ours.memory_profile.whole_frame_share * finest * 160 * 192
+    assert ours.memory_profile.live_in_tiles > LIVE_AT_FINEST and ours.memory_profile.whole_frame_share > 0
+    assert estimate.activations == int(ours.memory_profile.live_in_tiles * finest * 96 * 96 + whole)
     assert tiled.shape == (8 * 30 - 7, 160, 192, 3)
 
 
@@ -141,7 +141,7 @@ def test_the_delay_comes_from_the_layers():
     its input by their sum."""
     with torch.device("meta"):
         release = LTX2VideoVAE(LTX2Config())
-    assert release.decoder_reach() == (11.0, 10.625) and release.decoder_delay == 21.625
+    assert release.decoder_reach() == (11.0, 10.625) and release.streaming.delay == 21.625
     ours = build_vae(diffusers_ltx2(SMALL_20).state_dict())
     assert ours.decoder_reach() == (1 + 2 * 2, 1 + 1 + 0.5 + 0.5 + 0.25 + 0.25 + 0.125)
     rates = [conv.frames_per_latent for conv in (ours.decoder.conv_in.conv, ours.decoder.up_blocks[0].upsamplers[0]
@@ -156,7 +156,7 @@ def test_the_causal_decoder_streams_exactly(name):
     stream for the whole clip, any number of latent frames a step."""
     ref = diffusers_ltx2(CONFIGS[name])
     ours = build_vae(ref.state_dict(), metadata=causal_metadata()).configure(decode_timestep=TIMESTEP)
-    assert ours.causal_decoder and not ours.delayed_decoder
+    assert ours.streaming.causal and not ours.streaming.delayed
     z = torch.randn(1, 128, 5, 2, 2, generator=torch.Generator().manual_seed(4))
     expected = reference_frames(ref, z, TIMESTEP if name == "2.3+t" else None, causal=True)
     for per_step in (1, 3):
@@ -202,7 +202,7 @@ def test_tiles_at_the_release_depth_cross_fade_where_they_agree():
     config = dict(LTX2_COMMON, block_out_channels=(8, 16, 32, 32), decoder_block_out_channels=(16, 32, 64),
                   layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(5, 5, 5, 5))
     ours = build_vae(diffusers_ltx2(config, scale=0.02).state_dict())
-    assert ours.tile_from == 2 and ours.whole_frame_share == 32 * 4**2 * 4 / (1 * 32**2 * 8)
+    assert ours.tile_from == 2 and ours.memory_profile.whole_frame_share == 32 * 4**2 * 4 / (1 * 32**2 * 8)
     z = torch.randn(1, 128, 2, 12, 12, generator=torch.Generator().manual_seed(5))
     whole = engine.decode(ours, z, frames_per_step=2)
     assert psnr(engine.decode(ours, z, frames_per_step=2, tile=224), whole) >= 45
@@ -223,7 +223,7 @@ def test_host_latents_are_normalised_and_the_host_module_is_copied(smooth):
     host_module = torch.nn.Module()
     host_module.decoder = decoder
     host.use_host_conventions(host_module)
-    assert host.normalized_latents and host.spatial_padding == ("zeros", "zeros") and host.causal_decoder
+    assert host.normalized_latents and host.spatial_padding == ("zeros", "zeros") and host.streaming.causal
     host.decode_causally(False).pad_spatially("zeros", "reflect")
     normalised = engine.encode(host, frames)
     mean, std = ref.latents_mean.view(1, -1, 1, 1, 1), ref.latents_std.view(1, -1, 1, 1, 1)

@@ -122,7 +122,7 @@ def test_the_encoders_attention_streams_exactly_in_tiles():
 
 
 def test_tiles_at_the_default_overlap_stay_close_to_the_whole_frame(pair):
-    """Each tile's per-frame GroupNorms use the tile's own statistics (norm_statistics "frame": nothing is
+    """Each tile's per-frame GroupNorms use the tile's own statistics (NormStatistics "frame": nothing is
     gathered), so tiles are close, not equal."""
     _, ours = pair
     z = latent(2, 18, 18, seed=6)

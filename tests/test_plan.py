@@ -36,10 +36,10 @@ def test_a_delayed_decoder_is_planned_for_its_step_and_its_flush(ltx):
     work = memory.plan_decode(ltx, (1, 128, 40, 4, 4), Settings(frames_per_step=2))
     assert work.per_step == 2 and all(w.streamed for w in work.steps)
     flush = [w for w in work.steps if w.start == w.stop == 40]
-    assert len(work.steps) == 20 + len(flush) and len(flush) == round(ltx.decoder_delay / 2)
+    assert len(work.steps) == 20 + len(flush) and len(flush) == round(ltx.streaming.delay / 2)
     finest = ltx.finest_width * (8 * 2 + 1) * 128 * 128 * 4  # bytes of one finest-width tensor of the step
-    whole = ltx.whole_frame_share * finest  # the whole-frame stages' output, there while the tiles run
-    assert ltx.whole_frame_share > 0
+    whole = ltx.memory_profile.whole_frame_share * finest  # the whole-frame stages' output, there while the tiles run
+    assert ltx.memory_profile.whole_frame_share > 0
     assert work.estimate.activations == step_estimate(ltx, 128, 128, 2).activations \
         == int(max(estimate.LIVE_AT_FINEST * whole, estimate.LIVE_AT_FINEST * finest + whole))
 
@@ -88,7 +88,7 @@ def test_auto_tiles_ask_for_the_untiled_peak_then_plan_against_what_is_free(ltx)
     planned = memory.plan_decode(ltx, latent_shape, auto)
     assert planned.tiles.tile_px is not None and planned.estimate.total <= need
     assert f"2x2 tiles of {planned.tiles.tile_px} px" in planned.describe(ltx.spatial_ratio)
-    flush = round(ltx.decoder_delay)
+    flush = round(ltx.streaming.delay)
     assert f"40 steps of up to 1 latent frames and about {flush} to flush the decoder's look-ahead" \
         in untiled.describe(ltx.spatial_ratio)
     assert untiled.describe(ltx.spatial_ratio).endswith(f"-> {ltx.decoded_frames(40)}x512x512x3")
@@ -133,7 +133,7 @@ def test_a_model_may_say_how_many_finest_size_tensors_it_holds():
 
     with torch.device("meta"):
         vae = HunyuanVideo15VAE()
-    assert vae.live_at_finest == 9.0
+    assert vae.memory_profile.live_at_finest == 9.0
     activations = step_estimate(vae, 256, 256, 1).activations
     assert activations == int(9.0 * vae.finest_width * vae.temporal_ratio * 256 * 256 * 4)
 

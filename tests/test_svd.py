@@ -2,6 +2,8 @@
 (reduced widths, the release's depth: four levels, two resnets a level, so the release's temporal reach)."""
 
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -56,11 +58,11 @@ def test_halos_are_exactly_the_temporal_convs_reach(pair):
     its input (beyond, the gradient is a structural zero: zeros padded in; float64, so nothing underflows):
     2 per temporal resnet that runs and 1 for time_conv_out, the mid block's at latent resolution."""
     ref, ours = pair
-    assert (ours.shared_halo, ours.temporal_halo, ours.temporal_blend) == (2 * 2, 2 * 4 * 3 + 1, 0)
-    assert ours.latent_layout == "frames" and ours.norm_statistics == "clip" and not ours.causal_decoder
+    assert (ours.streaming.shared_halo, ours.streaming.halo, ours.streaming.blend) == (2 * 2, 2 * 4 * 3 + 1, 0)
+    assert ours.latent_layout == "frames" and ours.norms.decoder == "clip" and not ours.streaming.causal
     model = build_vae(ref.state_dict()).double()
     gen = torch.Generator().manual_seed(8)
-    stages = ((model.decode_shared, 4, ours.shared_halo), (model.decode_tile, 64, ours.temporal_halo))
+    stages = ((model.decode_shared, 4, ours.streaming.shared_halo), (model.decode_tile, 64, ours.streaming.halo))
     for stage, channels, halo in stages:
         frames = 2 * halo + 3  # the reach fits inside the clip
         given = torch.randn(1, channels, frames, 2, 2, generator=gen, dtype=torch.float64).requires_grad_()
@@ -86,12 +88,13 @@ def test_windows_with_the_clips_statistics_are_the_whole_clip(pair):
     ref, ours = pair
     z = latent(34)
     expected = diffusers_decode(ref, z)
+    release = ours.streaming
     try:
-        ours.temporal_core = 8  # the first window ends before the clip does, the last starts after it
+        ours.streaming = replace(release, core=8)  # the first window ends before the clip does, the last after it
         got, steps = windows_with_the_clips_statistics(ours, z)
         assert steps == 5 and (got - expected).abs().max().item() <= TOL
     finally:
-        ours.temporal_core = ours.temporal_halo
+        ours.streaming = release
 
 
 def test_windowed_decode_gathers_the_clips_statistics(pair):

@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from framestream.vae_core.streaming.model import CausalVideoVAE
+from framestream.vae_core.streaming.traits import NormStatistics, Streaming
 from framestream.vae_core.streaming.conv import CausalConv3d
 
 
@@ -58,12 +59,10 @@ class LookAheadVAE(CausalVideoVAE):
     family = "look-ahead test VAE"
     latent_channels, temporal_ratio, spatial_ratio = 4, 2, 1
     finest_width = encoder_finest_width = 3
-    causal_decoder = False
-
     def __init__(self, core: int, halo: int, blend: int, seed: int = 0) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        self.temporal_core, self.temporal_halo, self.temporal_blend = core, halo, blend
+        self.streaming = Streaming("windows", core=core, halo=halo, blend=blend)
         self.a = nn.Conv3d(4, 6, (3, 1, 1), padding=(1, 0, 0))
         self.b = nn.Conv3d(6, 3, (3, 1, 1), padding=(1, 0, 0))
 
@@ -80,7 +79,7 @@ class LookAheadNormVAE(LookAheadVAE):
     reproduce the whole clip only if that norm sees the clip's statistics, each frame counted once."""
 
     family = "look-ahead GroupNorm test VAE"
-    norm_statistics = "clip"
+    norms = NormStatistics("clip")
 
     def __init__(self, core: int, halo: int, seed: int = 0) -> None:
         super().__init__(core, halo, 0, seed)

@@ -172,7 +172,7 @@ def decode(vae: CausalVideoVAE, latent: torch.Tensor, sink: Sink | None = None, 
     as many tiles as ranks (``tile=`` in pixels).
     """
     settings = Settings.of(settings, options)
-    if vae.norm_statistics not in SPREADABLE_NORMS:
+    if vae.norms.decoder not in SPREADABLE_NORMS:
         raise FrameStreamError(f"the {vae.family}'s GroupNorms take statistics across tiles, which a distributed "
                                "decode does not gather; decode it in one process")
     ranks = Ranks(group, vae.weight_device)

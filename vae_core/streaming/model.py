@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .traits import LatentLayout, MemoryProfile, NormStatistics, Streaming
+
 
 class CausalVideoVAE(nn.Module):
     """A VAE whose encoder and decoder stream along time through :mod:`stream` layers.
@@ -20,47 +22,17 @@ class CausalVideoVAE(nn.Module):
     """
 
     family: str = "video VAE"
-    # "video": latents [B, C, T, h, w] from a video model. "frames": the host's batch of image latents
-    # [N, C, h, w], one latent per frame, all one video (image VAEs, Stable Video Diffusion); the engine runs it as
-    # [1, C, N, h, w] (temporal_ratio 1) and an encode returns that layout too.
-    latent_layout: str = "video"
+    latent_layout: LatentLayout = "video"  # see :mod:`traits`
     latent_channels: int
     temporal_ratio: int
     spatial_ratio: int
     finest_width: int  # decoder channels per full-resolution pixel, for memory estimates
     encoder_finest_width: int  # the same for the encoder
-    # A decoder that looks ahead in time only through convs padded at both ends streams with a
-    # delay (``delayed_decoder``): each holds back its look-ahead, and the clip's end is flushed through in
-    # extra steps, about ``decoder_delay`` latent frames' worth (:mod:`state`). One that looks further (attention
-    # over frames) decodes windows of ``temporal_core`` latent frames with ``temporal_halo`` frames of context
-    # each side, cross-fading ``temporal_blend`` of them. The latent-resolution stages (decode_shared, cheap)
-    # see ``shared_halo`` more frames each side, so the expensive stages need a halo covering only their own reach.
-    causal_decoder: bool = True
-    # whether how the clip is cut into steps, or what a step gives, depends on the clip's length (CogVideoX's frame
-    # batches, TAEHV's clip ends): a stream then needs the length up front (:class:`stream.DecodeStream`)
-    steps_need_length: bool = False
-    delayed_decoder: bool = False
-    decoder_delay: float = 0.0
-    temporal_core: int = 8
-    temporal_halo: int = 2
-    temporal_blend: int = 1
-    shared_halo: int = 0
-    # Where the decoder's norms take their statistics (see :mod:`group_norm`): "position" (per position, e.g.
-    # RMSNorm: streams exactly), "clip" (GroupNorm over the whole clip: the engine gathers them in a first pass)
-    # or "chunk" (GroupNorm over each of the model's own decode steps, CogVideoX's native behaviour), or "frame"
-    # (GroupNorm over each frame alone: exact untiled, tiles normalise with their own statistics).
-    norm_statistics: str = "position"
-    encoder_norm_statistics: str | None = None  # the encoder's, where it differs (SVD's per-frame image encoder)
-    statistics_passes: int = 1  # gathering passes before the writing one, unless the settings say otherwise
-    # tensors of the finest width alive at once in a step, for the memory plan (None: the engine's fitted
-    # default); a model whose convs copy each input once more (replicate padding) holds more
-    live_at_finest: float | None = None
-    # the same for one tile of a tiled step, where it differs (None: live_at_finest)
-    live_in_tiles: float | None = None
-    # activations of the decoder's whole-frame stages (decode_shared) beyond latent resolution, as a share of its
-    # finest stage's over the whole frame (e.g. 0.25 when tiles start at the last of three 2x upsamplers); the tiles
-    # do not shrink them
-    whole_frame_share: float = 0.0
+    # how the engine may cut, normalise and plan this family (:mod:`traits`); a model states them as class
+    # attributes, or in ``__init__`` where they follow from its config
+    streaming: Streaming = Streaming()
+    norms: NormStatistics = NormStatistics()
+    memory_profile: MemoryProfile = MemoryProfile()
 
     def decode_shared(self, z: torch.Tensor) -> torch.Tensor:
         """``[B, latent_channels, t, h, w]`` latent -> features on the same ``h x w`` grid (whole frame)."""
@@ -122,11 +94,6 @@ class CausalVideoVAE(nn.Module):
         conditioned decoder decodes at, the seed of noise a decoder adds. None keeps the current value; families
         without the option ignore it."""
         return self
-
-    @property
-    def streams(self) -> bool:
-        """Whether the decoder runs as one stream of consecutive steps (else: windows, each a fresh clip)."""
-        return self.causal_decoder or self.delayed_decoder
 
     @property
     def weight_dtype(self) -> torch.dtype:

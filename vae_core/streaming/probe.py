@@ -24,14 +24,14 @@ def footprint(vae: CausalVideoVAE, direction: str = "decode", length: int | None
     """The memory profile of ``vae`` for ``direction`` over a clip of ``length`` latent frames (its carries
     measured now if they were not yet, its activations from its traits)."""
     decode = direction == "decode"
-    delayed = decode and vae.delayed_decoder
+    delayed = decode and vae.streaming.delayed
     carries = delayed_carries_per_cell(vae, length) if delayed else None
-    live = vae.live_at_finest
+    live = vae.memory_profile.live_at_finest
     return Footprint(
         spatial_ratio=vae.spatial_ratio, temporal_ratio=vae.temporal_ratio, itemsize=vae.weight_dtype.itemsize,
         finest_width=vae.finest_width if decode else vae.encoder_finest_width, live_at_finest=live,
-        live_in_tiles=vae.live_in_tiles if decode else None,
-        whole_frame_share=vae.whole_frame_share if decode else 0.0, delayed=delayed,
+        live_in_tiles=vae.memory_profile.live_in_tiles if decode else None,
+        whole_frame_share=vae.memory_profile.whole_frame_share if decode else 0.0, delayed=delayed,
         carries=carry_bytes_per_cell(vae, direction, length), tiled_carries=tiled_carry_bytes_per_cell(vae, direction),
         in_tiles=None if carries is None else carries.in_tiles, delayed_tiled=None if carries is None else carries.tiled,
         growing=growing_bytes_per_cell(vae, direction))
@@ -40,14 +40,14 @@ def footprint(vae: CausalVideoVAE, direction: str = "decode", length: int | None
 def carry_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode", length: int | None = None) -> int:
     """Bytes of fixed-size causal carry per latent pixel, in the model's dtype (measured once per model);
     for a delayed decoder, their peak over a clip of ``length`` latent frames (by default a long one)."""
-    if direction == "decode" and vae.delayed_decoder:
+    if direction == "decode" and vae.streaming.delayed:
         return delayed_carries_per_cell(vae, length).held
     return _probe(vae, direction)[0]
 
 
 def growing_bytes_per_cell(vae: CausalVideoVAE, direction: str = "decode") -> int:
     """Bytes per latent pixel and latent frame that the growing carries add (:func:`state.growing_carry`)."""
-    if direction == "decode" and vae.delayed_decoder:
+    if direction == "decode" and vae.streaming.delayed:
         return 0
     return _probe(vae, direction)[1]
 
@@ -64,7 +64,7 @@ _PROBES: "weakref.WeakKeyDictionary[CausalVideoVAE, dict]" = weakref.WeakKeyDict
 def _probes(vae: CausalVideoVAE) -> dict:
     """What was probed of ``vae``, kept here (not on the model) while the model lives, per streaming mode: a model
     that switches how its decoder streams (LTX-2's causal or delayed decoder) is probed again."""
-    return _PROBES.setdefault(vae, {}).setdefault((vae.causal_decoder, vae.delayed_decoder), {})
+    return _PROBES.setdefault(vae, {}).setdefault((vae.streaming.causal, vae.streaming.delayed), {})
 
 
 @torch.no_grad()
@@ -72,7 +72,7 @@ def _probe(vae: CausalVideoVAE, direction: str) -> tuple[int, int, int]:
     """Streams two latent frames through the model on a 2x2 grid (a GroupNorm with one channel per group cannot
     normalise a single pixel) and reads its carries: they scale exactly with frame area."""
     cache = _probes(vae)
-    if direction == "decode" and not vae.causal_decoder:
+    if direction == "decode" and not vae.streaming.causal:
         cache[direction] = (0, 0, 0)  # decoded in independent windows: nothing is carried
     if direction not in cache:
         state = StreamState(expected_frames=2)
@@ -112,7 +112,7 @@ def delayed_carries_per_cell(vae: CausalVideoVAE, length: int | None = None) -> 
     """A delayed decoder's carries fill as frames reach deeper layers and peak while the clip's end flushes
     out; a clip shorter than the delay never fills them all. Streams a clip of ``length`` latent frames (at
     most two beyond the delay: longer ones peak alike) one a step on a 2x2 grid, and keeps the peaks."""
-    longest = math.ceil(vae.decoder_delay) + 2
+    longest = math.ceil(vae.streaming.delay) + 2
     length = longest if length is None else min(length, longest)
     cache = _probes(vae)
     if ("delayed", length) not in cache:

@@ -19,19 +19,12 @@ from .temporal import TemporalWindow
 from .tiler import Tiler
 
 
-def norm_statistics(vae: CausalVideoVAE, direction: str) -> str:
-    """Where the norms of ``direction`` take their statistics (:attr:`CausalVideoVAE.norm_statistics`)."""
-    if direction == "encode" and vae.encoder_norm_statistics is not None:
-        return vae.encoder_norm_statistics
-    return vae.norm_statistics
-
-
 def gathering_passes(vae: CausalVideoVAE, passes: int | None, direction: str = "decode") -> int:
     """Passes that gather a clip-wide GroupNorm's statistics before the one that writes (none for other norms);
     ``passes`` None: the model's own number."""
-    if norm_statistics(vae, direction) != "clip":
+    if vae.norms.of(direction) != "clip":
         return 0
-    return vae.statistics_passes if passes is None else passes
+    return vae.norms.passes if passes is None else passes
 
 
 def to_frames(pixels: torch.Tensor) -> torch.Tensor:
@@ -46,7 +39,7 @@ class _Step:
     direction = "decode"
 
     def run(self, tiler: Tiler, state: StreamState) -> torch.Tensor:
-        if norm_statistics(self.vae, self.direction) != "chunk" or tiler.layout.whole_frame:
+        if self.vae.norms.of(self.direction) != "chunk" or tiler.layout.whole_frame:
             return self._compute(tiler, state)
         with state.pooled(group_norm.Pooling(per_step=True)), state.carries.trial():
             self._compute(tiler, state)

@@ -33,7 +33,7 @@ from .settings import Settings
 from .sinks import Sink
 from .carries import LayerRecord
 from .state import StreamState
-from .steps import DecodeStep, EncodeStep, gathering_passes, norm_statistics, to_frames
+from .steps import DecodeStep, EncodeStep, gathering_passes, to_frames
 from .tiler import Tiler
 
 
@@ -245,7 +245,7 @@ class DecodeStream(_Stream):
                  shared: Shared | None = None, pooling: group_norm.Pooling | None = None, **options) -> None:
         super().__init__(vae, sink, settings, frames, returns, batch, shared, options)
         self.passes = gathering_passes(vae, self.settings.statistics_passes, "decode")
-        clip = norm_statistics(vae, "decode") == "clip"
+        clip = vae.norms.of("decode") == "clip"
         self._pooling = pooling if pooling is not None else group_norm.Pooling() if clip else None
         self._planned: list[temporal.TemporalWindow] | None = None  # the steps, when the length was known up front
         self._stitcher = temporal.Stitcher()
@@ -278,7 +278,7 @@ class DecodeStream(_Stream):
                 f"the {vae.family}'s GroupNorms take their statistics over the whole clip, so no piece can be decoded "
                 "before the clip is complete: push the whole latent with last=True, or stream with "
                 "statistics_passes=0 (running statistics: close, not equal; docs/hunyuan.md)")
-        if vae.steps_need_length and self.length is None and not (last and self.received == 0):
+        if vae.streaming.needs_length and self.length is None and not (last and self.received == 0):
             raise FrameStreamError(f"the {vae.family} cuts a clip into steps by its length: open the stream with "
                                    "frames= (the latent frames it will get), or push the whole latent with last=True")
         return piece
@@ -321,7 +321,7 @@ class DecodeStream(_Stream):
                     return None  # a delayed decoder's flush steps, only while frames are still to come
                 return window
             return self._flush_step() if ending else None
-        if self.vae.streams:  # up to frames_per_step latent frames of what has arrived
+        if self.vae.streaming.one_stream:  # up to frames_per_step latent frames of what has arrived
             if self.consumed < self.received:
                 stop = min(self.consumed + self.settings.frames_per_step, self.received)
                 span = temporal.pixel_span(self.vae, self.consumed, stop)
@@ -335,7 +335,7 @@ class DecodeStream(_Stream):
         """The end of the latent frames ``window`` reads: a window's whole-frame stages see ``shared_halo`` more."""
         if window.streamed:
             return window.stop
-        stop = window.stop + self.vae.shared_halo
+        stop = window.stop + self.vae.streaming.shared_halo
         return stop if self.length is None else min(self.length, stop)
 
     def _windows_known_so_far(self, ending: bool) -> list[temporal.TemporalWindow]:
@@ -343,16 +343,16 @@ class DecodeStream(_Stream):
         after it have arrived, with a frame more (so another window follows them, as it does in the clip)."""
         vae = self.vae
         if ending:
-            return temporal.context_windows(vae, self.length, vae.temporal_core, vae.temporal_halo, vae.temporal_blend)
-        cores = (self.received - vae.temporal_halo - vae.shared_halo - 1) // vae.temporal_core
+            return temporal.context_windows(vae, self.length, vae.streaming.core, vae.streaming.halo, vae.streaming.blend)
+        cores = (self.received - vae.streaming.halo - vae.streaming.shared_halo - 1) // vae.streaming.core
         if cores <= 0:
             return []
-        return temporal.context_windows(vae, cores * vae.temporal_core + vae.temporal_halo + 1, vae.temporal_core,
-                                        vae.temporal_halo, vae.temporal_blend)[:cores]
+        return temporal.context_windows(vae, cores * vae.streaming.core + vae.streaming.halo + 1, vae.streaming.core,
+                                        vae.streaming.halo, vae.streaming.blend)[:cores]
 
     def _flush_step(self) -> temporal.TemporalWindow | None:
         """A step feeding nothing, while a delayed decoder still holds frames back."""
-        if not (self.vae.delayed_decoder and self._stitcher.written < self._expected()):
+        if not (self.vae.streaming.delayed and self._stitcher.written < self._expected()):
             return None
         span = temporal.pixel_span(self.vae, self.length, self.length)
         return temporal.TemporalWindow(self.length, self.length, (self.length, self.length), span[0], span, 0, False,
@@ -365,7 +365,7 @@ class DecodeStream(_Stream):
         """One step: its frames go out in order (``out`` None: a pass that only gathers statistics)."""
         if window.fresh_stream:
             self.state = self._fresh_state()
-        first = window.start if window.streamed else max(0, window.start - self.vae.shared_halo)
+        first = window.start if window.streamed else max(0, window.start - self.vae.streaming.shared_halo)
         latent = self._take(first, self._last_read(window)).to(self.vae.weight_device, self.vae.weight_dtype)
         ending = not window.streamed or window.stop == self.length
         pixels = self._run(DecodeStep(self.vae, window, latent, first, ending))
@@ -384,13 +384,13 @@ class DecodeStream(_Stream):
     def _next_window_start(self) -> int:
         """The first latent frame the next window reads (its context and the whole-frame stages' halo included)."""
         vae = self.vae
-        return max(0, self.steps * vae.temporal_core - vae.temporal_halo - vae.shared_halo)
+        return max(0, self.steps * vae.streaming.core - vae.streaming.halo - vae.streaming.shared_halo)
 
     def _fresh_state(self) -> StreamState:
         """New carries (a window is a fresh clip; a windowed decode's windows keep adding to the clip's GroupNorm
         statistics)."""
-        pace = (self.work.per_step, self.vae.temporal_ratio) if self.vae.delayed_decoder else None
-        state = self.tiler.new_state(self.length if self.vae.causal_decoder else None, pace, self._pooling)
+        pace = (self.work.per_step, self.vae.temporal_ratio) if self.vae.streaming.delayed else None
+        state = self.tiler.new_state(self.length if self.vae.streaming.causal else None, pace, self._pooling)
         if self.state is not None and self._pooling is not None:
             state.carries.take_moments(self.state.carries)
         return state
@@ -443,7 +443,7 @@ class EncodeStream(_Stream):
                  frames: int | None = None, returns: bool = True, batch: int | None = None,
                  shared: Shared | None = None, pooling: group_norm.Pooling | None = None, **options) -> None:
         super().__init__(vae, sink, settings, frames, returns, batch, shared, options)
-        clip = norm_statistics(vae, "encode") == "clip"
+        clip = vae.norms.of("encode") == "clip"
         self._pooling = pooling if pooling is not None else group_norm.Pooling() if clip else None
         self._size: tuple[int, int] | None = None
         self._planned: list[tuple[int, int]] | None = None  # the steps, when the length was known up front
@@ -461,7 +461,7 @@ class EncodeStream(_Stream):
                 and tuple(frames.shape[1:3]) != self._size:
             raise FrameStreamError(f"pushed frames are {frames.shape[2]}x{frames.shape[1]} px but the stream's first "
                                    f"were {self._size[1]}x{self._size[0]}; all of a video's are the same size")
-        if self.vae.steps_need_length and self.length is None and not (last and self.received == 0):
+        if self.vae.streaming.needs_length and self.length is None and not (last and self.received == 0):
             raise FrameStreamError(f"the {self.vae.family} cuts a clip into steps by its length: open the stream with "
                                    "frames= (the frames it will get), or push all frames with last=True")
         size = tuple(frames.shape[1:3]) if isinstance(frames, torch.Tensor) and frames.ndim == 4 else None

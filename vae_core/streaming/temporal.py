@@ -47,7 +47,7 @@ def pixel_span(vae: CausalVideoVAE, start: int, stop: int) -> tuple[int, int]:
 
 
 def windows(vae: CausalVideoVAE, length: int, per_step: int) -> list[TemporalWindow]:
-    if vae.streams:
+    if vae.streaming.one_stream:
         spans = vae.decode_steps(length, per_step)
         spans += [(length, length)] * flush_steps(vae, per_step)
         out = []
@@ -55,14 +55,14 @@ def windows(vae: CausalVideoVAE, length: int, per_step: int) -> list[TemporalWin
             span = pixel_span(vae, start, stop)
             out.append(TemporalWindow(start, stop, (start, stop), span[0], span, 0, start == 0, streamed=True))
         return out
-    return context_windows(vae, length, vae.temporal_core, vae.temporal_halo, vae.temporal_blend)
+    return context_windows(vae, length, vae.streaming.core, vae.streaming.halo, vae.streaming.blend)
 
 
 def flush_steps(vae: CausalVideoVAE, per_step: int) -> int:
     """Steps feeding nothing that a delayed decoder takes to let its last frames out: about its delay in latent
     frames over the latent frames a step feeds (within a step or two for the decoders measured; a clip
     shorter than the delay needs fewer). The engine runs as many as the stream needs."""
-    return max(1, round(vae.decoder_delay / per_step)) if vae.delayed_decoder else 0
+    return max(1, round(vae.streaming.delay / per_step)) if vae.streaming.delayed else 0
 
 
 def context_windows(vae: CausalVideoVAE, length: int, core: int, halo: int, blend: int) -> list[TemporalWindow]:

@@ -15,7 +15,7 @@ Why it streams the way it does:
   chunk's odd first frame apart. The released weights were trained and are
   used that way, so that chunking is part of the model: :meth:`decode_steps`
   and :meth:`encode_steps` cut the clip exactly as diffusers does, and the
-  samplers act on each step alone (``norm_statistics = "chunk"``).
+  samplers act on each step alone (``NormStatistics("chunk")``).
 * The decoder's spatial norms are conditioned on the latent ``zq`` at every
   layer, so :meth:`CogVideoXVAE.decode_shared` hands the tiles the latent along
   with the features, both on the latent grid, where the tiler cuts them alike.
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ...streaming.group_norm import GroupNorm
 from ...streaming.model import CausalVideoVAE
+from ...streaming.traits import NormStatistics, Streaming
 from ...streaming.conv import Conv3d, NestedCausalConv3d
 from ...streaming.frames import per_frame
 
@@ -194,9 +195,8 @@ class Decoder(nn.Module):
 
 class CogVideoXVAE(CausalVideoVAE):
     family = "CogVideoX VAE"
-    causal_decoder = True
-    norm_statistics = "chunk"
-    steps_need_length = True  # the first step takes the odd frame over: see decode_steps
+    norms = NormStatistics("chunk")
+    streaming = Streaming(needs_length=True)  # the first step takes the odd frame over: see decode_steps
     latent_frames_per_step = 2  # diffusers' num_latent_frames_batch_size
     pixel_frames_per_step = 8  # diffusers' num_sample_frames_batch_size
 

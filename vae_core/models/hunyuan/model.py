@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ...streaming.group_norm import GroupNorm
 from ...streaming.model import CausalVideoVAE
+from ...streaming.traits import NormStatistics
 from ...streaming.conv import NestedCausalConv3d
 from ...streaming.state import first_call, growing_carry
 
@@ -194,7 +195,7 @@ class HunyuanVideoVAE(CausalVideoVAE):
     family = "HunyuanVideo VAE"
     temporal_ratio = 4
     spatial_ratio = 8
-    norm_statistics = "clip"
+    norms = NormStatistics("clip")
 
     def __init__(self, cfg: HunyuanConfig = HunyuanConfig()) -> None:
         super().__init__()

@@ -9,7 +9,7 @@ Why it streams the way it does:
 * Every conv is causal (copies of the first frame in front), and every norm is
   an RMSNorm over channels at one position: nothing looks at later frames or
   gathers statistics, so a stream with carried frames reproduces the whole clip
-  exactly and needs no gathering pass (``norm_statistics = "position"``).
+  exactly and needs no gathering pass (``NormStatistics("position")``).
 * The resamplers move pixels between space, time and channels (DCAE-style) and
   treat a clip's first frame apart; :func:`state.first_call` tells them which
   chunk holds it.
@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...streaming.model import CausalVideoVAE
+from ...streaming.traits import MemoryProfile
 from .layers import Downsampler, MidBlock, ResnetBlock, RMSNorm, Upsampler, causal_conv
 
 
@@ -108,10 +109,9 @@ class Decoder(nn.Module):
 
 class HunyuanVideo15VAE(CausalVideoVAE):
     family = "HunyuanVideo 1.5 VAE"
-    norm_statistics = "position"
     # every conv pads space by a replicated copy of its input: 3 finest-size tensors more than the plan's default
     # (measured, docs/hunyuan15.md "The plan against measurement")
-    live_at_finest = 9.0
+    memory_profile = MemoryProfile(live_at_finest=9.0)
 
     def __init__(self, cfg: HunyuanVideo15Config = HunyuanVideo15Config()) -> None:
         super().__init__()

@@ -12,6 +12,7 @@ import torch
 
 from ...streaming.frames import per_frame
 from ...streaming.model import CausalVideoVAE
+from ...streaming.traits import Streaming
 
 
 class FrameBatchVAE(CausalVideoVAE):
@@ -19,7 +20,7 @@ class FrameBatchVAE(CausalVideoVAE):
 
     latent_layout = "frames"
     temporal_ratio = 1
-    causal_decoder = True  # nothing looks ahead: a frame needs only itself
+    streaming = Streaming("causal")  # nothing looks ahead: a frame needs only itself
 
     def decode_latent_stage(self, z: torch.Tensor) -> torch.Tensor:
         """Latents -> features on the latent grid (the whole frame)."""

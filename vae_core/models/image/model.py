@@ -12,7 +12,7 @@ them, with no further scaling in the sampler. This model does the same, so a
 Flux 2 latent from the host decodes here as it does there.
 
 Why it tiles the way it does: every GroupNorm pools over a whole frame, which
-a spatial tile cannot see, so ``norm_statistics = "chunk"`` lets the engine
+a spatial tile cannot see, so ``NormStatistics("chunk")`` lets the engine
 gather each norm's statistics over all tiles of a step first (each frame is its
 own batch row, so they stay per frame). The mid block's attention runs at
 latent resolution on the whole frame, in :meth:`decode_latent_stage`.
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from .blocks import AutoencoderConfig, Decoder, Encoder
 from .frame_batch import FrameBatchVAE
+from ...streaming.traits import NormStatistics
 
 FLUX2_PATCH = 2
 BATCH_NORM_EPS = 1e-4  # not in the weights; Flux 2's (diffusers' ``batch_norm_eps``, the host's ``bn_eps``)
@@ -61,7 +62,7 @@ class ImageVAE(FrameBatchVAE):
     ``latent_norm``: Flux 2's normalised 2x2 patches (see the module docstring)."""
 
     family = "image VAE (SD 1.x/2.x, SDXL, SD3, Flux, Flux 2)"
-    norm_statistics = "chunk"
+    norms = NormStatistics("chunk")
 
     def __init__(self, cfg: AutoencoderConfig = AutoencoderConfig(), quant_convs: bool = True,
                  latent_norm: bool = False) -> None:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from ...errors import FrameStreamError
 from ...streaming.channel_norm import rms_over_channels
 from ...streaming.model import CausalVideoVAE
+from ...streaming.traits import MemoryProfile
 
 SPATIAL_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 HOST_DECODE_TIMESTEP = 0.05  # what the host's LTX VAEs decode a timestep-conditioned decoder at
@@ -45,7 +46,7 @@ def padding_mode(part: nn.Module | None) -> str:
 class LTXFamilyVAE(CausalVideoVAE):
     # a tile runs only the last up block (:func:`model.place_tiles`), which holds 9 finest-size tensors of the
     # tile at its peak (measured for 0.9 and LTX-2, docs/ltx2.md "Plan"); untiled, the default
-    live_in_tiles = 9.0
+    memory_profile = MemoryProfile(live_in_tiles=9.0)
 
     def configure(self, normalized_latents: bool | None = None, decode_timestep: float | None = None,
                   noise_seed: int | None = None) -> "LTXFamilyVAE":

@@ -24,7 +24,7 @@ Why it streams the way it does:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from ...errors import FrameStreamError
 from ...streaming.channel_norm import rms_over_channels
 from ...streaming.model import CausalVideoVAE
+from ...streaming.traits import Streaming
 from .base import HOST_DECODE_TIMESTEP, LTXFamilyVAE, patchify
 from .noise import SpatialNoise
 from ...streaming.conv import NestedCausalConv3d, pace
@@ -314,7 +315,7 @@ def place_tiles(vae: CausalVideoVAE) -> None:
     the first upsampler on, the decoder's spatial reach spans many latent
     pixels (with random weights 10 at LTX-2.0's depth), and 64 px of a 32x VAE
     are 2. The whole-frame stages cost memory the tiles do not shrink: their
-    share of the finest stage's activations, for the plan (``whole_frame_share``).
+    share of the finest stage's activations, for the plan (``MemoryProfile.whole_frame_share``).
     """
     blocks = vae.decoder.up_blocks
     scaling = [i for i, b in enumerate(blocks) if b.upsamplers is not None and b.upsamplers[0].stride[1] > 1]
@@ -324,15 +325,15 @@ def place_tiles(vae: CausalVideoVAE) -> None:
         if block.upsamplers is not None:
             space, time = space * block.upsamplers[0].stride[1], time * block.upsamplers[0].stride[0]
     if vae.tile_from in (0, len(blocks)):
-        vae.whole_frame_share = 0.0  # only latent-resolution stages run on the whole frame
+        vae.memory_profile = replace(vae.memory_profile, whole_frame_share=0.0)  # only latent-resolution stages
         return
     channels = next(m for m in blocks[vae.tile_from].modules() if isinstance(m, nn.Conv3d)).in_channels
-    vae.whole_frame_share = channels * space**2 * time / (vae.finest_width * vae.spatial_ratio**2 * vae.temporal_ratio)
+    share = channels * space**2 * time / (vae.finest_width * vae.spatial_ratio**2 * vae.temporal_ratio)
+    vae.memory_profile = replace(vae.memory_profile, whole_frame_share=share)
 
 
 class LTXVideoVAE(LTXFamilyVAE):
     family = "LTX-Video VAE"
-    causal_decoder, delayed_decoder = False, True
 
     def __init__(self, cfg: LTXConfig, down_kinds: tuple[str, ...] = ("conv",) * 4) -> None:
         super().__init__()
@@ -348,7 +349,7 @@ class LTXVideoVAE(LTXFamilyVAE):
         self.first_upsampling = next((i for i, b in enumerate(self.decoder.up_blocks) if b.upsamplers is not None),
                                      len(self.decoder.up_blocks))
         place_tiles(self)
-        self.decoder_delay = sum(self.decoder_reach())
+        self.streaming = Streaming("delayed", delay=sum(self.decoder_reach()))
         self.register_buffer("latents_mean", torch.zeros(cfg.latent_channels))
         self.register_buffer("latents_std", torch.ones(cfg.latent_channels))
         self.last_downsampling = max((i for i, b in enumerate(self.encoder.down_blocks) if b.downsamplers is not None),

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ...streaming.channel_norm import rms_over_channels
 from ...streaming.conv import Conv3d, CausalConv3d
+from ...streaming.traits import Streaming
 from ..ltx import model as ltx
 from ..ltx.base import HOST_DECODE_TIMESTEP, LTXFamilyVAE, patchify
 from ..ltx.noise import SpatialNoise
@@ -169,9 +170,8 @@ class LTX2VideoVAE(LTXFamilyVAE):
 
     def _set_streaming(self) -> None:
         """A causal decoder streams; one that looks ahead streams with a delay of its reach."""
-        self.causal_decoder = self.cfg.decoder_causal
-        self.delayed_decoder = not self.cfg.decoder_causal
-        self.decoder_delay = sum(self.decoder_reach())
+        causal = self.cfg.decoder_causal
+        self.streaming = Streaming("causal") if causal else Streaming("delayed", delay=sum(self.decoder_reach()))
 
     def decode_causally(self, causal: bool) -> "LTX2VideoVAE":
         """Runs the decoder's convs with front padding only (``True``: streams) or padded at both ends (the

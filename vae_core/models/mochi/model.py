@@ -12,8 +12,8 @@ Why it streams the way it does:
   frame makes a latent frame of its own.
 * Every norm is a GroupNorm over one frame (its channels and pixels), so
   nothing but the convs and the encoder's attention couples frames, and a
-  stream cut anywhere gives the whole-clip result (``norm_statistics =
-  "frame"``: nothing to gather). A spatial tile normalises with its own
+  stream cut anywhere gives the whole-clip result (``NormStatistics(
+  "frame")``: nothing to gather). A spatial tile normalises with its own
   statistics, which is where tiles differ from the whole frame.
 * The decoder has no attention. Each up block widens every position with a
   linear layer and unfolds the channels into time and space (x3, x2, x1 in
@@ -48,6 +48,7 @@ from ...streaming.frames import per_frame
 from ...streaming.group_norm import GroupNorm
 from ...streaming.model import CausalVideoVAE
 from ...streaming.state import first_call
+from ...streaming.traits import NormStatistics
 from .attention import CausalTimeAttention
 
 GROUPS = 32  # not in the weights; every norm of the release uses 32
@@ -233,7 +234,7 @@ class Encoder(nn.Module):
 
 class MochiVAE(CausalVideoVAE):
     family = "Mochi VAE"
-    norm_statistics = "frame"
+    norms = NormStatistics("frame")
 
     def __init__(self, cfg: MochiConfig = MochiConfig(), source: str = "this file") -> None:
         super().__init__()

@@ -37,7 +37,7 @@ def frame_norms(module: nn.Module) -> nn.Module:
     """``module`` (an image block) with its pooling GroupNorms replaced by plain ones, same names and shapes.
 
     The image blocks pool their per-frame statistics over the tiles of a step
-    (``norm_statistics = "chunk"``); this model's pooling is over the clip, which
+    (``NormStatistics("chunk")``); this model's pooling is over the clip, which
     a norm over one frame must never join (see the module docstring).
     """
     for parent in list(module.modules()):

@@ -14,7 +14,7 @@ Why it decodes the way it does:
   resnet, 1 for ``time_conv_out``; the mid block's 4 at latent resolution get
   their own ``shared_halo``. Windows then give the whole clip's frames.
 * The temporal resnets' GroupNorms pool over the whole clip
-  (``norm_statistics = "clip"``): the engine gathers their statistics in passes
+  (``NormStatistics("clip")``): the engine gathers their statistics in passes
   before the one that writes, counting each window's core frames once. diffusers'
   pipeline instead decodes ``decode_chunk_size`` frames per call, each chunk
   with its own statistics and its own zero padding, which changes the frames at
@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from ...streaming.frames import per_frame
 from ...streaming.model import CausalVideoVAE
+from ...streaming.traits import NormStatistics, Streaming
 from ..image.blocks import AutoencoderConfig, Encoder
 from .layers import TemporalDecoder, frame_norms
 
@@ -40,11 +41,9 @@ class SVDVAE(CausalVideoVAE):
     family = "Stable Video Diffusion VAE"
     latent_layout = "frames"
     temporal_ratio = 1
-    causal_decoder = False
-    norm_statistics = "clip"
-    encoder_norm_statistics = "frame"  # the image encoder's norms see one frame each: nothing to gather
-    statistics_passes = 2  # 1 pass gave 47-62 dB on random weights, 2 gave 52-69 dB (README, "Stable Video Diffusion")
-    temporal_blend = 0  # the halos cover the reach: nothing to hide
+    # the image encoder's norms see one frame each: nothing to gather. 1 gathering pass gave 47-62 dB on random
+    # weights, 2 gave 52-69 dB (README, "Stable Video Diffusion")
+    norms = NormStatistics("clip", encoder="frame", passes=2)
 
     def __init__(self, cfg: AutoencoderConfig = AutoencoderConfig(), mid_layers: int = 2,
                  quant_conv: bool = True) -> None:
@@ -56,10 +55,11 @@ class SVDVAE(CausalVideoVAE):
         if quant_conv:
             self.quant_conv = nn.Conv2d(2 * cfg.latent_channels, 2 * cfg.latent_channels, 1)
         self.decoder = TemporalDecoder(cfg, mid_layers)
-        self.shared_halo, self.temporal_halo = self.decoder.reach()
+        shared_halo, halo = self.decoder.reach()
         # cores as wide as the halo: a window is at most three cores, so a long clip costs at most ~3x its whole
-        # decode, and SVD's own clips (14 or 25 frames: the release's halo is 25) decode in a single window
-        self.temporal_core = self.temporal_halo
+        # decode, and SVD's own clips (14 or 25 frames: the release's halo is 25) decode in a single window; the
+        # halos cover the reach, so there is nothing to cross-fade
+        self.streaming = Streaming("windows", core=halo, halo=halo, blend=0, shared_halo=shared_halo)
 
     @property
     def finest_width(self) -> int:

@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from ...errors import FrameStreamError
 from ...streaming.model import CausalVideoVAE
+from ...streaming.traits import Streaming
 from ...streaming.state import active_state, drop_first
 from . import latent_spaces
 from .layers import Clamp, MemBlock, PixelShuffle, SuperMemBlock, TGrow, TPool, Upsample, frame_conv, \
@@ -86,8 +87,7 @@ def _first_of(layers: nn.Sequential, kinds: tuple[type, ...], last: bool = False
 
 class TinyVideoAutoencoder(CausalVideoVAE):
     family = "tiny video autoencoder (TAEHV)"
-    norm_statistics = "position"
-    steps_need_length = True  # where the clip ends decides the frames it drops and pads: see _frames_before
+    streaming = Streaming(needs_length=True)  # where the clip ends decides the frames it drops and pads: see _frames_before
 
     def __init__(self, cfg: TinyVideoConfig = TinyVideoConfig(), trims_even_clips: bool = True,
                  space: latent_spaces.LatentSpace = latent_spaces.SAMPLER) -> None:

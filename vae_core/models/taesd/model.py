@@ -2,7 +2,7 @@
 
 Convs and ReLUs only, no norms and no attention: every output pixel depends on
 a finite neighbourhood of the latent, so spatial tiles whose overlap covers
-that reach agree with the whole frame (``norm_statistics = "position"``).
+that reach agree with the whole frame (``NormStatistics("position")``, the default).
 
 Module names are diffusers' (``encoder.layers.N``, ``decoder.layers.N``);
 :mod:`.checkpoints` renames the host's and madebyollin's layouts.
@@ -106,7 +106,6 @@ def tiny_decoder(cfg: TinyConfig) -> TinyStack:
 
 class TinyAutoencoder(FrameBatchVAE):
     family = "tiny autoencoder (TAESD)"
-    norm_statistics = "position"
 
     def __init__(self, cfg: TinyConfig = TinyConfig()) -> None:
         super().__init__()
