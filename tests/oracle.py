@@ -392,6 +392,18 @@ def to_host_tiny(sd, scale, shift):
     return out
 
 
+# --- Kandinsky 6 video ------------------------------------------------------------------------------------
+
+KANDINSKY_SMALL = dict(ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1)  # 32 groups, as the release
+
+
+def diffusers_kandinsky(seed=0, **config):
+    from diffusers import AutoencoderKLKVAEVideo
+
+    torch.manual_seed(seed)
+    return randomised(AutoencoderKLKVAEVideo(**(config or KANDINSKY_SMALL)), seed + 1)
+
+
 # --- every family ---------------------------------------------------------------------------------------------
 
 
@@ -410,6 +422,8 @@ def every_family_fixture():
         ("HunyuanVideo diffusers", hunyuan, "HunyuanVideo VAE"),
         ("HunyuanVideo host", to_host_layout(hunyuan), "HunyuanVideo VAE"),
         ("CogVideoX diffusers", diffusers_cogvideox().state_dict(), "CogVideoX VAE"),
+        ("CogVideoX original", cogvideox_to_original(diffusers_cogvideox().state_dict()), "CogVideoX VAE"),
+        ("Kandinsky 6 release", diffusers_kandinsky().state_dict(), "Kandinsky 6 video VAE"),
         ("LTX-Video diffusers", ltx, "LTX-Video VAE"),
         ("LTX-Video original", ltx_to_original(ltx, "0.9.0"), "LTX-Video VAE"),
         ("SD diffusers", sd, IMAGE_VAE), ("SD original", image_to_original(sd), IMAGE_VAE),

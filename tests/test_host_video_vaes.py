@@ -1,11 +1,11 @@
-"""HunyuanVideo, CogVideoX and LTX-Video VAEs in a real ComfyUI on CPU (runs only with ``COMFYUI_DIR``, as
+"""HunyuanVideo, CogVideoX, Kandinsky 6 and LTX-Video VAEs in a real ComfyUI on CPU (runs only with ``COMFYUI_DIR``, as
 test_host_comfyui.py).
 
 Each shipped decode workflow runs on a random-weight VAE the test writes, with
 the video written losslessly so its frames can be compared: HunyuanVideo
 through the host's own Load VAE (its Stable Diffusion layout with 3D convs),
-CogVideoX (which the host cannot load) and LTX-Video through FrameStream Load
-VAE. LTX-Video also comes through the host's Load VAE. Every decode must equal
+CogVideoX and Kandinsky 6 (which the host cannot load) and LTX-Video through
+FrameStream Load VAE. LTX-Video also comes through the host's Load VAE. Every decode must equal
 the library's decode of the same file, or the host's own VAE Decode where the
 two agree.
 """
@@ -65,6 +65,21 @@ def test_cogvideox_workflow_through_framestream_load_vae(comfy):
     _save_latent(base, "cogvideox.latent", latent)
     frames, fps = run_shipped_decode(comfy, "cogvideox_decode_to_file.json", path.name, "cogvideox.latent")
     assert frames.shape == (9, 16, 16, 3) and fps == 8.0
+    assert (frames - library_decode(path, latent)).abs().max().item() <= FILE_TOL
+
+
+def test_kandinsky6_workflow_through_framestream_load_vae(comfy):
+    """6 latent frames: the release's chunks of 5 and 1 latent frames, the last one not upsampled in time."""
+    from framestream.vae_core.models.kandinsky.model import KandinskyConfig, KandinskyVAE
+
+    _, base, _ = comfy
+    path = base / "models" / "vae" / "kandinsky6_video_vae_test.safetensors"
+    model = _random(KandinskyVAE(KandinskyConfig(width=32, multipliers=(1, 2, 2, 2), layers=1)))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+    latent = torch.randn(1, 16, 6, 2, 2)
+    _save_latent(base, "kandinsky6.latent", latent)
+    frames, fps = run_shipped_decode(comfy, "kandinsky6_decode_to_file.json", path.name, "kandinsky6.latent")
+    assert frames.shape == (18, 16, 16, 3) and fps == 24.0
     assert (frames - library_decode(path, latent)).abs().max().item() <= FILE_TOL
 
 

@@ -14,7 +14,7 @@ import torch
 from ..errors import FrameStreamError
 from ..io.files import read_metadata, read_safetensors
 from ..streaming.model import CausalVideoVAE
-from . import cogvideox, hunyuan, hunyuan15, image, ltx, ltx2, mochi, svd, taehv, taesd, wan
+from . import cogvideox, hunyuan, hunyuan15, image, kandinsky, ltx, ltx2, mochi, svd, taehv, taesd, wan
 from .family import Family, Lookalike, StateDict
 
 FAMILIES: tuple[Family, ...] = (
@@ -29,6 +29,7 @@ FAMILIES: tuple[Family, ...] = (
     svd.FAMILY,
     taesd.FAMILY,
     taehv.FAMILY,
+    kandinsky.FAMILY,
 )
 
 # models that are recognisable but not supported, so a file of theirs is named, not misread

@@ -33,13 +33,15 @@ def to_frames(pixels: torch.Tensor) -> torch.Tensor:
 
 
 class _Step:
-    """Runs :meth:`_compute` once, or with per-step statistics in tiles, once as a trial that gathers them."""
+    """Runs :meth:`_compute` once, or with per-step statistics in tiles (unless the caller gave them), once as a
+    trial that gathers them."""
 
     vae: CausalVideoVAE
     direction = "decode"
 
     def run(self, tiler: Tiler, state: StreamState) -> torch.Tensor:
-        if self.vae.norms.of(self.direction) != "chunk" or tiler.layout.whole_frame:
+        given = state.pooling is not None and state.pooling.frozen is not None  # statistics the caller gathered
+        if self.vae.norms.of(self.direction) != "chunk" or tiler.layout.whole_frame or given:
             return self._compute(tiler, state)
         with state.pooled(group_norm.Pooling(per_step=True)), state.carries.trial():
             self._compute(tiler, state)
