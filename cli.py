@@ -37,13 +37,15 @@ from .vae_core.io.video_reader import EIGHT_BIT, FULL_PRECISION, read_video
 
 VIDEO_SUFFIXES = tuple(VIDEO_CONTAINERS)  # what VideoFileSink writes
 SMALL_TILE_PX = 256  # below this, tiles' halos dominate (64-128 px tiles decode 3-5x slower than untiled)
+MAX_FPS = 1000  # beyond any camera or screen; a larger rate is a typo (1e9), and players choke on it
 
 
-def _check_output(path: str, suffixes: tuple[str, ...]) -> None:
-    """Before any work: the output's kind and folder."""
+def _check_output(args, suffixes: tuple[str, ...]) -> None:
+    """Before any work: the output's kind and folder, and that it replaces a file only when asked to."""
+    path = args.output
     if not path.lower().endswith(suffixes):
         raise FrameStreamError(f"the output (OUT) must end in {' or '.join(suffixes)}: {path}")
-    check_writable(path)
+    check_writable(path, overwrite=args.overwrite)
 
 
 def _load(args) -> tuple[torch.nn.Module, torch.device, torch.dtype]:
@@ -73,17 +75,25 @@ def _budget(args) -> int | None:
 
 def _overlap(args) -> int:
     """--overlap, or with a --tile given alone the default overlap capped at a quarter of the tile (so a small
-    tile works as asked); warns when the overlaps make tiling several times slower than one whole frame."""
-    overlap = args.overlap
-    if overlap is None:
-        overlap = DEFAULT_OVERLAP_PX if not isinstance(args.tile, int) else min(DEFAULT_OVERLAP_PX, args.tile // 4)
-    if isinstance(args.tile, int) and overlap < args.tile:
-        work = (args.tile / (args.tile - overlap)) ** 2  # each tile's area over the area it adds to the frame
-        if work >= 1.5 or args.tile < SMALL_TILE_PX:
-            warnings.warn(f"tiles of {args.tile} px overlapping by {overlap} px compute each pixel about {work:.1f} "
-                          f"times, plus each tile's own halo at every stage: small tiles decode several times slower "
-                          f"than untiled; use --tile auto or {SMALL_TILE_PX} px or more unless memory forces it")
-    return overlap
+    tile works as asked)."""
+    if args.overlap is not None:
+        return args.overlap
+    return DEFAULT_OVERLAP_PX if not isinstance(args.tile, int) else min(DEFAULT_OVERLAP_PX, args.tile // 4)
+
+
+def _check_tile(args, vae, settings: Settings) -> None:
+    """A --tile the model cannot take is refused; one that makes tiling several times slower than one whole
+    frame is warned about (after the refusals, so a refused run says only why)."""
+    tile, r = args.tile, vae.spatial_ratio
+    if not isinstance(tile, int):
+        return
+    if tile < r:
+        raise FrameStreamError(f"--tile must be at least {r} px for the {vae.family}, got {tile}")
+    work = (tile / (tile - settings.overlap)) ** 2  # each tile's area over the area it adds to the frame
+    if work >= 1.5 or tile < SMALL_TILE_PX:
+        warnings.warn(f"tiles of {tile} px overlapping by {settings.overlap} px compute each pixel about {work:.1f} "
+                      f"times, plus each tile's own halo at every stage: small tiles decode several times slower "
+                      f"than untiled; use --tile auto or {SMALL_TILE_PX} px or more unless memory forces it")
 
 
 def _fps_arg(text: str) -> Fraction:
@@ -92,10 +102,20 @@ def _fps_arg(text: str) -> Fraction:
         rate = Fraction(text)
     except (ValueError, ZeroDivisionError):
         rate = None
-    if rate is None or rate <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive frame rate such as 16, 23.976 or 30000/1001, "
-                                         f"got {text!r}")
+    if rate is None or rate <= 0 or rate > MAX_FPS:
+        raise argparse.ArgumentTypeError(f"expected a positive frame rate of at most {MAX_FPS} such as 16, 23.976 "
+                                         f"or 30000/1001, got {text!r}")
     return rate
+
+
+def _demo_size_arg(text: str) -> tuple[int, int]:
+    """The demo's frame size: one number (a square) or WIDTHxHEIGHT."""
+    width, _, height = text.lower().partition("x")
+    height = height or width
+    if not (width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise argparse.ArgumentTypeError(f"expected a size in pixels such as 128, or WIDTHxHEIGHT such as 192x128, "
+                                         f"got {text!r}")
+    return int(width), int(height)
 
 
 def _tile_arg(text: str):
@@ -129,7 +149,7 @@ def cmd_decode(args) -> None:
 
 
 def _decode(args, decode, lead: bool) -> None:
-    _check_output(args.output, (".safetensors", *VIDEO_SUFFIXES))
+    _check_output(args, (".safetensors", *VIDEO_SUFFIXES))
     sink = _frame_sink(args)  # checks fps and crf before any work
     settings = _settings(args, "decode", lead, frames_per_step=args.frames_per_step,
                          statistics_passes=args.statistics_passes)
@@ -137,6 +157,7 @@ def _decode(args, decode, lead: bool) -> None:
     vae, device, dtype = _load(args)
     started = time.perf_counter()
     shape = check_latent(vae, latent, args.num_frames).shape
+    _check_tile(args, vae, settings)
     work = plan_decode(vae, shape, settings, sink=sink).check_budget(settings)  # an impossible budget, before any work
     videos, _, length, height, width = shape
     frames = decode(vae, latent, sink=sink, settings=settings, num_frames=args.num_frames, plan=work)
@@ -160,6 +181,12 @@ def _frames_source(args, vae):
     """The input frames: a whole tensor from a safetensors file (.latent is one too, so it gets the tensor-file
     message rather than a video one), or a video file of any container PyAV reads, read frame by frame."""
     if args.video.lower().endswith((".safetensors", ".latent")):
+        given = [flag for flag, value, default in (("--size", args.size, None), ("--start", args.start, 0),
+                                                   ("--stop", args.stop, None), ("--stride", args.stride, 1),
+                                                   ("--eight-bit", args.eight_bit, False)) if value != default]
+        if given:
+            raise FrameStreamError(f"{' and '.join(given)} apply to reading a video file; {args.video} holds the "
+                                   "frames themselves (crop, resize or pick them before saving it)")
         return {"frames": read_frames(args.video)}
     size = _size_arg(args.size)
     reading = EIGHT_BIT if args.eight_bit else FULL_PRECISION
@@ -172,16 +199,17 @@ def _size_arg(text: str | None):
     if text is None:
         return None
     width, _, height = text.lower().partition("x")
-    if not (width.isdigit() and height.isdigit()):
-        raise FrameStreamError(f"--size must be WIDTHxHEIGHT in pixels, such as 832x480; got {text!r}")
+    if not (width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise FrameStreamError(f"--size must be WIDTHxHEIGHT in pixels, both at least 1, such as 832x480; got {text!r}")
     return int(width), int(height)
 
 
 def cmd_encode(args) -> None:
-    _check_output(args.output, (".latent", ".safetensors"))
+    _check_output(args, (".latent", ".safetensors"))
     settings = _settings(args, "encode", latents_per_step=args.latents_per_step)
     vae, device, dtype = _load(args)
     source = _frames_source(args, vae)
+    _check_tile(args, vae, settings)
     started = time.perf_counter()
     latent = engine.encode(vae, **source, settings=settings)
     write_latent(args.output, latent)
@@ -199,8 +227,20 @@ def cmd_plan(args) -> None:
     vae = load_vae(args.vae, "cpu", resolve_dtype(args.dtype, device))  # the plan needs shapes, not the device
     vae.configure(decode_timestep=args.decode_timestep)
     shape = _planned_latent_shape(args, vae)
-    sink = VideoFileSink(args.output, 24, lossless=args.lossless) if args.output else None  # its encoder's memory
-    print(plan_decode(vae, shape, settings, device, sink).check_budget(settings).describe(vae.spatial_ratio))
+    _check_tile(args, vae, settings)
+    print(plan_decode(vae, shape, settings, device, _planned_sink(args)).check_budget(settings)
+          .describe(vae.spatial_ratio))
+
+
+def _planned_sink(args):
+    """What the decode would write into, for its memory (nothing is written): a video file's encoder, or the
+    frames a .safetensors output keeps (also without --output)."""
+    if args.output is None or args.output.lower().endswith(".safetensors"):
+        return FrameSink()
+    if not args.output.lower().endswith(VIDEO_SUFFIXES):
+        raise FrameStreamError(f"the output (--output) must end in {' or '.join(('.safetensors', *VIDEO_SUFFIXES))}: "
+                               f"{args.output}")
+    return VideoFileSink(args.output, 24, lossless=args.lossless)
 
 
 def _planned_device(name: str) -> torch.device:
@@ -218,7 +258,9 @@ def _planned_latent_shape(args, vae) -> tuple[int, ...]:
         raise FrameStreamError("give a LATENT file, or --frames and --size for a video of that many frames and size")
     if args.latent is not None:
         return tuple(check_latent(vae, read_latent(args.latent), args.num_frames).shape)
-    width, height = _size_arg(args.size or "")
+    if args.size is None:
+        raise FrameStreamError("--frames needs --size WIDTHxHEIGHT too, such as --size 832x480")
+    width, height = _size_arg(args.size)
     r = vae.spatial_ratio
     if args.frames < 1 or width < r or height < r:
         raise FrameStreamError(f"--frames must be at least 1 and --size at least {r}x{r} px for the {vae.family}")
@@ -228,23 +270,24 @@ def _planned_latent_shape(args, vae) -> tuple[int, ...]:
 
 def cmd_demo(args) -> None:
     if args.output:
-        _check_output(args.output, (".safetensors", *VIDEO_SUFFIXES))
+        _check_output(args, (".safetensors", *VIDEO_SUFFIXES))
         _frame_sink(args)  # checks fps and crf before any work
+    width, height = args.size
     device = resolve_device(args.device)
     trained = os.path.exists(FIXTURE_PATH)
     vae = (fixture_vae() if trained else demo_vae()).to(device)
-    clip = moving_shapes(args.frames, args.size, args.size)
+    clip = moving_shapes(args.frames, height, width)
     kind = "trained weights" if trained else "seeded random weights: the trained fixture is not installed"
     print(f"demo: {vae.family} architecture at reduced width ({sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M "
-          f"{kind}), a generated {args.frames}-frame {args.size}x{args.size} clip, on {device}")
+          f"{kind}), a generated {args.frames}-frame {width}x{height} clip, on {device}")
     started = time.perf_counter()
     latent = engine.encode(vae, clip, progress=ConsoleProgress("encode", args.quiet))
     encoded = time.perf_counter()
     frames = engine.decode(vae, latent, frames_per_step=args.frames_per_step, progress=ConsoleProgress("decode", args.quiet))
     decoded = time.perf_counter()
     whole = engine.decode(vae, latent, frames_per_step=latent.shape[2])
-    tile = args.size // 2 + 32
-    tiled = engine.decode(vae, latent, tile=tile, overlap=32) if tile < args.size else None
+    tile = max(width, height) // 2 + 32
+    tiled = engine.decode(vae, latent, tile=tile, overlap=32) if tile < max(width, height) else None
     kept = clip[: frames.shape[0], : frames.shape[1], : frames.shape[2]]  # the encoder crops to whole latent pixels
     print(f"encode: {clip.shape[0]} frames -> latent {tuple(latent.shape)} in {encoded - started:.2f} s")
     print(f"decode: {latent.shape[2]} latent frames -> {frames.shape[0]} frames, {args.frames_per_step} per step, "
@@ -252,7 +295,7 @@ def cmd_demo(args) -> None:
     print(f"reconstruction PSNR vs the input clip: {psnr(frames, kept):.1f} dB")
     print(f"streamed vs whole-clip decode: max |difference| = {(frames - whole).abs().max().item():.2e}")
     if tiled is None:
-        print(f"tiles: a {args.size} px frame fits one {tile} px tile, so nothing was tiled (try --size 128 or more)")
+        print(f"tiles: a {width}x{height} px frame fits one {tile} px tile, so nothing was tiled (try --size 128 or more)")
     else:
         print(f"2x2 tiles of {tile} px vs whole frame: PSNR {psnr(tiled, frames):.1f} dB")
     print(peak_memory_text(device))
@@ -317,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a sound to put in the video file (any file PyAV reads: .wav, .flac, .mp3, .m4a, a video's "
                             "track): AAC, Opus in .webm, as long as the sound")
 
+    def overwrite(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-y", "--overwrite", action="store_true", help="replace OUT if it exists (default: refuse)")
+
     p = sub.add_parser("decode", help="latent -> a video file, or frames [B*T, H, W, 3] in [0, 1] (the host's IMAGE)")
     p.add_argument("vae", help=f"VAE .safetensors: a {supported()} (original, diffusers or ComfyUI layout)")
     p.add_argument("latent", help="a host .latent file or a .safetensors with one tensor: [C,T,H,W] or [B,C,T,H,W] "
@@ -338,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ltx-noise-seed", type=int, default=0,
                    help="LTX-Video 0.9.1 and LTX-2 decoders that add noise: its seed (default 0)")
     video_output(p)
+    overwrite(p)
     common(p)
     p.set_defaults(run=cmd_decode)
 
@@ -356,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the file's own bit depth, as ComfyUI 0.25 and later read them)")
     p.add_argument("--latents-per-step", type=int, default=engine.DEFAULT_LATENTS_PER_STEP,
                    help="latent frames produced per step after the first (each takes 4 pixel frames)")
+    overwrite(p)
     common(p)
     p.set_defaults(run=cmd_encode)
 
@@ -373,18 +421,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=_tile_arg, default="auto", help="as for decode")
     p.add_argument("--overlap", type=int, help="as for decode")
     p.add_argument("--max-memory", type=float, metavar="GB", help="the budget to plan for (default: what is free)")
-    p.add_argument("--output", help=f"the video file ({', '.join(VIDEO_SUFFIXES)}) the decode would write: its "
-                                    "encoder's memory is counted (nothing is written)")
+    p.add_argument("-o", "--output", help=f"the output the decode would write: a video file ({', '.join(VIDEO_SUFFIXES)}), "
+                                          "whose encoder's memory is counted, or .safetensors (the default), whose "
+                                          "frames are; nothing is written")
     p.add_argument("--lossless", action="store_true", help="as for decode")
     p.set_defaults(run=cmd_plan)
 
     p = sub.add_parser("demo", help="encode and decode a generated clip with the bundled small trained VAE")
     p.add_argument("--frames", type=int, default=33, help="clip length in frames (default 33)")
-    p.add_argument("--size", type=int, default=128, help="frame size in pixels (default 128)")
+    p.add_argument("--size", type=_demo_size_arg, default=(128, 128),
+                   help="frame size in pixels: 128 (a square, the default) or WIDTHxHEIGHT such as 192x128")
     p.add_argument("--frames-per-step", type=int, default=engine.DEFAULT_FRAMES_PER_STEP,
                    help=f"latent frames decoded per step (default {engine.DEFAULT_FRAMES_PER_STEP})")
     p.add_argument("-o", "--output", help="also save the decoded clip: .mp4 (.mkv, .mov, .webm) or .safetensors")
     video_output(p)
+    overwrite(p)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars on stderr")
     p.set_defaults(run=cmd_demo)
@@ -410,9 +461,20 @@ def _stderr_line(line: str) -> None:
     sys.stderr.flush()
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments; an unknown option is reported by the subcommand it was given to, whose help lists the
+    options it takes."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+        commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(argv)
     except SystemExit as done:  # --help, --version or a one-line usage error: hand back its exit status
         return done.code if isinstance(done.code, int) else 1
     in_main_thread = threading.current_thread() is threading.main_thread()
@@ -420,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
+            if distributed.launched_by_torchrun() and os.environ.get("RANK", "0") != "0":
+                warnings.simplefilter("ignore")  # every rank would say the same: rank 0 speaks for them
             args.run(args)
     except FrameStreamError as err:
         _stderr_line(f"framestream: error: {err}")

@@ -134,13 +134,13 @@ def test_bad_inputs_each_give_one_line_and_write_nothing(files, capsys, tmp_path
     code, _, err = run(["decode", vae, latent, "-o", tmp_path / "out.gif"], capsys)
     assert_one_line_error(code, err, "must end in .safetensors or .mp4")
     for options, message in [(["--fps", "0"], "fps"), (["--crf", "60"], "crf"), (["--overlap", "-8"], "overlap"),
-                             (["--tile", "4"], "tile size must be at least 8"),
+                             (["--tile", "4"], "--tile must be at least 8 px"),
                              (["--tile", "32", "--overlap", "32"], "smaller than the tile")]:
         code, _, err = run(["decode", vae, latent, "-o", tmp_path / "out.mp4", *options], capsys)
         assert_one_line_error(code, err, message)
     code, _, err = run(["encode", vae, latent, "-o", tmp_path / "out.latent"], capsys)
     assert_one_line_error(code, err, "no 'frames' tensor")
-    for name, frames, message in [("empty", torch.rand(0, 16, 16, 3), "no frame"),
+    for name, frames, message in [("empty", torch.rand(0, 16, 16, 3), "the frames are empty"),
                                   ("bytes", torch.randint(0, 255, (5, 16, 16, 3), dtype=torch.uint8), "dtype torch.uint8"),
                                   ("levels", torch.rand(5, 16, 16, 3) * 255, "0-255 values need / 255")]:
         video = bad(tmp_path, f"{name}.safetensors", {"frames": frames})
@@ -331,7 +331,7 @@ def test_encode_reads_at_full_precision_unless_told_eight_bit(capsys, tmp_path, 
     sink.start((1, 9, 32, 64, 3))
     sink.write(0, 0, moving_shapes(9, 32, 64))
     sink.result()
-    for option, reading in (([], FULL_PRECISION), (["--eight-bit"], EIGHT_BIT)):
+    for option, reading in (([], FULL_PRECISION), (["--eight-bit", "--overwrite"], EIGHT_BIT)):
         code, _, err = run(["encode", vae_path, tmp_path / "clip.mp4", "-o", tmp_path / "clip.latent", "--tile",
                             "none", "-q", *option], capsys)
         assert code == 0, err

@@ -195,3 +195,153 @@ def test_sigterm_mid_decode_leaves_nothing(tmp_path):
 def test_demo_at_a_size_the_vae_crops(capsys):
     code, out, _ = run(["demo", "--size", "100", "--frames", "5", "-q"], capsys)
     assert code == 0 and "reconstruction PSNR" in out and "demo done in" in out
+
+
+# --- the second new user's list (issue 31): each bad input one line, nothing written or lost ------------------
+
+
+def one_error(code, err, pattern):
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("framestream: error:") and pattern in lines[0], err
+
+
+def test_an_unreadable_vae_or_latent_is_named_and_nothing_is_written(tmp_path, capsys, monkeypatch):
+    """The tests run as root, which reads anything: the permission check is what is exercised."""
+    write_latent(str(tmp_path / "z.latent"), torch.randn(1, 16, 2, 8, 8))
+    real_access = os.access
+    for locked in (str(VAE), str(tmp_path / "z.latent")):
+        monkeypatch.setattr(os, "access", lambda path, mode, locked=locked: False if str(path) == locked and
+                            mode == os.R_OK else real_access(path, mode))
+        code, _, err = run(["decode", VAE, tmp_path / "z.latent", "-o", tmp_path / "x.mp4"], capsys)
+        one_error(code, err, f"cannot read {locked}: permission denied")
+    assert os.listdir(tmp_path) == ["z.latent"]
+
+
+def test_a_folder_given_as_a_file_is_called_a_folder(tmp_path, capsys):
+    code, _, err = run(["decode", VAE, tmp_path, "-o", tmp_path / "x.mp4"], capsys)
+    one_error(code, err, f"{tmp_path} is a folder; give the safetensors file itself")
+    code, _, err = run(["decode", VAE, tmp_path / "nothing.latent", "-o", tmp_path], capsys)
+    one_error(code, err, "the output (OUT) must end in")
+
+
+def test_a_budget_too_small_for_the_default_overlap_takes_smaller_tiles_with_a_narrower_one(tmp_path, capsys):
+    """128 px frames in a budget that tiles of at least two 64 px overlaps (136 px) do not fit, but 64 px tiles
+    overlapping by 16 px do (as --tile 64 would): the plan takes them and says so."""
+    write_latent(str(tmp_path / "z.latent"), torch.randn(1, 16, 2, 16, 16))
+    code, _, err = run(["decode", VAE, tmp_path / "z.latent", "-o", tmp_path / "x.mp4", "--max-memory", "0.07"],
+                       capsys)
+    assert code == 0, err
+    assert " tiles of " in err and "overlapping by 16 px" in err
+
+
+def test_fixed_tiles_or_the_whole_frame_over_a_budget_are_refused(tmp_path, capsys):
+    write_latent(str(tmp_path / "z.latent"), torch.randn(1, 16, 2, 16, 16))
+    code, _, err = run(["decode", VAE, tmp_path / "z.latent", "-o", tmp_path / "x.mp4", "--tile", "none",
+                        "--max-memory", "0.01"], capsys)
+    one_error(code, err, "the whole frame (no tiles) need")
+    assert "or let tiles be chosen to fit" in err and os.listdir(tmp_path) == ["z.latent"]
+
+
+def test_a_refused_tile_says_only_why(tmp_path, capsys):
+    write_latent(str(tmp_path / "z.latent"), torch.randn(1, 16, 2, 8, 8))
+    code, _, err = run(["decode", VAE, tmp_path / "z.latent", "-o", tmp_path / "x.mp4", "--tile", "3"], capsys)
+    one_error(code, err, "--tile must be at least 8 px for the Wan 2.1 VAE, got 3")
+    code, _, err = run(["decode", VAE, tmp_path / "z.latent", "-o", tmp_path / "x.mp4", "--tile", "64",
+                        "--overlap", "1000"], capsys)
+    one_error(code, err, "tile overlap (1000 px) must be smaller than the tile (64 px); try an overlap of 16 px")
+
+
+def test_sizes_read_width_by_height_everywhere(tmp_path):
+    from framestream.vae_core import encode
+
+    with pytest.warns(UserWarning, match=r"encoding 9 frames of 96x56 px out of 9 of 100x60"):
+        encode(load_vae(VAE), torch.rand(9, 60, 100, 3))
+    with pytest.warns(UserWarning, match=r"encoding 1 frame of 96x56 px out of 2 of 100x60"):
+        encode(load_vae(VAE), torch.rand(2, 60, 100, 3))
+
+
+def test_the_demo_takes_width_by_height_and_encode_refuses_video_options_for_frames(tmp_path, capsys):
+    code, out, err = run(["demo", "--size", "64x48", "--frames", "5", "-q"], capsys)
+    assert code == 0 and "5-frame 64x48 clip" in out, err
+    from safetensors.torch import save_file
+
+    save_file({"frames": torch.rand(5, 32, 32, 3)}, tmp_path / "f.safetensors")
+    code, _, err = run(["encode", VAE, tmp_path / "f.safetensors", "-o", tmp_path / "z.latent", "--size", "16x16"],
+                       capsys)
+    one_error(code, err, "--size apply to reading a video file")
+    assert os.listdir(tmp_path) == ["f.safetensors"]
+
+
+def test_plan_takes_what_decode_takes(tmp_path, capsys):
+    write_latent(str(tmp_path / "z.latent"), torch.randn(1, 16, 2, 8, 8))
+    for output in ("x.safetensors", "x.mp4"):
+        code, out, err = run(["plan", VAE, tmp_path / "z.latent", "-o", tmp_path / output], capsys)
+        assert code == 0 and "estimated peak" in out, err
+    code, _, err = run(["plan", VAE, "--frames", "33"], capsys)
+    one_error(code, err, "--frames needs --size WIDTHxHEIGHT too")
+    code, _, err = run(["plan", VAE, "--frames", "33", "--size", "0x0"], capsys)
+    one_error(code, err, "both at least 1")
+    assert os.listdir(tmp_path) == ["z.latent"]
+
+
+def test_an_unknown_option_points_to_its_subcommands_help(capsys):
+    code, _, err = run(["decode", VAE, "z.latent", "-o", "x.mp4", "--bogus"], capsys)
+    one_error(code, err, "unrecognized arguments: --bogus (see: framestream decode --help)")
+
+
+def test_absurd_rates_rgba_frames_and_existing_outputs(tmp_path, capsys):
+    write_latent(str(tmp_path / "z.latent"), torch.randn(1, 16, 2, 8, 8))
+    code, _, err = run(["decode", VAE, tmp_path / "z.latent", "-o", tmp_path / "x.mp4", "--fps", "1e9"], capsys)
+    one_error(code, err, "a positive frame rate of at most 1000")
+    code, _, err = run(["decode", VAE, tmp_path / "z.latent", "-o", tmp_path / "z.latent"], capsys)
+    one_error(code, err, "the output (OUT) must end in")
+    (tmp_path / "x.mp4").write_bytes(b"mine")
+    code, _, err = run(["decode", VAE, tmp_path / "z.latent", "-o", tmp_path / "x.mp4", "-q"], capsys)
+    one_error(code, err, "x.mp4 exists; pass --overwrite to replace it")
+    os.chmod(tmp_path / "x.mp4", 0o444)
+    code, _, err = run(["decode", VAE, tmp_path / "z.latent", "-o", tmp_path / "x.mp4", "-q", "--overwrite"], capsys)
+    if os.geteuid() != 0:  # root may write anything: the refusal reads the file's mode through os.access
+        one_error(code, err, "exists and is read-only")
+        assert (tmp_path / "x.mp4").read_bytes() == b"mine"
+    os.chmod(tmp_path / "x.mp4", 0o644)
+    code, _, err = run(["decode", VAE, tmp_path / "z.latent", "-o", tmp_path / "x.mp4", "-q", "--overwrite"], capsys)
+    assert code == 0 and (tmp_path / "x.mp4").read_bytes() != b"mine", err
+    from framestream.vae_core import encode
+
+    vae, frames = load_vae(VAE), torch.rand(5, 32, 32, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match="4 channels \\(RGBA\\): the 4th, alpha, is left out"):
+        rgba = encode(vae, frames)
+    assert torch.equal(rgba, encode(vae, frames[..., :3]))
+
+
+def test_counts_read_as_sentences():
+    from framestream.vae_core import decode
+
+    z = torch.randn(1, 16, 2, 4, 4)
+    z[0, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(FrameStreamError, match="latent contains 1 NaN/inf value;"):
+        decode(load_vae(VAE), z)
+
+
+def test_under_torchrun_only_rank_0_warns(tmp_path, capsys, monkeypatch):
+    write_latent(str(tmp_path / "z.latent"), torch.randn(1, 16, 2, 16, 16))
+    said = {}
+    for rank in ("0", "1"):
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", rank)
+        code, _, err = run(["plan", VAE, tmp_path / "z.latent", "--tile", "64"], capsys)
+        said[rank] = [line for line in err.splitlines() if "warning" in line]
+        assert code == 0, err
+    assert len(said["0"]) == 1 and said["1"] == []
+
+
+def test_a_killed_runs_hidden_temporary_is_cleaned_by_the_next_run_into_that_folder(tmp_path, capsys):
+    write_latent(str(tmp_path / "z.latent"), torch.randn(1, 16, 2, 8, 8))
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a process id that no longer runs
+    stale, live = tmp_path / f".framestream-{dead.pid}-abc.mp4", tmp_path / f".framestream-{os.getpid()}-def.mp4"
+    stale.write_bytes(b"")
+    live.write_bytes(b"")
+    code, _, err = run(["decode", VAE, tmp_path / "z.latent", "-o", tmp_path / "x.mp4", "-q"], capsys)
+    assert code == 0, err
+    assert not stale.exists() and live.exists()

@@ -121,10 +121,10 @@ def test_groupnorm_families_and_an_uninitialised_group_are_refused():
 
     hunyuan = build_vae(diffusers_hunyuan().state_dict())
     with pytest.raises(FrameStreamError, match="GroupNorms take statistics across tiles"):
-        distributed.decode(hunyuan, torch.randn(1, 16, 2, 4, 4), tile=16)
+        distributed.decode(hunyuan, torch.randn(1, 16, 2, 4, 4), tile=16, overlap=8)
     wan = model("wan")
     with pytest.raises(FrameStreamError, match="needs torch.distributed initialised"):
-        distributed.decode(wan, latent(wan), tile=TILE)
+        distributed.decode(wan, latent(wan), tile=TILE, overlap=OVERLAP)
 
 
 def test_torchrun_decodes_what_one_process_decodes_and_rank_0_alone_writes(tmp_path):

@@ -61,15 +61,29 @@ def test_plan_takes_the_largest_tile_that_fits_the_planned_share_of_the_budget(w
 
 
 def test_plan_falls_back_to_the_smallest_tile_when_nothing_fits(wan21_pair):
+    """Below the smallest tile the overlap asked allows, tiles overlap by a quarter of their size, down to 4
+    latent cells; when even those do not fit, the plan is the smallest of them."""
     vae = wan21_pair[1]
-    assert memory.plan(vae, 512, 512, 1, 32, 1) == memory.Plan(memory.MIN_TILE_PX, False)
-    assert memory.plan(vae, 512, 512, 1, 80, 1).tile_px == 2 * 80 + 8  # two overlaps and one owned cell
+    smallest = memory.Plan(memory.SMALLEST_TILE_CELLS * 8, False, 8)
+    assert memory.plan(vae, 512, 512, 1, 32, 1) == memory.plan(vae, 512, 512, 1, 80, 1) == smallest
+
+
+def test_tiles_smaller_than_the_overlap_allows_fit_a_small_budget_with_a_narrower_overlap(wan21_pair):
+    """A budget that no tile of at least two 64 px overlaps plus a cell fits (136 px), but 64 px tiles
+    overlapping by 16 px do, as a user's --tile 64 would."""
+    vae = wan21_pair[1]
+    smallest_default = step_estimate(vae, 256, 256, 1, 136, overlap_px=64).total
+    quarter = step_estimate(vae, 256, 256, 1, 64, overlap_px=16).total
+    assert quarter < smallest_default
+    got = memory.plan(vae, 256, 256, 1, 64, quarter / memory.PLANNED_SHARE + 1)
+    assert got.tile_px >= 64 and got.overlap_px == min(64, got.tile_px // 4 // 8 * 8) and got.tile_px < 136
+    assert step_estimate(vae, 256, 256, 1, got.tile_px, overlap_px=got.overlap_px).total <= quarter
 
 
 def test_plan_reads_free_memory_when_no_budget_is_given(wan21_pair, monkeypatch):
     vae = wan21_pair[1]
     monkeypatch.setattr(memory, "free_bytes", lambda device: 1)
-    assert memory.plan(vae, 512, 512, 1, 32, None).tile_px == memory.MIN_TILE_PX
+    assert memory.plan(vae, 512, 512, 1, 32, None).tile_px == memory.SMALLEST_TILE_CELLS * 8
     monkeypatch.setattr(memory, "free_bytes", lambda device: 2**50)
     assert memory.plan(vae, 512, 512, 1, 64, None).tile_px is None
 
@@ -100,4 +114,5 @@ def test_on_a_gpu_the_plan_moves_carries_to_host_ram_only_when_no_tile_fits_othe
                              overlap_px=64).total / memory.PLANNED_SHARE
     assert budget < smallest_kept  # so keeping the carries on the device fits no tile
     assert memory.plan(vae, 1024, 1024, 1, 64, budget, device=gpu) == memory.Plan(400, True)
-    assert memory.plan(vae, 1024, 1024, 1, 64, budget) == memory.Plan(136, False)  # on the CPU: nowhere to move them
+    # on the CPU there is nowhere to move them: no tile fits, so the plan is the smallest, 4 cells overlapping by 1
+    assert memory.plan(vae, 1024, 1024, 1, 64, budget) == memory.Plan(32, False, 8)

@@ -7,6 +7,7 @@ failed or interrupted run never leaves a half-written output behind.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -20,15 +21,61 @@ _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 LATENT_KEY = "latent_tensor"
 LATENT_VERSION_KEY = "latent_format_version_0"  # its absence makes Load Latent rescale by 1/0.18215
 FRAMES_KEY = "frames"
+# the temporary a write goes to until it is complete: ".framestream-<pid>-<random><suffix>", beside the target
+TEMP_PREFIX = ".framestream-"
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-")
 
 
-def check_writable(path: str) -> None:
-    """Fails before any work is done if ``path`` cannot be written."""
+def check_readable(path: str, what: str = "file") -> None:
+    """One clear error when ``path`` is missing, a folder, or not readable by this user."""
+    if os.path.isdir(path):
+        raise FrameStreamError(f"{path} is a folder; give the {what} itself")
+    if not os.path.isfile(path):
+        raise FrameStreamError(f"file not found: {path}")
+    if not os.access(path, os.R_OK):
+        raise FrameStreamError(f"cannot read {path}: permission denied (its owner or mode keeps this user out)")
+
+
+def check_writable(path: str, overwrite: bool = True) -> None:
+    """Fails before any work is done if ``path`` cannot be written; with ``overwrite`` False, also if it exists."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FrameStreamError(f"output folder does not exist: {folder}")
     if not os.access(folder, os.W_OK):
         raise FrameStreamError(f"output folder is not writable: {folder}")
+    if os.path.isdir(path):
+        raise FrameStreamError(f"the output {path} is a folder; give a file name")
+    if os.path.exists(path):
+        if not overwrite:
+            raise FrameStreamError(f"{path} exists; pass --overwrite to replace it")
+        if not os.access(path, os.W_OK):
+            raise FrameStreamError(f"{path} exists and is read-only; it was left as it is")
+
+
+def remove_stale_temporaries(folder: str) -> None:
+    """Deletes what writes into ``folder`` left behind when their process was killed (SIGKILL gives no chance to
+    clean up): temporaries whose process is gone."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = _TEMP_NAME.match(name)
+        if match and not _alive(int(match.group(1))):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass  # another run's cleanup got there first, or it is not ours to remove
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process: alive
+        return True
+    return True
 
 
 @contextmanager
@@ -36,7 +83,8 @@ def atomic_path(path: str) -> Iterator[str]:
     """A temporary path beside ``path`` that becomes ``path`` only if the block succeeds."""
     check_writable(path)
     folder = os.path.dirname(os.path.abspath(path))
-    handle, temp = tempfile.mkstemp(prefix=".framestream-", suffix=os.path.splitext(path)[1], dir=folder)
+    remove_stale_temporaries(folder)
+    handle, temp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=os.path.splitext(path)[1], dir=folder)
     os.close(handle)
     try:
         yield temp
@@ -65,10 +113,12 @@ def read_safetensors(path: str, device: str | torch.device = "cpu", dtype: torch
     so a file in another precision never sits in memory twice, and a whole-model
     checkpoint gives up only the part asked for.
     """
-    if not os.path.isfile(path):
-        raise FrameStreamError(f"file not found: {path}")
-    with open(path, "rb") as f:
-        head = f.read(9)
+    check_readable(path, "safetensors file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as err:
+        raise FrameStreamError(f"cannot read {path}: {err.strerror or err}") from None
     # a pickle starts with PK (zip) or 0x80; a safetensors file's 8-byte header length may too, but its JSON follows
     pickled = head[:2] == b"PK" or (head[:1] == b"\x80" and head[8:9] != b"{")
     if path.lower().endswith(_PICKLE_SUFFIXES) or pickled:

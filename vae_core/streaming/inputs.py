@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-from ..errors import FrameStreamError
+from ..errors import FrameStreamError, plural
 from .model import CausalVideoVAE
 
 
@@ -75,7 +77,8 @@ def check_latent(vae: CausalVideoVAE, latent: torch.Tensor, num_frames: int | No
     bad = (~torch.isfinite(latent)).sum().item()
     if bad:
         raise FrameStreamError(
-            f"latent contains {bad} NaN/inf values; the sampler diverged or the file is damaged, so nothing was decoded"
+            f"latent contains {plural(bad, 'NaN/inf value')}; the sampler diverged or the file is damaged, so nothing was "
+            "decoded"
         )
     return latent
 
@@ -90,16 +93,19 @@ def check_frames(vae: CausalVideoVAE, frames: torch.Tensor) -> torch.Tensor:
     r = vae.spatial_ratio
     t, h, w = frames.shape[:3]
     if t == 0:
-        raise FrameStreamError("frames hold no frame; expected at least one")
+        raise FrameStreamError("the frames are empty (0 frames); expected at least one")
     if h < r or w < r:
         raise FrameStreamError(f"frames are {w}x{h} px; the {vae.family} needs at least {r}x{r}")
     groups = frames[..., :3].split(8)  # statistics group by group: no full-size temporary
     bad = sum((~torch.isfinite(group)).sum().item() for group in groups)
     if bad:
-        raise FrameStreamError(f"frames contain {bad} NaN/inf values")
+        raise FrameStreamError(f"frames contain {plural(bad, 'NaN/inf value')}")
     low, high = min(g.min().item() for g in groups), max(g.max().item() for g in groups)
     if low < -0.5 or high > 1.5:
         raise FrameStreamError(f"frame values span [{low:.3g}, {high:.3g}]; expected [0, 1] (0-255 values need / 255)")
+    if frames.shape[-1] == 4:
+        warnings.warn("the frames have 4 channels (RGBA): the 4th, alpha, is left out, as the host's VAE Encode "
+                      "leaves it out; composite them over a background first to keep what it hides", stacklevel=3)
     top, left = (h % r) // 2, (w % r) // 2
     return frames[:, top : top + h // r * r, left : left + w // r * r, :3]
 

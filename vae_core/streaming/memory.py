@@ -32,6 +32,8 @@ from .settings import Settings
 from .tiles import spans
 
 MIN_TILE_PX = 128
+# the smallest tile, in latent cells, a plan narrows the overlap for when nothing larger fits a budget
+SMALLEST_TILE_CELLS = 4
 # the estimate lands within a few percent of measured peaks (benchmarks/tiling_and_memory.py, "plan");
 # tiles are planned against this share of a budget so that the budget itself holds
 PLANNED_SHARE = 0.9
@@ -51,12 +53,14 @@ def request_for(vae: CausalVideoVAE, direction: str, *, height: int, width: int,
 class Plan:
     tile_px: int | None  # None: the whole frame
     offload_carries: bool  # keep the causal carries in host RAM
+    overlap_px: int | None = None  # narrowed to fit tiles smaller than the overlap asked allows; None: as asked
 
 
 def tiles_for(request: Request, budget: float) -> Plan:
     """The cheapest way to fit ``budget`` bytes: the whole frame, else the largest tiles, else, on a GPU, the same
-    with the carries in host RAM (moving them costs transfers every step). When nothing fits, the smallest tiles
-    (with carries in RAM on a GPU); the engine then still reacts to running out of memory."""
+    with the carries in host RAM (moving them costs transfers every step), else tiles smaller than the overlap
+    asked allows, overlapping by a quarter of their size (as a tile given alone is). When nothing fits, the
+    smallest of those (with carries in RAM on a GPU); the engine then still reacts to running out of memory."""
     r = request.footprint.spatial_ratio
     smallest = max(MIN_TILE_PX, 2 * math.ceil(request.overlap_px / r) * r + r)
     placements = (False, True) if request.on_gpu else (False,)
@@ -66,6 +70,15 @@ def tiles_for(request: Request, budget: float) -> Plan:
             tried = dataclasses.replace(request, tile_px=tile, offload_carries=offload)
             if estimate(tried).total <= budget:
                 return Plan(tile, offload)
+    narrower = [(tile, min(request.overlap_px, tile // 4 // r * r))
+                for tile in range(min(smallest, largest) - r, SMALLEST_TILE_CELLS * r - 1, -r)]
+    for tile, overlap in narrower:
+        tried = dataclasses.replace(request, tile_px=tile, overlap_px=overlap, offload_carries=placements[-1])
+        if estimate(tried).total <= budget:
+            return Plan(tile, placements[-1], overlap)
+    if narrower:
+        tile, overlap = narrower[-1]
+        return Plan(tile, placements[-1], overlap)
     return Plan(smallest, placements[-1])
 
 
@@ -114,7 +127,7 @@ class WorkPlan:
             tiles = "the whole frame"
         else:
             rows, cols = (len(spans(side // r, tile // r, -(-self.overlap_px // r))) for side in (height, width))
-            tiles = f"{rows}x{cols} tiles of {tile} px"
+            tiles = f"{rows}x{cols} tiles of {tile} px overlapping by {self.overlap_px} px"
         carries = f", carries in host RAM ({self.estimate.offloaded / 2**30:.1f} GiB)" \
             if self.tiles.offload_carries else ""
         if self.estimate.growing:
@@ -143,19 +156,25 @@ class WorkPlan:
         return f"{len(self.steps) - flushing} steps of up to {self.per_step} latent frames{flush}"
 
     def check_budget(self, settings: Settings) -> "WorkPlan":
-        """This plan, or one error when even the smallest tiles cannot keep a user's budget (``tile="auto"`` with
-        ``budget``), naming the smallest budget that works. Call it only with a budget the user gave: against what
-        is free, the engine does its best and reacts to running out of memory."""
-        budget = settings.budget if settings.tile == "auto" else None
-        if budget is not None and self.estimate.total > PLANNED_SHARE * budget:
-            smallest = math.ceil(self.estimate.total / PLANNED_SHARE / 2**30 * 100) / 100
-            kept = self.estimate.kept
-            advice = f"; or write to a video file, which keeps no frames (these keep {kept / 2**30:.2f} GB)" \
-                if kept > PLANNED_SHARE * budget / 2 else ""
-            raise FrameStreamError(f"a memory budget of {budget / 2**30:.3g} GB is too small for this {self.direction} "
-                                   f"of {self.frame[1]}x{self.frame[0]} px: even tiles of {self.tiles.tile_px} px need "
-                                   f"{smallest:.2f} GB; give at least that{advice}")
-        return self
+        """This plan, or one error when it cannot keep a user's budget: even the smallest tiles with
+        ``tile="auto"``, or the whole frame or tiles the user fixed, naming the smallest budget that works. Call
+        it only with a budget the user gave: against what is free, the engine does its best and reacts to running
+        out of memory."""
+        budget = settings.budget
+        if budget is None or self.estimate.total <= PLANNED_SHARE * budget:
+            return self
+        smallest = math.ceil(self.estimate.total / PLANNED_SHARE / 2**30 * 100) / 100
+        kept = self.estimate.kept
+        advice = f"; or write to a video file, which keeps no frames (these keep {kept / 2**30:.2f} GB)" \
+            if kept > PLANNED_SHARE * budget / 2 else ""
+        given = f"a memory budget of {budget / 2**30:.3g} GB is too small for this {self.direction} of " \
+            f"{self.frame[1]}x{self.frame[0]} px"
+        if settings.tile == "auto":
+            raise FrameStreamError(f"{given}: even tiles of {self.tiles.tile_px} px need {smallest:.2f} GB; give at "
+                                   f"least that{advice}")
+        asked = f"tiles of {settings.tile} px" if settings.tiled else "the whole frame (no tiles)"
+        raise FrameStreamError(f"{given}: {asked} need {smallest:.2f} GB; give at least that, or let tiles be "
+                               f"chosen to fit (tile 'auto'){advice}")
 
 
 def _tiles(vae: CausalVideoVAE, height: int, width: int, per_step: int, settings: Settings, direction: str,
@@ -188,11 +207,12 @@ def plan_decode(vae: CausalVideoVAE, latent_shape: tuple[int, ...], settings: Se
     on_cpu = (device or vae.weight_device).type == "cpu"  # else the encoder's and the kept frames are in host RAM
     tiles = _tiles(vae, h * r, w * r, per_step, settings, "decode", device, length,
                    writer + kept if on_cpu else 0)
+    overlap = settings.overlap if tiles.overlap_px is None else tiles.overlap_px
     need = estimate(request_for(vae, "decode", height=h * r, width=w * r, per_step=per_step, length=length,
-                                device=device, tile_px=tiles.tile_px, overlap_px=settings.overlap,
+                                device=device, tile_px=tiles.tile_px, overlap_px=overlap,
                                 offload_carries=tiles.offload_carries))
     need = dataclasses.replace(need, writer=writer, kept=kept, beside=not on_cpu)
-    return WorkPlan("decode", (h * r, w * r), windows, per_step, tiles, settings.overlap, need, output)
+    return WorkPlan("decode", (h * r, w * r), windows, per_step, tiles, overlap, need, output)
 
 
 def plan_encode(vae: CausalVideoVAE, frames: int, height: int, width: int, settings: Settings,
@@ -202,11 +222,12 @@ def plan_encode(vae: CausalVideoVAE, frames: int, height: int, width: int, setti
     per_step = settings.latents_per_step
     length = vae.latent_frames(frames)
     tiles = _tiles(vae, height, width, per_step, settings, "encode", device, length)
+    overlap = settings.overlap if tiles.overlap_px is None else tiles.overlap_px
     need = estimate(request_for(vae, "encode", height=height, width=width, per_step=per_step, length=length,
-                                device=device, tile_px=tiles.tile_px, overlap_px=settings.overlap,
+                                device=device, tile_px=tiles.tile_px, overlap_px=overlap,
                                 offload_carries=tiles.offload_carries))
     output = (1, vae.latent_channels, length, height // vae.spatial_ratio, width // vae.spatial_ratio)
-    return WorkPlan("encode", (height, width), steps, per_step, tiles, settings.overlap, need, output)
+    return WorkPlan("encode", (height, width), steps, per_step, tiles, overlap, need, output)
 
 
 def room_to_ask(work: "Callable[[Settings], WorkPlan]", settings: Settings) -> int:

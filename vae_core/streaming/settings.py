@@ -54,6 +54,9 @@ class Settings:
             raise FrameStreamError(f"tile must be 'auto', 'none' or a size in pixels, got {self.tile!r}")
         if not _is_int(self.overlap) or self.overlap < 0:
             raise FrameStreamError(f"tile overlap must be 0 or more pixels, got {self.overlap!r}")
+        if _is_int(self.tile) and self.overlap >= self.tile:
+            raise FrameStreamError(f"tile overlap ({self.overlap} px) must be smaller than the tile ({self.tile} px); "
+                                   f"try an overlap of {self.tile // 4} px")
         if self.budget is not None and not self.budget > 0:
             raise FrameStreamError(f"the memory budget must be more than 0 bytes, got {self.budget!r}")
         if self.statistics_passes is not None and (not _is_int(self.statistics_passes) or self.statistics_passes < 0):

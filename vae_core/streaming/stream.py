@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import FrameStreamError
+from ..errors import FrameStreamError, plural
 from . import group_norm, memory, temporal
 from .counter import Counter
 from .inputs import check_frames, check_latent
@@ -172,7 +172,7 @@ class _Stream:
     def _setup(self, work: memory.WorkPlan, grid: tuple[int, int], total_steps: int) -> None:
         """The plan, the tiler and the progress count of a stream that runs alone."""
         self.settings.report_plan(work.describe(self.vae.spatial_ratio))
-        tiler = Tiler(self.vae, grid, work.tiles, self.settings.overlap, self.settings.on_retry, self.settings.carries)
+        tiler = Tiler(self.vae, grid, work.tiles, work.overlap_px, self.settings.on_retry, self.settings.carries)
         self._shared = Shared(work, tiler, Counter(total_steps, self.settings.progress))
         self.counter.start()
 
@@ -504,7 +504,7 @@ class EncodeStream(_Stream):
         kept, r = vae.pixel_frames(vae.latent_frames(length)), vae.spatial_ratio
         (height, width), (kept_h, kept_w) = self._size, (n // r * r for n in self._size)
         if (kept, kept_h, kept_w) != (length, height, width):
-            warnings.warn(f"encoding {kept} frames of {kept_h}x{kept_w} px out of {length} of {height}x{width}: the "
+            warnings.warn(f"encoding {plural(kept, 'frame')} of {kept_w}x{kept_h} px out of {length} of {width}x{height}: the "
                           f"VAE takes 1 + {vae.temporal_ratio}k frames of sides that are multiples of {r} px; the "
                           "rest is left out", stacklevel=2)
 
