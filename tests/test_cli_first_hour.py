@@ -345,3 +345,23 @@ def test_a_killed_runs_hidden_temporary_is_cleaned_by_the_next_run_into_that_fol
     code, _, err = run(["decode", VAE, tmp_path / "z.latent", "-o", tmp_path / "x.mp4", "-q"], capsys)
     assert code == 0, err
     assert not stale.exists() and live.exists()
+
+
+def test_the_command_starts_with_passive_openmp_waiting_unless_the_user_chose():
+    """Set before torch loads (the runtime reads it once): spinning threads make a decode several times slower
+    beside another job (benchmarks/wait_policy.py)."""
+    from framestream import launch
+
+    environ = {}
+    launch.prefer_passive_waiting(environ)
+    assert environ == {"OMP_WAIT_POLICY": "PASSIVE"}
+    for chosen in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "1000"}, {"KMP_BLOCKTIME": "0"}):
+        environ = dict(chosen)
+        launch.prefer_passive_waiting(environ)
+        assert environ == chosen
+    import tomllib
+
+    with open(os.path.join(checkout.ROOT, "pyproject.toml"), "rb") as f:  # both ways in start there
+        assert tomllib.load(f)["project"]["scripts"]["framestream"] == "framestream.launch:main"
+    with open(os.path.join(checkout.ROOT, "__main__.py")) as f:
+        assert "from .launch import main" in f.read()

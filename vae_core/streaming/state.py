@@ -6,7 +6,8 @@ frames it still needs from one chunk to the next. Instead of threading a cache
 list through every block's ``forward`` (the reference Wan code pastes that
 boilerplate into each block), such a layer calls :func:`sliding_windows` or
 :func:`first_call` with itself as the key, and the active :class:`StreamState`
-keeps its carry (in its :class:`carries.CarryStore`, one typed record per layer). Blocks built from these layers need no cache code at all.
+keeps its carry (in its :class:`carries.CarryStore`, one typed record per
+layer). Blocks built from these layers need no cache code at all.
 
 Two properties make tiling and out-of-memory recovery possible:
 
@@ -42,12 +43,15 @@ import contextvars
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
 from .carries import CarryName, CarryStore
 from .window import Window
+
+if TYPE_CHECKING:
+    from .group_norm import Pooling
 
 _ACTIVE: contextvars.ContextVar["StreamState | None"] = contextvars.ContextVar("framestream_stream", default=None)
 
@@ -81,7 +85,7 @@ class StreamState:
 
     def __init__(self, cache_device: torch.device | str | None = None, expected_frames: int | None = None,
                  pace: tuple[int, int] | None = None, rollback_to: torch.device | str | None = None,
-                 pooling=None) -> None:
+                 pooling: Pooling | None = None) -> None:
         self.carries = CarryStore(cache_device, rollback_to)
         self.expected_frames = expected_frames
         self.pace = pace
@@ -107,7 +111,7 @@ class StreamState:
         return self._context.ending
 
     @property
-    def pooling(self):
+    def pooling(self) -> Pooling | None:
         return self._pooling
 
     def owned(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,7 +142,7 @@ class StreamState:
             self._context.frames_owned = before
 
     @contextmanager
-    def pooled(self, pooling) -> Iterator[None]:
+    def pooled(self, pooling: Pooling | None) -> Iterator[None]:
         """GroupNorms run inside pick their statistics by ``pooling`` (:class:`group_norm.Pooling`)."""
         before, self._pooling = self._pooling, pooling
         try:

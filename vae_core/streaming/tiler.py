@@ -15,6 +15,7 @@ import torch
 
 from ..errors import FrameStreamError
 from . import memory
+from .group_norm import Pooling
 from .model import CausalVideoVAE
 from .runtime import release_cached_memory
 from .settings import Retry
@@ -54,7 +55,7 @@ class Tiler:
         return self.on_gpu and self.cache_device is None
 
     def new_state(self, expected_frames: int | None = None, pace: tuple[int, int] | None = None,
-                  pooling=None) -> StreamState:
+                  pooling: Pooling | None = None) -> StreamState:
         # on a GPU a step keeps what it overwrites in host RAM, to re-run it after running out of memory; a CPU
         # run cannot recover from a failed allocation, so it keeps nothing
         return StreamState(self.cache_device, expected_frames, pace, rollback_to="cpu" if self.on_gpu else None,
