@@ -142,11 +142,26 @@ def test_corrupt_header(tmp_path):
 
 
 def test_unsupported_family_named_not_misread(tmp_path):
-    """LTX-2.5's diffusion decoder reads LTX-2 latents, but it is another model: it is called what it is."""
+    """LTX-2's diffusion decoder reads LTX-2 latents, but it is another model: it is called what it is."""
     save_file({"decoder.conv_in_x_t.weight": torch.ones(4, 4)}, tmp_path / "ltx25.safetensors")
     with pytest.raises(FrameStreamError, match=r"ltx25.safetensors is not a VAE FrameStream supports: it looks like the "
-                                               r"LTX-2.5 diffusion decoder; FrameStream reads a Wan"):
+                                               r"LTX-2 diffusion decoder \(LTX-2.4 / 2.5\); FrameStream reads a Wan"):
         load_vae(str(tmp_path / "ltx25.safetensors"))
+
+
+def test_the_2026_families_not_supported_yet_are_named(tmp_path):
+    """MiniMax H3 (diffusers' layout, its keys as the host detects them) and SeedVR2 (the host's key): named, not
+    called unrecognised or misread as a family FrameStream reads."""
+    from diffusers import AutoencoderKLMiniMaxH3
+
+    minimax = AutoencoderKLMiniMaxH3(block_out_channels=(32,) * 6, layers_per_block=1, decoder_num_layers=1,
+                                     decoder_num_attention_heads=2, decoder_attention_head_dim=16).state_dict()
+    seedvr2 = {"decoder.up_blocks.2.upsamplers.0.upscale_conv.weight": torch.ones(4, 4, 1, 1, 1)}
+    for name, sd, what in (("minimax.safetensors", minimax, "MiniMax H3 video VAE"),
+                           ("seedvr2.safetensors", seedvr2, "SeedVR2 VAE")):
+        save_file({k: v.contiguous() for k, v in sd.items()}, tmp_path / name)
+        with pytest.raises(FrameStreamError, match=f"{name} is not a VAE FrameStream supports: it looks like the {what};"):
+            load_vae(str(tmp_path / name))
 
 
 def test_unrecognised_file_lists_the_registered_families(tmp_path):

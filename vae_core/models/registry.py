@@ -34,8 +34,13 @@ FAMILIES: tuple[Family, ...] = (
 
 # models that are recognisable but not supported, so a file of theirs is named, not misread
 LOOKALIKES: tuple[Lookalike, ...] = (
-    # LTX-2.5's diffusion decoder reads LTX-2 latents but is another model (attention, no encoder)
-    Lookalike("LTX-2.5 diffusion decoder", lambda sd: "decoder.conv_in_x_t.weight" in sd or "conv_in_x_t.weight" in sd),
+    # LTX-2's diffusion decoder (the host calls its checkpoint 2.4, diffusers 2.5) reads LTX-2 latents but is
+    # another model (attention that denoises pixels, no encoder)
+    Lookalike("LTX-2 diffusion decoder (LTX-2.4 / 2.5)",
+              lambda sd: "decoder.conv_in_x_t.weight" in sd or "conv_in_x_t.weight" in sd),
+    # the 2026 families the host detects by these keys (its comfy/sd.py), not supported yet
+    Lookalike("MiniMax H3 video VAE", lambda sd: "decoder.transformer_blocks.0.scale1" in sd),
+    Lookalike("SeedVR2 VAE", lambda sd: "decoder.up_blocks.2.upsamplers.0.upscale_conv.weight" in sd),
 )
 _PREFIXES = ("first_stage_model.", "vae.", "model.")
 
