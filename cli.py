@@ -26,7 +26,7 @@ from .vae_core.io.progress import ConsoleProgress
 from .vae_core.quality import psnr
 from .vae_core.streaming.runtime import DTYPES, OUT_OF_MEMORY, peak_memory_text, resolve_device, resolve_dtype
 from .vae_core.streaming.inputs import check_latent
-from .vae_core.streaming.memory import plan_decode
+from .vae_core.streaming.memory import check_tile, plan_decode
 from .vae_core.streaming.settings import Settings, quiet
 from .vae_core.streaming.sinks import FrameSink
 from .vae_core.streaming.tiles import DEFAULT_OVERLAP_PX
@@ -84,11 +84,10 @@ def _overlap(args) -> int:
 def _check_tile(args, vae, settings: Settings) -> None:
     """A --tile the model cannot take is refused; one that makes tiling several times slower than one whole
     frame is warned about (after the refusals, so a refused run says only why)."""
-    tile, r = args.tile, vae.spatial_ratio
+    tile = args.tile
     if not isinstance(tile, int):
         return
-    if tile < r:
-        raise FrameStreamError(f"--tile must be at least {r} px for the {vae.family}, got {tile}")
+    check_tile(vae, tile)
     work = (tile / (tile - settings.overlap)) ** 2  # each tile's area over the area it adds to the frame
     if work >= 1.5 or tile < SMALL_TILE_PX:
         warnings.warn(f"tiles of {tile} px overlapping by {settings.overlap} px compute each pixel about {work:.1f} "

@@ -49,12 +49,17 @@ torch.set_num_threads(2)
 from oracle import *  # noqa: F403  (the builders named in FAMILIES)
 from framestream.vae_core import build_vae
 from framestream.vae_core.streaming import engine
-ref = eval(sys.argv[2])
-vae = build_vae(ref.state_dict()).requires_grad_(False)
+ref = eval(sys.argv[2]).eval().requires_grad_(False)
 z = torch.randn(*json.loads(sys.argv[3]), generator=torch.Generator().manual_seed(0))
-engine.decode(vae, z[:, :, :2] if z.ndim == 5 else z[:2])  # warm-up: kernels, the plan's probe
-started = time.perf_counter()
-engine.decode(vae, z)
+if sys.argv[5:] == ["diffusers"]:  # diffusers' one-call decode of the same weights (video latents only)
+    run = lambda latent: ref.decode(latent)
+else:
+    vae = build_vae(ref.state_dict()).requires_grad_(False)
+    run = lambda latent: engine.decode(vae, latent)
+with torch.no_grad():
+    run(z[:, :, :2] if z.ndim == 5 else z[:2])  # warm-up: kernels, the plan's probe
+    started = time.perf_counter()
+    run(z)
 print(json.dumps({"seconds": time.perf_counter() - started}))
 '''
 
@@ -68,9 +73,12 @@ def checkout_of(revision: str, folder: str) -> str:
     return path
 
 
-def timed(tree: str, builder: str, shape: tuple) -> float:
+def timed(tree: str, builder: str, shape: tuple, kind: str = "framestream", env: dict | None = None) -> float:
+    """One decode's seconds in a fresh process: FrameStream at ``tree``, or (``kind="diffusers"``) diffusers;
+    ``env``: the process's whole environment (default: this one's)."""
     done = subprocess.run([sys.executable, "-c", CHILD, tree, builder, json.dumps(list(shape)),
-                           os.path.join(ROOT, "tests")], capture_output=True, text=True, cwd=tree, timeout=1800)
+                           os.path.join(ROOT, "tests"), kind], capture_output=True, text=True, cwd=tree, timeout=1800,
+                          env=env)
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]

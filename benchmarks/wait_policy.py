@@ -13,42 +13,16 @@ tests' reduced-width oracles (tests/oracle.py), the shapes those of benchmarks/e
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import engine_versions  # noqa: E402
 from engine_versions import FAMILIES, ROOT  # noqa: E402
 
 VIDEO_FAMILIES = [name for name, (_, shape) in FAMILIES.items() if len(shape) == 5]  # diffusers decodes them whole
-
-CHILD = r'''
-import importlib.util, json, os, sys, time
-spec = importlib.util.spec_from_file_location("framestream", os.path.join(sys.argv[1], "__init__.py"),
-                                              submodule_search_locations=[sys.argv[1]])
-sys.modules["framestream"] = module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
-import torch
-torch.set_num_threads(2)
-from oracle import *  # noqa: F403
-from framestream.vae_core import build_vae
-from framestream.vae_core.streaming import engine
-ref = eval(sys.argv[2]).eval()
-z = torch.randn(*json.loads(sys.argv[3]), generator=torch.Generator().manual_seed(0))
-with torch.no_grad():
-    if sys.argv[4] == "diffusers":
-        run = lambda latent: ref.decode(latent)
-    else:
-        vae = build_vae(ref.state_dict()).requires_grad_(False)
-        run = lambda latent: engine.decode(vae, latent)
-    run(z[:, :, :2])  # warm-up: kernels, the plan's probe
-    started = time.perf_counter()
-    run(z)
-print(json.dumps({"seconds": time.perf_counter() - started}))
-'''
 
 KINDS = {"FrameStream, spinning": ("framestream", {}),
          "FrameStream, passive": ("framestream", {"OMP_WAIT_POLICY": "PASSIVE"}),
@@ -56,12 +30,10 @@ KINDS = {"FrameStream, spinning": ("framestream", {}),
 
 
 def timed(builder: str, shape: tuple, kind: str, env: dict) -> float:
+    """A decode of this checkout (or diffusers') under ``env`` on top of this process's environment, minus any
+    wait setting of its own."""
     environ = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
-    done = subprocess.run([sys.executable, "-c", CHILD, ROOT, builder, json.dumps(list(shape)), kind],
-                          capture_output=True, text=True, env={**environ, **env}, timeout=1800)
-    if done.returncode:
-        raise RuntimeError(done.stderr[-2000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    return engine_versions.timed(ROOT, builder, shape, kind, {**environ, **env})
 
 
 def measure(families: list[str], repeats: int) -> dict:

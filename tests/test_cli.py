@@ -134,7 +134,7 @@ def test_bad_inputs_each_give_one_line_and_write_nothing(files, capsys, tmp_path
     code, _, err = run(["decode", vae, latent, "-o", tmp_path / "out.gif"], capsys)
     assert_one_line_error(code, err, "must end in .safetensors or .mp4")
     for options, message in [(["--fps", "0"], "fps"), (["--crf", "60"], "crf"), (["--overlap", "-8"], "overlap"),
-                             (["--tile", "4"], "--tile must be at least 8 px"),
+                             (["--tile", "4"], "tile size must be at least 8"),
                              (["--tile", "32", "--overlap", "32"], "smaller than the tile")]:
         code, _, err = run(["decode", vae, latent, "-o", tmp_path / "out.mp4", *options], capsys)
         assert_one_line_error(code, err, message)

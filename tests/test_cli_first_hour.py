@@ -245,7 +245,7 @@ def test_fixed_tiles_or_the_whole_frame_over_a_budget_are_refused(tmp_path, caps
 def test_a_refused_tile_says_only_why(tmp_path, capsys):
     write_latent(str(tmp_path / "z.latent"), torch.randn(1, 16, 2, 8, 8))
     code, _, err = run(["decode", VAE, tmp_path / "z.latent", "-o", tmp_path / "x.mp4", "--tile", "3"], capsys)
-    one_error(code, err, "--tile must be at least 8 px for the Wan 2.1 VAE, got 3")
+    one_error(code, err, "tile size must be at least 8 px for the Wan 2.1 VAE, got 3")
     code, _, err = run(["decode", VAE, tmp_path / "z.latent", "-o", tmp_path / "x.mp4", "--tile", "64",
                         "--overlap", "1000"], capsys)
     one_error(code, err, "tile overlap (1000 px) must be smaller than the tile (64 px); try an overlap of 16 px")

@@ -54,33 +54,31 @@ def test_hunyuan_video_workflow_through_the_hosts_load_vae(comfy):
             assert (frames - host).abs().max().item() <= FILE_TOL
 
 
+def _through_framestream_load_vae(comfy, model, name: str, latent: torch.Tensor, frames: int, fps: float) -> None:
+    """The shipped ``<name>_decode_to_file.json`` on ``model`` (random weights, written as ``<name>`` files): the
+    file's frames equal the library's decode of the same VAE file."""
+    _, base, _ = comfy
+    path = base / "models" / "vae" / f"{name}_vae_test.safetensors"
+    save_file({k: v.contiguous() for k, v in _random(model).state_dict().items()}, path)
+    _save_latent(base, f"{name}.latent", latent)
+    got, got_fps = run_shipped_decode(comfy, f"{name}_decode_to_file.json", path.name, f"{name}.latent")
+    assert got.shape == (frames, 16, 16, 3) and got_fps == fps
+    assert (got - library_decode(path, latent)).abs().max().item() <= FILE_TOL
+
+
 def test_cogvideox_workflow_through_framestream_load_vae(comfy):
     from framestream.vae_core.models.cogvideox.model import CogVideoXConfig, CogVideoXVAE
 
-    _, base, _ = comfy
-    path = base / "models" / "vae" / "cogvideox_vae_test.safetensors"
-    model = _random(CogVideoXVAE(CogVideoXConfig(widths=(32, 32, 64, 64), layers_per_block=1)))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
-    latent = torch.randn(1, 16, 3, 2, 2)
-    _save_latent(base, "cogvideox.latent", latent)
-    frames, fps = run_shipped_decode(comfy, "cogvideox_decode_to_file.json", path.name, "cogvideox.latent")
-    assert frames.shape == (9, 16, 16, 3) and fps == 8.0
-    assert (frames - library_decode(path, latent)).abs().max().item() <= FILE_TOL
+    model = CogVideoXVAE(CogVideoXConfig(widths=(32, 32, 64, 64), layers_per_block=1))
+    _through_framestream_load_vae(comfy, model, "cogvideox", torch.randn(1, 16, 3, 2, 2), 9, 8.0)
 
 
 def test_kandinsky6_workflow_through_framestream_load_vae(comfy):
     """6 latent frames: the release's chunks of 5 and 1 latent frames, the last one not upsampled in time."""
     from framestream.vae_core.models.kandinsky.model import KandinskyConfig, KandinskyVAE
 
-    _, base, _ = comfy
-    path = base / "models" / "vae" / "kandinsky6_video_vae_test.safetensors"
-    model = _random(KandinskyVAE(KandinskyConfig(width=32, multipliers=(1, 2, 2, 2), layers=1)))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
-    latent = torch.randn(1, 16, 6, 2, 2)
-    _save_latent(base, "kandinsky6.latent", latent)
-    frames, fps = run_shipped_decode(comfy, "kandinsky6_decode_to_file.json", path.name, "kandinsky6.latent")
-    assert frames.shape == (18, 16, 16, 3) and fps == 24.0
-    assert (frames - library_decode(path, latent)).abs().max().item() <= FILE_TOL
+    model = KandinskyVAE(KandinskyConfig(width=32, multipliers=(1, 2, 2, 2), layers=1))
+    _through_framestream_load_vae(comfy, model, "kandinsky6", torch.randn(1, 16, 6, 2, 2), 18, 24.0)
 
 
 def test_ltx_video_workflow_and_the_hosts_load_vae(comfy):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from ..errors import FrameStreamError
+from .files import check_readable
 
 
 def load_av():
@@ -22,8 +23,7 @@ def open_media(path: str, what: str = "video file", expected: str = "a video suc
         raise FrameStreamError(f"{what} not found: {path}")
     if os.path.isdir(path):
         raise FrameStreamError(f"{what} {path} is a folder; expected {expected}")
-    if not os.access(path, os.R_OK):
-        raise FrameStreamError(f"cannot read {path}: permission denied (its owner or mode keeps this user out)")
+    check_readable(path)  # the permission
     av = load_av()
     try:
         return av.open(path)

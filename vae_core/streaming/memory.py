@@ -55,6 +55,16 @@ class Plan:
     offload_carries: bool  # keep the causal carries in host RAM
     overlap_px: int | None = None  # narrowed to fit tiles smaller than the overlap asked allows; None: as asked
 
+    def overlap(self, asked: int) -> int:
+        """The overlap the tiles run with: the narrowed one, or the one ``asked``."""
+        return asked if self.overlap_px is None else self.overlap_px
+
+
+def check_tile(vae: CausalVideoVAE, tile_px: int | None) -> None:
+    """One error for a tile size the model cannot take (smaller than one latent pixel)."""
+    if tile_px is not None and tile_px < vae.spatial_ratio:
+        raise FrameStreamError(f"tile size must be at least {vae.spatial_ratio} px for the {vae.family}, got {tile_px}")
+
 
 def tiles_for(request: Request, budget: float) -> Plan:
     """The cheapest way to fit ``budget`` bytes: the whole frame, else the largest tiles, else, on a GPU, the same
@@ -183,12 +193,10 @@ def _tiles(vae: CausalVideoVAE, height: int, width: int, per_step: int, settings
         and vae.weight_device.type != "cpu"
     if not settings.tiled:
         return Plan(None, offload)
-    r = vae.spatial_ratio
-    if settings.tile != "auto" and settings.tile < r:
-        raise FrameStreamError(f"tile size must be at least {r} px for the {vae.family}, got {settings.tile}")
     if settings.tile == "auto":
         return plan(vae, height, width, per_step, settings.overlap, settings.budget, direction, device, length,
                     reserved)
+    check_tile(vae, settings.tile)
     return Plan(settings.tile, offload)
 
 
@@ -207,7 +215,7 @@ def plan_decode(vae: CausalVideoVAE, latent_shape: tuple[int, ...], settings: Se
     on_cpu = (device or vae.weight_device).type == "cpu"  # else the encoder's and the kept frames are in host RAM
     tiles = _tiles(vae, h * r, w * r, per_step, settings, "decode", device, length,
                    writer + kept if on_cpu else 0)
-    overlap = settings.overlap if tiles.overlap_px is None else tiles.overlap_px
+    overlap = tiles.overlap(settings.overlap)
     need = estimate(request_for(vae, "decode", height=h * r, width=w * r, per_step=per_step, length=length,
                                 device=device, tile_px=tiles.tile_px, overlap_px=overlap,
                                 offload_carries=tiles.offload_carries))
@@ -222,7 +230,7 @@ def plan_encode(vae: CausalVideoVAE, frames: int, height: int, width: int, setti
     per_step = settings.latents_per_step
     length = vae.latent_frames(frames)
     tiles = _tiles(vae, height, width, per_step, settings, "encode", device, length)
-    overlap = settings.overlap if tiles.overlap_px is None else tiles.overlap_px
+    overlap = tiles.overlap(settings.overlap)
     need = estimate(request_for(vae, "encode", height=height, width=width, per_step=per_step, length=length,
                                 device=device, tile_px=tiles.tile_px, overlap_px=overlap,
                                 offload_carries=tiles.offload_carries))

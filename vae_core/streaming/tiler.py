@@ -31,8 +31,7 @@ class Tiler:
         tile_px, r = plan.tile_px, vae.spatial_ratio
         if overlap_px < 0:
             raise FrameStreamError(f"tile overlap must be 0 or more pixels, got {overlap_px}")
-        if tile_px is not None and tile_px < r:
-            raise FrameStreamError(f"tile size must be at least {r} px for the {vae.family}, got {tile_px}")
+        memory.check_tile(vae, tile_px)
         self.grid, self.on_retry = grid, on_retry
         # where carries live: the compute device (None) unless asked, planned or forced by running out of memory
         if cache_device is None and plan.offload_carries:
