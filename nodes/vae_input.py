@@ -55,7 +55,8 @@ def ready_video_vae(vae, step_bytes: int, built: CausalVideoVAE | None = None) -
     if all(p.device == device and p.dtype == dtype for p in model.parameters()):
         return model
     host.free_memory(sum(p.numel() for p in model.parameters()) * dtype.itemsize + step_bytes, device)
-    weights = {k: v.detach().to(device, dtype) for k, v in vae.first_stage_model.state_dict().items()}
+    weights = {k: v.detach().to(device, dtype if v.is_floating_point() else None)  # int8 weights stay int8
+               for k, v in vae.first_stage_model.state_dict().items()}
     return _rebuilt(vae.first_stage_model, weights).requires_grad_(False)
 
 

@@ -404,6 +404,62 @@ def diffusers_kandinsky(seed=0, **config):
     return randomised(AutoencoderKLKVAEVideo(**(config or KANDINSKY_SMALL)), seed + 1)
 
 
+# --- MiniMax H3 video -----------------------------------------------------------------------------------
+
+# six levels and the release's strides, 32 groups, 64-wide heads as released; two decoder blocks
+MINIMAX_SMALL = dict(block_out_channels=(32, 32, 64, 64, 64, 64), layers_per_block=1, decoder_num_layers=2,
+                     decoder_num_attention_heads=2, decoder_attention_head_dim=64)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def diffusers_minimax(seed=0, tile_px=None, **config):
+    """diffusers' AutoencoderKLMiniMaxH3 with random weights: its zero-initialised residual scales and register
+    tokens drawn too, or the decoder's blocks would do nothing. ``tile_px``: its tiles (a quarter overlap)."""
+    from diffusers import AutoencoderKLMiniMaxH3
+
+    torch.manual_seed(seed)
+    model = randomised(AutoencoderKLMiniMaxH3(**(config or MINIMAX_SMALL)), seed + 1)
+    gen = torch.Generator().manual_seed(seed + 2)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("scale1", "scale2", "register_tokens")):
+                param.copy_(0.5 * torch.randn(param.shape, generator=gen))
+    if tile_px is not None:
+        model.enable_tiling(tile_px, tile_px, tile_px // 4, tile_px // 4)
+    return model
+
+
+def imagenet_to_unit(x: torch.Tensor) -> torch.Tensor:
+    """MiniMax H3's pixels (ImageNet-normalised, channels at dim 1) -> [0, 1], unclamped."""
+    mean, std = (torch.tensor(v).view(-1, 1, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    return x * std + mean
+
+
+def unit_to_imagenet(x: torch.Tensor) -> torch.Tensor:
+    mean, std = (torch.tensor(v).view(-1, 1, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    return (x - mean) / std
+
+
+def minimax_int8_file(release_sd, group=64, skip=()):
+    """The host's int8 + ConvRot decoder file of a MiniMax H3 state dict in the release's layout: every decoder
+    block projection (but ``skip``) rotated by groups, quantised per output row, marked with its JSON."""
+    import json
+
+    from framestream.vae_core.models.minimax.quantized import QUANTISABLE, hadamard, per_row_int8
+
+    marker = torch.tensor(list(json.dumps({"format": "int8_tensorwise", "convrot": True,
+                                           "convrot_groupsize": group}).encode()), dtype=torch.uint8)
+    out = dict(release_sd)
+    for key, weight in release_sd.items():
+        layer = key[: -len(".weight")]
+        if key.endswith(".weight") and QUANTISABLE.match(layer) and layer not in skip:
+            n, k = weight.shape
+            rotated = (weight.float().reshape(n, k // group, group) @ hadamard(group, torch.float32, weight.device).T)
+            out[key], out[layer + ".weight_scale"] = per_row_int8(rotated.reshape(n, k))
+            out[layer + ".comfy_quant"] = marker
+    return out
+
+
 # --- every family ---------------------------------------------------------------------------------------------
 
 
@@ -424,6 +480,7 @@ def every_family_fixture():
         ("CogVideoX diffusers", diffusers_cogvideox().state_dict(), "CogVideoX VAE"),
         ("CogVideoX original", cogvideox_to_original(diffusers_cogvideox().state_dict()), "CogVideoX VAE"),
         ("Kandinsky 6 release", diffusers_kandinsky().state_dict(), "Kandinsky 6 video VAE"),
+        ("MiniMax H3 diffusers", diffusers_minimax().state_dict(), "MiniMax H3 video VAE"),
         ("LTX-Video diffusers", ltx, "LTX-Video VAE"),
         ("LTX-Video original", ltx_to_original(ltx, "0.9.0"), "LTX-Video VAE"),
         ("SD diffusers", sd, IMAGE_VAE), ("SD original", image_to_original(sd), IMAGE_VAE),

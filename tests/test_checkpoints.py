@@ -149,19 +149,23 @@ def test_unsupported_family_named_not_misread(tmp_path):
         load_vae(str(tmp_path / "ltx25.safetensors"))
 
 
-def test_the_2026_families_not_supported_yet_are_named(tmp_path):
-    """MiniMax H3 (diffusers' layout, its keys as the host detects them) and SeedVR2 (the host's key): named, not
-    called unrecognised or misread as a family FrameStream reads."""
-    from diffusers import AutoencoderKLMiniMaxH3
-
-    minimax = AutoencoderKLMiniMaxH3(block_out_channels=(32,) * 6, layers_per_block=1, decoder_num_layers=1,
-                                     decoder_num_attention_heads=2, decoder_attention_head_dim=16).state_dict()
-    seedvr2 = {"decoder.up_blocks.2.upsamplers.0.upscale_conv.weight": torch.ones(4, 4, 1, 1, 1)}
-    for name, sd, what in (("minimax.safetensors", minimax, "MiniMax H3 video VAE"),
-                           ("seedvr2.safetensors", seedvr2, "SeedVR2 VAE")):
-        save_file({k: v.contiguous() for k, v in sd.items()}, tmp_path / name)
-        with pytest.raises(FrameStreamError, match=f"{name} is not a VAE FrameStream supports: it looks like the {what};"):
-            load_vae(str(tmp_path / name))
+@pytest.mark.parametrize("key, what", [
+    ("decoder.up_blocks.2.upsamplers.0.upscale_conv.weight", "SeedVR2 VAE"),
+    ("student.dconv_encoder.proj_out.weight", r"Mage-VAE \(a one-step diffusion codec\)"),
+    ("decoder.unpatcher3d.wavelets", "Cosmos tokenizer"),
+    ("pre_block.attn.zero_k_bias", "MiniMax H3 audio VAE"),
+    ("decoder.layers.3.transformers.0.pre_norm.alpha", "Stable Audio 3 VAE"),
+    ("vocoder.activation_post.downsample.lowpass.filter", "MMAudio VAE"),
+])
+def test_the_2026_models_not_supported_are_named(tmp_path, key, what):
+    """Files the host reads by these keys (its comfy/sd.py): named, not called unrecognised or misread as a family
+    FrameStream reads (the keys beside them are a VAE's usual ones, which some family might claim)."""
+    sd = {key: torch.ones(4, 4), "decoder.conv_in.weight": torch.ones(8, 4, 3, 3), "encoder.conv_in.weight":
+          torch.ones(8, 3, 3, 3)}
+    save_file(sd, tmp_path / "model.safetensors")
+    with pytest.raises(FrameStreamError, match=f"model.safetensors is not a VAE FrameStream supports: it looks like the "
+                                               f"{what};"):
+        load_vae(str(tmp_path / "model.safetensors"))
 
 
 def test_unrecognised_file_lists_the_registered_families(tmp_path):

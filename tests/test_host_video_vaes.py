@@ -1,10 +1,10 @@
-"""HunyuanVideo, CogVideoX, Kandinsky 6 and LTX-Video VAEs in a real ComfyUI on CPU (runs only with ``COMFYUI_DIR``, as
+"""HunyuanVideo, CogVideoX, Kandinsky 6, MiniMax H3 and LTX-Video VAEs in a real ComfyUI on CPU (runs only with ``COMFYUI_DIR``, as
 test_host_comfyui.py).
 
 Each shipped decode workflow runs on a random-weight VAE the test writes, with
 the video written losslessly so its frames can be compared: HunyuanVideo
 through the host's own Load VAE (its Stable Diffusion layout with 3D convs),
-CogVideoX and Kandinsky 6 (which the host cannot load) and LTX-Video through
+CogVideoX, Kandinsky 6 and MiniMax H3 (which the host cannot load, or only at the release's size) and LTX-Video through
 FrameStream Load VAE. LTX-Video also comes through the host's Load VAE. Every decode must equal
 the library's decode of the same file, or the host's own VAE Decode where the
 two agree.
@@ -54,16 +54,17 @@ def test_hunyuan_video_workflow_through_the_hosts_load_vae(comfy):
             assert (frames - host).abs().max().item() <= FILE_TOL
 
 
-def _through_framestream_load_vae(comfy, model, name: str, latent: torch.Tensor, frames: int, fps: float) -> None:
+def _through_framestream_load_vae(comfy, model, name: str, latent: torch.Tensor, frames: int, fps: float,
+                                  size: int = 16, **settings) -> None:
     """The shipped ``<name>_decode_to_file.json`` on ``model`` (random weights, written as ``<name>`` files): the
-    file's frames equal the library's decode of the same VAE file."""
+    file's ``size`` px frames equal the library's decode of the same VAE file (with the host's ``settings``)."""
     _, base, _ = comfy
     path = base / "models" / "vae" / f"{name}_vae_test.safetensors"
     save_file({k: v.contiguous() for k, v in _random(model).state_dict().items()}, path)
     _save_latent(base, f"{name}.latent", latent)
     got, got_fps = run_shipped_decode(comfy, f"{name}_decode_to_file.json", path.name, f"{name}.latent")
-    assert got.shape == (frames, 16, 16, 3) and got_fps == fps
-    assert (got - library_decode(path, latent)).abs().max().item() <= FILE_TOL
+    assert got.shape == (frames, size, size, 3) and got_fps == fps
+    assert (got - library_decode(path, latent, **settings)).abs().max().item() <= FILE_TOL
 
 
 def test_cogvideox_workflow_through_framestream_load_vae(comfy):
@@ -79,6 +80,17 @@ def test_kandinsky6_workflow_through_framestream_load_vae(comfy):
 
     model = KandinskyVAE(KandinskyConfig(width=32, multipliers=(1, 2, 2, 2), layers=1))
     _through_framestream_load_vae(comfy, model, "kandinsky6", torch.randn(1, 16, 6, 2, 2), 18, 24.0)
+
+
+def test_minimax_h3_workflow_through_framestream_load_vae(comfy):
+    """One decoder window (7 latent frames, 22 frames) of 2x2 latent pixels, the LATENT normalised as the host's.
+    The host's own Load VAE builds only the release's 2.6-billion-parameter model, so its module is compared in
+    test_host_minimax.py instead."""
+    from framestream.vae_core.models.minimax.model import MiniMaxConfig, MiniMaxH3VAE
+
+    model = MiniMaxH3VAE(MiniMaxConfig(widths=(32, 32, 64, 64, 64, 64), layers=1, decoder_layers=2, heads=2))
+    _through_framestream_load_vae(comfy, model, "minimax_h3", torch.randn(1, 24, 7, 2, 2), 22, 24.0, size=32,
+                                  normalized_latents=True)
 
 
 def test_ltx_video_workflow_and_the_hosts_load_vae(comfy):

@@ -14,7 +14,7 @@ import torch
 from ..errors import FrameStreamError
 from ..io.files import read_metadata, read_safetensors
 from ..streaming.model import CausalVideoVAE
-from . import cogvideox, hunyuan, hunyuan15, image, kandinsky, ltx, ltx2, mochi, svd, taehv, taesd, wan
+from . import cogvideox, hunyuan, hunyuan15, image, kandinsky, ltx, ltx2, minimax, mochi, svd, taehv, taesd, wan
 from .family import Family, Lookalike, StateDict
 
 FAMILIES: tuple[Family, ...] = (
@@ -30,6 +30,7 @@ FAMILIES: tuple[Family, ...] = (
     taesd.FAMILY,
     taehv.FAMILY,
     kandinsky.FAMILY,
+    minimax.FAMILY,
 )
 
 # models that are recognisable but not supported, so a file of theirs is named, not misread
@@ -38,9 +39,13 @@ LOOKALIKES: tuple[Lookalike, ...] = (
     # another model (attention that denoises pixels, no encoder)
     Lookalike("LTX-2 diffusion decoder (LTX-2.4 / 2.5)",
               lambda sd: "decoder.conv_in_x_t.weight" in sd or "conv_in_x_t.weight" in sd),
-    # the 2026 families the host detects by these keys (its comfy/sd.py), not supported yet
-    Lookalike("MiniMax H3 video VAE", lambda sd: "decoder.transformer_blocks.0.scale1" in sd),
+    # other VAEs the host detects by these keys (its comfy/sd.py), not supported (yet)
     Lookalike("SeedVR2 VAE", lambda sd: "decoder.up_blocks.2.upsamplers.0.upscale_conv.weight" in sd),
+    Lookalike("Mage-VAE (a one-step diffusion codec)", lambda sd: "student.dconv_encoder.proj_out.weight" in sd),
+    Lookalike("Cosmos tokenizer", lambda sd: "decoder.unpatcher3d.wavelets" in sd),
+    Lookalike("MiniMax H3 audio VAE", lambda sd: "pre_block.attn.zero_k_bias" in sd),
+    Lookalike("Stable Audio 3 VAE", lambda sd: "decoder.layers.3.transformers.0.pre_norm.alpha" in sd),
+    Lookalike("MMAudio VAE", lambda sd: "vocoder.activation_post.downsample.lowpass.filter" in sd),
 )
 _PREFIXES = ("first_stage_model.", "vae.", "model.")
 

@@ -175,6 +175,9 @@ def decode(vae: CausalVideoVAE, latent: torch.Tensor, sink: Sink | None = None, 
     if vae.norms.decoder not in SPREADABLE_NORMS:
         raise FrameStreamError(f"the {vae.family}'s GroupNorms take statistics across tiles, which a distributed "
                                "decode does not gather; decode it in one process")
+    if vae.memory_profile.native_tile_px is not None:
+        raise FrameStreamError(f"the {vae.family} tiles its frames itself, one tile after another inside each "
+                               "step, so there are no tiles to spread over processes; decode it in one process")
     ranks = Ranks(group, vae.weight_device)
     if ranks.rank == 0:
         sink = sink if sink is not None else FrameSink()

@@ -53,6 +53,7 @@ class Footprint:
     live_in_tiles: float | None  # the same in a tile, where it differs (decoders)
     whole_frame_share: float  # the whole-frame stages' activations beyond latent resolution (decoders)
     delayed: bool  # a decoder that streams with a delay
+    native_tile_px: int | None = None  # the model tiles its frames itself at this size (see traits.MemoryProfile)
     carries: int  # every fixed-size carry once (a delayed decoder: at its peak over the clip)
     tiled_carries: int  # the part the tiled stages carry
     in_tiles: int | None  # a delayed decoder in tiles: with the carries that change shape in a step held twice
@@ -112,6 +113,8 @@ def estimate(request: Request) -> Estimate:
     # an overlap too wide for the tile is the tiler's error to report, with advice
     overlap = 0 if tile is None else min(-(-request.overlap_px // r), tile - 1)
     tiles = layout(height // r, width // r, tile, overlap)
+    if model.native_tile_px is not None:  # activations of one of the model's own tiles at a time
+        tile_h, tile_w = min(model.native_tile_px, height), min(model.native_tile_px, width)
     held = model.carries * cells
     backup = held if request.on_gpu else 0  # what a step overwrites, copied to host RAM to undo it
     if not tiles.whole_frame and model.delayed:

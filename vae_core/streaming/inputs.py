@@ -94,8 +94,9 @@ def check_frames(vae: CausalVideoVAE, frames: torch.Tensor) -> torch.Tensor:
     t, h, w = frames.shape[:3]
     if t == 0:
         raise FrameStreamError("the frames are empty (0 frames); expected at least one")
-    if h < r or w < r:
-        raise FrameStreamError(f"frames are {w}x{h} px; the {vae.family} needs at least {r}x{r}")
+    least = vae.min_frame_px
+    if h < least or w < least:
+        raise FrameStreamError(f"frames are {w}x{h} px; the {vae.family} needs at least {least}x{least}")
     groups = frames[..., :3].split(8)  # statistics group by group: no full-size temporary
     bad = sum((~torch.isfinite(group)).sum().item() for group in groups)
     if bad:

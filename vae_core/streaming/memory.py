@@ -61,7 +61,13 @@ class Plan:
 
 
 def check_tile(vae: CausalVideoVAE, tile_px: int | None) -> None:
-    """One error for a tile size the model cannot take (smaller than one latent pixel)."""
+    """One error for a tile size the model cannot take: smaller than one latent pixel, or any for a model that
+    tiles its frames itself."""
+    native = vae.memory_profile.native_tile_px
+    if tile_px is not None and native is not None:
+        raise FrameStreamError(f"the {vae.family} tiles its frames itself ({native} px tiles, as released: its "
+                               f"frames are those tiles blended), so a tile size of {tile_px} px does not apply; "
+                               "leave tiles on 'auto'")
     if tile_px is not None and tile_px < vae.spatial_ratio:
         raise FrameStreamError(f"tile size must be at least {vae.spatial_ratio} px for the {vae.family}, got {tile_px}")
 
@@ -193,6 +199,8 @@ def _tiles(vae: CausalVideoVAE, height: int, width: int, per_step: int, settings
         and vae.weight_device.type != "cpu"
     if not settings.tiled:
         return Plan(None, offload)
+    if vae.memory_profile.native_tile_px is not None and settings.tile == "auto":
+        return Plan(None, offload)
     if settings.tile == "auto":
         return plan(vae, height, width, per_step, settings.overlap, settings.budget, direction, device, length,
                     reserved)
@@ -201,9 +209,12 @@ def _tiles(vae: CausalVideoVAE, height: int, width: int, per_step: int, settings
 
 
 def plan_decode(vae: CausalVideoVAE, latent_shape: tuple[int, ...], settings: Settings,
-                device: torch.device | None = None, sink: object | None = None) -> WorkPlan:
-    """The plan for decoding a ``[B, C, T, h, w]`` latent into ``sink`` (a video file's counts its encoder)."""
+                device: torch.device | None = None, sink: object | None = None, *, whole: bool = True) -> WorkPlan:
+    """The plan for decoding a ``[B, C, T, h, w]`` latent into ``sink`` (a video file's counts its encoder).
+    ``whole=False``: the latent is the first piece of a stream whose length is not known yet."""
     length, h, w = latent_shape[-3:]
+    if whole:
+        vae.check_length(length)
     r = vae.spatial_ratio
     windows = temporal.windows(vae, length, settings.frames_per_step)
     per_step = max(window.stop - window.start for window in windows)  # a non-causal decoder's windows are wider
@@ -227,7 +238,8 @@ def plan_encode(vae: CausalVideoVAE, frames: int, height: int, width: int, setti
                 device: torch.device | None = None) -> WorkPlan:
     """The plan for encoding ``frames`` frames of ``height`` x ``width`` pixels (already whole latent pixels)."""
     steps = vae.encode_steps(vae.pixel_frames(vae.latent_frames(frames)), settings.latents_per_step)
-    per_step = settings.latents_per_step
+    # latent frames of the widest step: a model may cut its clip its own way (MiniMax H3's clips of 17 frames)
+    per_step = max([settings.latents_per_step] + [-(-(stop - start) // vae.temporal_ratio) for start, stop in steps])
     length = vae.latent_frames(frames)
     tiles = _tiles(vae, height, width, per_step, settings, "encode", device, length)
     overlap = tiles.overlap(settings.overlap)

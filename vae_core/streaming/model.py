@@ -82,6 +82,19 @@ class CausalVideoVAE(nn.Module):
         """Latent length for a clip; trailing frames that do not fill a group are dropped, as the host does."""
         return 1 + (pixel_frames - 1) // self.temporal_ratio
 
+    @property
+    def min_frame_px(self) -> int:
+        """The smallest frame side the encoder takes."""
+        return self.spatial_ratio
+
+    @property
+    def frame_counts(self) -> str:
+        """The clip lengths the model takes whole, for messages."""
+        return f"1 + {self.temporal_ratio}k"
+
+    def check_length(self, latent_frames: int) -> None:
+        """Raises :class:`FrameStreamError` for a latent length the model cannot have made (most take any)."""
+
     def use_host_conventions(self, host_module: nn.Module | None = None) -> "CausalVideoVAE":
         """Switches to the host's (ComfyUI's) conventions for this family's LATENTs, and copies what
         ``host_module`` (the host's own loaded module, when the weights came from it) was built with beyond its

@@ -32,6 +32,7 @@ def footprint(vae: CausalVideoVAE, direction: str = "decode", length: int | None
         finest_width=vae.finest_width if decode else vae.encoder_finest_width, live_at_finest=live,
         live_in_tiles=vae.memory_profile.live_in_tiles if decode else None,
         whole_frame_share=vae.memory_profile.whole_frame_share if decode else 0.0, delayed=delayed,
+        native_tile_px=vae.memory_profile.native_tile_px,
         carries=carry_bytes_per_cell(vae, direction, length), tiled_carries=tiled_carry_bytes_per_cell(vae, direction),
         in_tiles=None if carries is None else carries.in_tiles, delayed_tiled=None if carries is None else carries.tiled,
         growing=growing_bytes_per_cell(vae, direction))

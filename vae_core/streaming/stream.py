@@ -300,9 +300,11 @@ class DecodeStream(_Stream):
         """The plan for ``length`` latent frames (when not known, for the first piece's), the tiler and the
         sink's start, at the first push."""
         self._grid, self.length = tuple(piece.shape[-2:]), length
+        if length is not None:
+            self.vae.check_length(length)
         if self._shared is None:
             shape = (1, piece.shape[1], length or piece.shape[2], *self._grid)
-            work = memory.plan_decode(self.vae, shape, self.settings, sink=self.sink)
+            work = memory.plan_decode(self.vae, shape, self.settings, sink=self.sink, whole=length is not None)
             self._setup(work, self._grid, len(work.steps) * (1 + self.passes) if length is not None else 0)
         if length is not None:
             self._planned = self.work.steps
@@ -407,6 +409,7 @@ class DecodeStream(_Stream):
 
     def _finish(self) -> torch.Tensor:
         self.length = self.received
+        self.vae.check_length(self.length)
         out: list[torch.Tensor] = []
         while (window := self._next_window(ending=True)) is not None:
             self._decode(window, out)
@@ -424,6 +427,10 @@ class DecodeStream(_Stream):
     def _set_held(self, held: torch.Tensor | None) -> None:
         self._stitcher.held = None if held is None else held.clone()
         self._stitcher.written = self.emitted
+
+
+# frames beyond those pushed that an encode step of unknown length is compared against: more than any model's step
+LOOK_AHEAD_FRAMES = 256
 
 
 class EncodeStream(_Stream):
@@ -505,25 +512,24 @@ class EncodeStream(_Stream):
         (height, width), (kept_h, kept_w) = self._size, (n // r * r for n in self._size)
         if (kept, kept_h, kept_w) != (length, height, width):
             warnings.warn(f"encoding {plural(kept, 'frame')} of {kept_w}x{kept_h} px out of {length} of {width}x{height}: the "
-                          f"VAE takes 1 + {vae.temporal_ratio}k frames of sides that are multiples of {r} px; the "
+                          f"VAE takes {vae.frame_counts} frames of sides that are multiples of {r} px; the "
                           "rest is left out", stacklevel=2)
 
     def _next_span(self) -> tuple[int, int] | None:
         """The next step's pixel frames, when they are all here: the planned ones when the length was known up
         front; else the first frame alone, then whole groups of latent frames (the last one shorter at the end)."""
+        vae, per_step = self.vae, self.settings.latents_per_step
         if self._planned is not None:
-            if self.steps >= len(self._planned):
-                return None
-            span = self._planned[self.steps]
-        else:
-            start = self.consumed
-            stop = 1 if start == 0 else start + self.vae.temporal_ratio * self.settings.latents_per_step
-            if self.length is not None:
-                kept = self.vae.pixel_frames(self.vae.latent_frames(self.length))
-                if start >= kept:
-                    return None
-                stop = min(stop, kept)
-            span = (start, stop)
+            spans = self._planned
+        elif self.length is not None:
+            spans = vae.encode_steps(vae.pixel_frames(vae.latent_frames(self.length)), per_step)
+        else:  # the steps that later frames cannot change (the model's cut of a longer clip begins with them)
+            known = vae.encode_steps(self.received, per_step)
+            longer = vae.encode_steps(self.received + LOOK_AHEAD_FRAMES, per_step)
+            spans = [span for span, same in zip(known, longer) if span == same]
+        if self.steps >= len(spans):
+            return None
+        span = spans[self.steps]
         return span if span[1] <= self.received else None
 
     def _advance(self, out: list[torch.Tensor]) -> None:
