@@ -301,6 +301,39 @@ def test_exception_mid_write_leaves_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_the_background_encoder_writes_the_same_file_and_reports_its_failure(tmp_path):
+    """Encoded on its own thread or in the caller's, a lossless file holds the same frames; an encoder that fails
+    mid-file is reported by the next write (or by result()) and leaves nothing behind."""
+    frames = noise(1, 40, 32, 48, 3)
+    paths = []
+    for background in (True, False):
+        sink = VideoFileSink(tmp_path / f"out_{background}.mp4", 16, lossless=True, background=background)
+        sink.start(tuple(frames.shape))
+        for start in range(0, 40, 8):
+            sink.write(0, start, frames[0, start : start + 8])
+        paths.append(sink.result())
+    assert torch.equal(decoded_uint8(paths[0]), decoded_uint8(paths[1]))
+    assert torch.equal(decoded_uint8(paths[0]), as_uint8(frames[0]))
+
+    sink = VideoFileSink(tmp_path / "failing.mp4", 16)
+    encode, count = sink._encode, []
+
+    def failing(pixels):
+        if len(count) == 3:
+            raise OSError("disk full")
+        count.append(1)
+        encode(pixels)
+
+    sink._encode = failing  # before start(), which hands it to the thread
+    sink.start(tuple(frames.shape))
+    with pytest.raises(OSError, match="disk full"):
+        for start in range(0, 40, 8):
+            sink.write(0, start, frames[0, start : start + 8])
+        sink.result()
+    sink.abort()  # what the engine does
+    assert sorted(os.listdir(tmp_path)) == ["out_False.mp4", "out_True.mp4"]
+
+
 def test_too_few_frames_keep_nothing(tmp_path):
     frames = noise(1, 9, 32, 48, 3)
     sink = VideoFileSink(tmp_path / "out.mp4", 16)

@@ -18,12 +18,16 @@ import torch
 from ..errors import FrameStreamError
 from . import encoder_memory
 from .audio import Sound, SoundTrack
+from .background import Worker
 from .files import atomic_path, check_writable
 from .pyav import load_av
 
 # The containers the encoder below is tested with, and the muxer each needs.
 SUFFIXES = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
 WEBM = "webm"  # takes VP9, not H.264
+# frames a background encoder may have waiting: about a decode step's (a few latent frames), so that the next
+# step runs while they are encoded
+QUEUED_FRAMES = 16
 
 
 def _is_int(value) -> bool:
@@ -71,6 +75,10 @@ class VideoFileSink:
     frames arrive and as long as the sound, whatever the video's length. The frames are the same with or
     without it.
 
+    ``background`` (the default): the frames are converted and encoded on a thread of their own while the
+    decode goes on, up to ``QUEUED_FRAMES`` waiting (in :meth:`held_bytes`); ``write`` only rounds them to
+    8 bits and hands them over. An encoder failure is raised by the next ``write`` or by ``result()``.
+
     Until ``result()`` the file is written under a hidden temporary name in the
     same folder (``.framestream-XXXXXXXX.mp4``, from ``files.atomic_path``) and
     moved into place, mode 0644, only when complete. ``abort()`` deletes it.
@@ -78,7 +86,7 @@ class VideoFileSink:
     """
 
     def __init__(self, path: str | os.PathLike, fps: float | Fraction, crf: int = 19, lossless: bool = False,
-                 sound: Sound | None = None) -> None:
+                 sound: Sound | None = None, background: bool = True) -> None:
         self.path = os.fspath(path)
         suffix = os.path.splitext(self.path)[1].lower()
         if suffix not in SUFFIXES:
@@ -101,6 +109,8 @@ class VideoFileSink:
         self._per_video = self._total = 0
         self._pad = (0, 0)
         self._atomic = self._container = self._stream = self._scaler = self._track = None
+        self._background, self._worker = background, None
+        self._encoded = 0  # frames the encoder has taken (``frames``: those handed to the sink)
         self._done = False
 
     def start(self, shape: tuple[int, ...]) -> None:
@@ -135,6 +145,8 @@ class VideoFileSink:
             if self.sound is not None:
                 self._track = SoundTrack(self._container, self.sound, webm=self.format == WEBM)
             self._scaler = av.video.reformatter.VideoReformatter()  # one swscale context for the whole video
+            if self._background:
+                self._worker = Worker(self._encode, QUEUED_FRAMES, name="framestream-video-encoder")
         except BaseException:
             self.abort()
             raise
@@ -153,28 +165,36 @@ class VideoFileSink:
             raise FrameStreamError(f"frames must be [t, {', '.join(map(str, expected))}] as announced; got {list(chunk.shape)}")
         if self._total is not None and self.frames + chunk.shape[0] > self._total:
             raise FrameStreamError(f"more frames than the {self._total} announced to start()")
-        av = load_av()
         for image in chunk.detach():
             # Rounded on the frame's own device, a frame at a time: a quarter of the bytes cross to the CPU and no
             # float copy of the whole chunk is made beside the engine's.
             pixels = image.float().mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).cpu().numpy()
             if any(self._pad):
                 pixels = np.pad(pixels, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            if not self.lossless:
-                frame = self._scaler.reformat(frame, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
-            frame.pts, frame.time_base = self.frames, 1 / self.rate
-            self._container.mux(self._stream.encode(frame))
+            if self._worker is not None:
+                self._worker.put(pixels)
+            else:
+                self._encode(pixels)
             self.frames += 1
-            if self._track is not None:
-                self._track.write_until(self.frames / self.rate)
+
+    def _encode(self, pixels: np.ndarray) -> None:
+        """One 8-bit RGB frame into the file (and the sound up to its end), on the encoder's thread."""
+        frame = load_av().VideoFrame.from_ndarray(pixels, format="rgb24")
+        if not self.lossless:
+            frame = self._scaler.reformat(frame, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+        frame.pts, frame.time_base = self._encoded, 1 / self.rate
+        self._container.mux(self._stream.encode(frame))
+        self._encoded += 1
+        if self._track is not None:
+            self._track.write_until(self._encoded / self.rate)
 
     def held_bytes(self, height: int, width: int, frames: int) -> int:
         """RAM the encoder will hold while ``frames`` frames of ``height`` x ``width`` go into this file."""
         codec = encoder_memory.H264_RGB if self.lossless else encoder_memory.VP9 if self.format == WEBM \
             else encoder_memory.H264
         pad = (0, 0) if self.lossless else (height % 2, width % 2)
-        return codec.held_bytes((height + pad[0]) * (width + pad[1]), frames)
+        queued = QUEUED_FRAMES * (height + pad[0]) * (width + pad[1]) * 3 if self._background else 0
+        return codec.held_bytes((height + pad[0]) * (width + pad[1]), frames) + queued
 
     def result(self) -> str:
         """Finishes the file and moves it into place; returns its path."""
@@ -185,6 +205,9 @@ class VideoFileSink:
         try:
             if self._total is not None and self.frames != self._total:
                 raise FrameStreamError(f"only {self.frames} of {self._total} frames arrived; the video was not kept")
+            if self._worker is not None:
+                worker, self._worker = self._worker, None
+                worker.close()  # every frame handed over is encoded (or its failure raised)
             self._container.mux(self._stream.encode(None))  # what the encoder still holds back
             if self._track is not None:
                 self._track.finish()
@@ -200,6 +223,9 @@ class VideoFileSink:
 
     def abort(self) -> None:
         """Closes and deletes the unfinished file. Safe at any time and more than once; a finished file stays."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.cancel()  # before the file closes under it
         container, self._container = self._container, None
         atomic, self._atomic = self._atomic, None
         try:

@@ -88,7 +88,9 @@ class Decoder(nn.Module):
         self.norm_out = nn.LayerNorm(dim, eps=EPS)
         self.proj_out = nn.Linear(dim, out_channels * patch_t * patch * patch)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, affine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``affine``: a scale and a shift per output channel, folded into the last layer (no pass over the
+        pixels)."""
         b, _, t, h, w = z.shape
         tokens = self.x_embedder(z.flatten(2).transpose(1, 2))  # [B, t*h*w, dim], frames slowest
         suffix = [self.register_tokens.to(tokens.dtype).expand(b, -1, -1), tokens.new_zeros(b, 1, tokens.shape[2])]
@@ -96,8 +98,12 @@ class Decoder(nn.Module):
         rotation = self._rotation((t, h, w), 1 + self.register_tokens.shape[1], x.dtype)
         for block in self.transformer_blocks:
             x = block(x, rotation)
-        pixels = self.proj_out(self.norm_out(x[:, : t * h * w]))
         p, pt = self.patch, self.patch_t
+        weight, bias = self.proj_out.weight, self.proj_out.bias
+        if affine is not None:  # the output's features are channel-major: each channel's pt * p * p in turn
+            scale, shift = (v.repeat_interleave(pt * p * p) for v in affine)
+            weight, bias = weight * scale[:, None], torch.addcmul(shift, bias, scale)
+        pixels = F.linear(self.norm_out(x[:, : t * h * w]), weight, bias)
         pixels = pixels.view(b, t, h, w, self.out_channels, pt, p, p).permute(0, 4, 1, 5, 2, 6, 3, 7)
         return pixels.reshape(b, self.out_channels, t * pt, h * p, w * p)
 

@@ -20,29 +20,49 @@ GROUPS = 32  # every norm of the release; not readable from shapes
 
 
 class ClipConv3d(nn.Conv3d):
-    """``padding`` (t, h, w): ``h``/``w`` reflected edges, ``2t`` zero frames in front of the clip."""
+    """``padding`` (t, h, w): ``2t`` zero frames in front of the clip, ``h``/``w`` reflected edges on both sides
+    (``edges``: (left, right, top, bottom) instead)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 edges: tuple[int, int, int, int] | None = None) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride)
-        self.causal_padding = _triple(padding)
+        pad_t, pad_h, pad_w = _triple(padding)
+        self.front = 2 * pad_t
+        self.edges = edges if edges is not None else (pad_w, pad_w, pad_h, pad_h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pad_t, pad_h, pad_w = self.causal_padding
-        if pad_h or pad_w:
-            x = F.pad(x, (pad_w, pad_w, pad_h, pad_h, 0, 0), mode="reflect")
-        if pad_t:
-            x = F.pad(x, (0, 0, 0, 0, 2 * pad_t, 0))
-        return conv3d(x, self.weight, self.bias, self.stride, (0, 0, 0), self.dilation, self.groups)
+        return conv3d(padded(x, self.front, self.edges), self.weight, self.bias, self.stride, (0, 0, 0),
+                      self.dilation, self.groups)
+
+
+def padded(x: torch.Tensor, front: int, edges: tuple[int, int, int, int]) -> torch.Tensor:
+    """``x`` with ``front`` zero frames and reflected ``edges``, written once into one new tensor (F.pad twice
+    fills and copies the whole clip twice)."""
+    if not any(edges):
+        return F.pad(x, (0, 0, 0, 0, front, 0)) if front else x
+    left, right, top, bottom = edges
+    b, c, t, h, w = x.shape
+    out = x.new_empty(b, c, front + t, top + h + bottom, left + w + right)
+    out[:, :, :front].zero_()
+    body = out[:, :, front:]
+    if body.is_contiguous():  # one video: the frames after the front are one block
+        torch._C._nn.reflection_pad3d(x, (left, right, top, bottom, 0, 0), out=body)
+    else:
+        body.copy_(F.pad(x, (left, right, top, bottom, 0, 0), mode="reflect"))
+    return out
 
 
 class FrameGroupNorm(nn.GroupNorm):
-    """A GroupNorm over each frame alone (the release's ``use_t_isolated_gn``)."""
+    """A GroupNorm over each frame alone (the release's ``use_t_isolated_gn``), computed in place along time:
+    the statistics of each frame's groups, then one pass that scales and shifts (no frames-first copies)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
-        frames = x.transpose(1, 2).reshape(b * t, c, h, w)
-        y = F.group_norm(frames, self.num_groups, self.weight, self.bias, self.eps)
-        return y.view(b, t, c, h, w).transpose(1, 2)
+        groups = x.reshape(b, self.num_groups, c // self.num_groups, t, h * w)
+        var, mean = torch.var_mean(groups, dim=(2, 4), keepdim=True, correction=0)  # [b, G, 1, t, 1]
+        scale = torch.rsqrt(var + self.eps) * self.weight.view(1, self.num_groups, -1, 1, 1)
+        shift = self.bias.view(1, self.num_groups, -1, 1, 1) - mean * scale
+        return torch.addcmul(shift, groups, scale).view(b, c, t, h, w)
 
 
 def frame_norm(channels: int) -> FrameGroupNorm:
@@ -58,8 +78,8 @@ class ResnetBlock(nn.Module):
         self.nin_shortcut = ClipConv3d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(F.silu(self.norm1(x), inplace=True))
+        h = self.conv2(F.silu(self.norm2(h), inplace=True))
         return h + (x if self.nin_shortcut is None else self.nin_shortcut(x))
 
 
@@ -68,13 +88,10 @@ class Downsample(nn.Module):
 
     def __init__(self, channels: int, time_stride: int, space_stride: int) -> None:
         super().__init__()
-        self.space_stride = space_stride
         self.conv = ClipConv3d(channels, channels, 3, stride=(time_stride, space_stride, space_stride),
-                               padding=(1, 0, 0))
+                               padding=(1, 0, 0), edges=(0, 1, 0, 1) if space_stride == 2 else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.space_stride == 2:
-            x = F.pad(x, (0, 1, 0, 1, 0, 0), mode="reflect")
         return self.conv(x)
 
 
@@ -110,4 +127,4 @@ class Encoder(nn.Module):
         h = self.conv_in(x)
         for level in self.down:
             h = level(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(F.silu(self.norm_out(h), inplace=True))

@@ -96,16 +96,17 @@ class MiniMaxH3VAE(CausalVideoVAE):
         self.normalized_latents = False
         self.latents_mean, self.latents_std = LATENTS_MEAN, LATENTS_STD
         self.set_tiles(TILE_PX, TILE_OVERLAP_PX)
-        # a window's tokens (dim wide, one per 4 x 16 x 16 pixels) peak with the feed-forward's 12 widths and
-        # a few copies around the attention: about 16 token-widths per token, counted at the finest stage
+        # a window's tokens (dim wide, one per 4 x 16 x 16 pixels) peak at about 24 token-widths each (the
+        # feed-forward's gate and value, 16; the attention's query, key, value and output): as the engine counts
+        # 6 tensors of the finest width (benchmarks/minimax_decode.py measures it)
         dim = cfg.heads * cfg.head_dim
-        self.decoder_width = max(1, round(16 * dim / (self.spatial_ratio ** 2 * self.temporal_ratio)))
+        self.decoder_width = max(1, round(24 / 6 * dim / (self.spatial_ratio ** 2 * self.temporal_ratio)))
 
     def set_tiles(self, tile_px: int, overlap_px: int) -> "MiniMaxH3VAE":
         """Decode and encode in tiles of ``tile_px`` overlapping by at least ``overlap_px`` (the release's 256
         and 64 by default, as diffusers' ``enable_tiling`` sets them); other tiles give other frames."""
         self.tile_px, self.tile_overlap_px = tile_px, overlap_px
-        self.memory_profile = MemoryProfile(live_at_finest=1.0, native_tile_px=tile_px)
+        self.memory_profile = MemoryProfile(native_tile_px=tile_px)
         return self
 
     @property
@@ -197,7 +198,7 @@ class MiniMaxH3VAE(CausalVideoVAE):
         while z.shape[2] >= WINDOW:
             frames = self._decode_window(z[:, :, :WINDOW])
             out.append(self._faded(frames[:, :, PRE_PADDING : PRE_PADDING + CLIP], held))
-            held = frames[:, :, -FADE:]
+            held = frames[:, :, -FADE:].clone()  # not a view: the window's other frames can go
             z = z[:, :, STRIDE:]
         if state is None or state.ending:
             out.append(self._end(z, held))
@@ -208,7 +209,7 @@ class MiniMaxH3VAE(CausalVideoVAE):
         if not out:
             h, w = features.shape[-2:]
             return features.new_zeros(features.shape[0], 3, 0, h * self.spatial_ratio, w * self.spatial_ratio)
-        return torch.cat(out, dim=2)
+        return out[0] if len(out) == 1 else torch.cat(out, dim=2)
 
     def _end(self, z: torch.Tensor, held: torch.Tensor | None) -> torch.Tensor:
         """The clip's last frames: the held ones, or a last window the clip does not fill (2 latent frames alone,
@@ -233,13 +234,13 @@ class MiniMaxH3VAE(CausalVideoVAE):
         """A window ``[B, C, t, h, w]`` in the release's tiles -> ``[B, 3, 4t, 16h, 16w]`` in [-1, 1]."""
         r = self.spatial_ratio
 
-        def tile(top: int, left: int, rows: int, cols: int) -> torch.Tensor:
-            return self.decoder(z[..., top // r : (top + rows) // r, left // r : (left + cols) // r])
+        mean, std = (torch.tensor(v, device=z.device, dtype=z.dtype) for v in (IMAGENET_MEAN, IMAGENET_STD))
+        to_engine = (2.0 * std, 2.0 * mean - 1.0)  # ImageNet-normalised -> [-1, 1], per channel, in the last layer
 
-        raw = tiles.run_tiled(tile, z.shape[-2] * r, z.shape[-1] * r, self.tile_px, self.tile_overlap_px, r, 1.0)
-        mean, std = (torch.tensor(v, device=raw.device, dtype=raw.dtype).view(-1, 1, 1, 1)
-                     for v in (IMAGENET_MEAN, IMAGENET_STD))
-        return (raw * std + mean) * 2.0 - 1.0
+        def tile(top: int, left: int, rows: int, cols: int) -> torch.Tensor:
+            return self.decoder(z[..., top // r : (top + rows) // r, left // r : (left + cols) // r], to_engine)
+
+        return tiles.run_tiled(tile, z.shape[-2] * r, z.shape[-1] * r, self.tile_px, self.tile_overlap_px, r, 1.0)
 
     # --- encode
 

@@ -46,15 +46,14 @@ def split(side: int, tile: int, min_overlap: int, unit: int) -> Layout:
 
 
 def fade(earlier: torch.Tensor, later: torch.Tensor, extent: int, dim: int) -> torch.Tensor:
-    """``later`` with its first ``extent`` entries along ``dim`` faded in over ``earlier``'s last: the later
-    side's weight is ``k / extent`` at entry ``k``."""
+    """``later``, changed in place, with its first ``extent`` entries along ``dim`` faded in over ``earlier``'s
+    last: the later side's weight is ``k / extent`` at entry ``k``."""
     extent = min(earlier.shape[dim], later.shape[dim], extent)
     shape = [1] * later.ndim
     shape[dim] = extent
-    weight = (torch.arange(extent, device=later.device, dtype=later.dtype) / extent).view(shape)
-    blended = earlier.narrow(dim, earlier.shape[dim] - extent, extent) * (1 - weight) + \
-        later.narrow(dim, 0, extent) * weight
-    return torch.cat([blended, later.narrow(dim, extent, later.shape[dim] - extent)], dim=dim)
+    earlier_weight = (1 - torch.arange(extent, device=later.device, dtype=later.dtype) / extent).view(shape)
+    later.narrow(dim, 0, extent).lerp_(earlier.narrow(dim, earlier.shape[dim] - extent, extent), earlier_weight)
+    return later
 
 
 def run_tiled(run: Callable[[int, int, int, int], torch.Tensor], height: int, width: int, tile: int,
@@ -65,6 +64,8 @@ def run_tiled(run: Callable[[int, int, int, int], torch.Tensor], height: int, wi
     Holds the output, the raw bottom rows of the tiles above and the raw right columns of the tile to the left.
     """
     rows, cols = split(height, tile, min_overlap, unit), split(width, tile, min_overlap, unit)
+    if len(rows.starts) == len(cols.starts) == 1:
+        return run(0, 0, height, width)
     scaled = lambda px: round(px * out_per_px)  # noqa: E731
     canvas, above, y = None, [], 0
     for i, top in enumerate(rows.starts):
