@@ -42,6 +42,21 @@ def norm_inputs_moments(model, run) -> dict:
     return moments
 
 
+def assert_damaged_files_named(sd: dict, family: str, missing_prefix: str, cut_key: str) -> None:
+    """A family's file without the tensors under ``missing_prefix`` is called incomplete naming the first, and one
+    whose ``cut_key`` lost rows is called a mismatch, both naming the family (not "unrecognised")."""
+    from framestream.vae_core import build_vae
+    from framestream.vae_core.errors import FrameStreamError
+
+    incomplete = {k: v for k, v in sd.items() if not k.startswith(missing_prefix)}
+    with pytest.raises(FrameStreamError, match=f"looks like a {family} but is incomplete: missing '{missing_prefix}"):
+        build_vae(incomplete)
+    cut = dict(sd)
+    cut[cut_key] = cut[cut_key][: cut[cut_key].shape[0] // 2]
+    with pytest.raises(FrameStreamError, match=f"looks like a {family} but does not match its architecture"):
+        build_vae(cut)
+
+
 def input_type(spec) -> str:
     return str(spec.get_io_type())
 

@@ -10,7 +10,7 @@ from framestream.vae_core.models import registry
 from framestream.vae_core.quality import psnr
 from framestream.vae_core.streaming import group_norm
 
-from helpers import norm_inputs_moments
+from helpers import assert_damaged_files_named, norm_inputs_moments
 from oracle import diffusers_kandinsky
 
 TOL = 1e-4
@@ -134,10 +134,4 @@ def test_bad_inputs_get_one_clear_message(pair):
     ref, ours = pair
     with pytest.raises(FrameStreamError, match=f"latent has 12 channels but the {NAME} expects 16"):
         decode(ours, torch.randn(1, 12, 2, 2, 2))
-    sd = {k: v for k, v in ref.state_dict().items() if not k.startswith("encoder.conv_in.")}
-    with pytest.raises(FrameStreamError, match=f"looks like a {NAME} but is incomplete: missing 'encoder.conv_in"):
-        build_vae(sd)
-    sd = dict(ref.state_dict())
-    sd["decoder.up.1.block.0.conv1.conv.weight"] = sd["decoder.up.1.block.0.conv1.conv.weight"][:8]
-    with pytest.raises(FrameStreamError, match=f"looks like a {NAME} but does not match its architecture"):
-        build_vae(sd)
+    assert_damaged_files_named(ref.state_dict(), NAME, "encoder.conv_in.", "decoder.up.1.block.0.conv1.conv.weight")
