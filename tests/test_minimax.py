@@ -92,6 +92,10 @@ def test_a_stream_gives_each_window_once_its_latent_frames_are_in(pair, pieces):
         assert (torch.cat(out) - expected).abs().max().item() <= TOL
         # the first window (7 latent frames) gives 17 frames and holds 5; the second, with the clip's end, 22
         assert [len(o) for o in out if len(o)] == ([39] if len(pieces) == 1 else [17, 22])
+    # pushed without saying which piece is the last: flush() lets the held frames out
+    stream = DecodeStream(ours)
+    out = [stream.push(z[:, :, :7]), stream.push(z[:, :, 7:]), stream.flush()]
+    assert [len(o) for o in out] == [17, 17, 5] and (torch.cat(out) - expected).abs().max().item() <= TOL
 
 
 @pytest.mark.parametrize("frames", [1, 22, 39])

@@ -18,6 +18,7 @@ commits its carries, or after running out of memory undoes it and runs it again 
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass
 
@@ -517,7 +518,8 @@ class EncodeStream(_Stream):
 
     def _next_span(self) -> tuple[int, int] | None:
         """The next step's pixel frames, when they are all here: the planned ones when the length was known up
-        front; else the first frame alone, then whole groups of latent frames (the last one shorter at the end)."""
+        front; else the model's own cut (:meth:`CausalVideoVAE.encode_steps`) of the frames kept, or, before the
+        end is known, of those pushed so far where more frames would not change it."""
         vae, per_step = self.vae, self.settings.latents_per_step
         if self._planned is not None:
             spans = self._planned
@@ -526,7 +528,7 @@ class EncodeStream(_Stream):
         else:  # the steps that later frames cannot change (the model's cut of a longer clip begins with them)
             known = vae.encode_steps(self.received, per_step)
             longer = vae.encode_steps(self.received + LOOK_AHEAD_FRAMES, per_step)
-            spans = [span for span, same in zip(known, longer) if span == same]
+            spans = [span for span, _ in itertools.takewhile(lambda pair: pair[0] == pair[1], zip(known, longer))]
         if self.steps >= len(spans):
             return None
         span = spans[self.steps]
