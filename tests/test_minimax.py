@@ -1,6 +1,8 @@
 """MiniMax H3's video VAE against diffusers' AutoencoderKLMiniMaxH3 with the same random weights: decoder windows
 of 7 latent frames cross-faded, encoder clips of 17 frames, both in the release's own spatial tiles, streamed."""
 
+import os
+
 import pytest
 import torch
 
@@ -269,3 +271,21 @@ def test_quantised_files_of_another_layout_are_named(pair):
     other["decoder.proj_out.comfy_quant"] = sd["decoder.transformer_blocks.0.ff.w1.comfy_quant"]
     with pytest.raises(FrameStreamError, match="quantises decoder.proj_out; the MiniMax H3 int8 file"):
         build_vae(other)
+
+
+def test_the_command_refuses_a_latent_it_cannot_have_made_and_writes_nothing(pair, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from framestream import cli
+
+    ref, _ = pair
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, tmp_path / "vae.safetensors")
+    save_file({"latent": latent(9)}, tmp_path / "z.safetensors")
+    code = cli.main(["decode", str(tmp_path / "vae.safetensors"), str(tmp_path / "z.safetensors"), "-o",
+                     str(tmp_path / "out.mp4")])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("framestream: error:")] == [
+        f"framestream: error: the latent has 9 frames; a {NAME} latent has 5k + 2 (2, 7, 12, 17, ...) or 1 (an "
+        "image), as its encoder makes them: this one was cut or made for another model"]
+    assert sorted(os.listdir(tmp_path)) == ["vae.safetensors", "z.safetensors"]
