@@ -34,7 +34,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...errors import FrameStreamError
-from ...streaming.conv import Conv3d
 from ...streaming.model import CausalVideoVAE
 from ...streaming.state import active_state
 from ...streaming.traits import MemoryProfile, Streaming
@@ -91,7 +90,7 @@ class MiniMaxH3VAE(CausalVideoVAE):
         self.latent_channels = cfg.latent_channels
         self.encoder = Encoder(cfg.widths, cfg.layers, cfg.space_strides, cfg.time_strides, cfg.latent_channels)
         self.quant_conv = nn.Conv3d(2 * cfg.latent_channels, 2 * cfg.latent_channels, 1)
-        self.post_quant_conv = Conv3d(cfg.latent_channels, cfg.latent_channels, 1)  # takes a flush step's 0 frames
+        self.post_quant_conv = nn.Conv3d(cfg.latent_channels, cfg.latent_channels, 1)
         self.decoder = Decoder(cfg.latent_channels, cfg.decoder_layers, cfg.heads, cfg.head_dim, self.spatial_ratio,
                                self.temporal_ratio, cfg.registers)
         self.normalized_latents = False
@@ -182,6 +181,10 @@ class MiniMaxH3VAE(CausalVideoVAE):
     # --- decode
 
     def decode_shared(self, z: torch.Tensor) -> torch.Tensor:
+        """The latent, un-normalised and through its 1x1 conv (as the host computes it: the int8 decoder's
+        rounding of each token follows these values to the last bit). A flush step's has no frames."""
+        if z.shape[2] == 0:
+            return z
         if self.normalized_latents:
             mean, std = self._statistics(z)
             z = z * std + mean
