@@ -238,7 +238,7 @@ def plan_encode(vae: CausalVideoVAE, frames: int, height: int, width: int, setti
                 device: torch.device | None = None) -> WorkPlan:
     """The plan for encoding ``frames`` frames of ``height`` x ``width`` pixels (already whole latent pixels)."""
     steps = vae.encode_steps(vae.pixel_frames(vae.latent_frames(frames)), settings.latents_per_step)
-    # latent frames of the widest step: a model may cut its clip its own way (MiniMax H3's clips of 17 frames)
+    # latent frames of the widest step: a model may cut its clip its own way (a release's fixed clips)
     per_step = max([settings.latents_per_step] + [-(-(stop - start) // vae.temporal_ratio) for start, stop in steps])
     length = vae.latent_frames(frames)
     tiles = _tiles(vae, height, width, per_step, settings, "encode", device, length)

@@ -82,6 +82,6 @@ class MemoryProfile:
     # tiles do not shrink them
     whole_frame_share: float = 0.0
     # the model tiles its frames itself at this size because its output is defined as those tiles blended
-    # (MiniMax H3's decoder attends over one tile): the engine runs it on the whole frame, never in tiles of its
+    # (a decoder whose attention spans one such tile): the engine runs it on the whole frame, never in tiles of its
     # own, and its activations are one such tile's
     native_tile_px: int | None = None

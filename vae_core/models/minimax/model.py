@@ -63,6 +63,11 @@ LATENTS_STD = (1.2223774194717407, 1.2767263650894165, 1.68317747116088865, 1.75
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
+def per_channel(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
+    """``values`` as a ``[C, 1, 1, 1]`` tensor on ``like``'s device and dtype, for ``[B, C, T, H, W]``."""
+    return torch.tensor(values, device=like.device, dtype=like.dtype).view(-1, 1, 1, 1)
+
+
 @dataclass(frozen=True)
 class MiniMaxConfig:
     widths: tuple[int, ...] = (128, 256, 256, 512, 512, 1024)  # the encoder's levels, finest first
@@ -174,9 +179,7 @@ class MiniMaxH3VAE(CausalVideoVAE):
         return self
 
     def _statistics(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, std = (torch.tensor(v, device=like.device, dtype=like.dtype).view(-1, 1, 1, 1)
-                     for v in (self.latents_mean, self.latents_std))
-        return mean, std
+        return per_channel(self.latents_mean, like), per_channel(self.latents_std, like)
 
     # --- decode
 
@@ -238,7 +241,7 @@ class MiniMaxH3VAE(CausalVideoVAE):
         """A window ``[B, C, t, h, w]`` in the release's tiles -> ``[B, 3, 4t, 16h, 16w]`` in [-1, 1]."""
         r = self.spatial_ratio
 
-        mean, std = (torch.tensor(v, device=z.device, dtype=z.dtype) for v in (IMAGENET_MEAN, IMAGENET_STD))
+        mean, std = per_channel(IMAGENET_MEAN, z).flatten(), per_channel(IMAGENET_STD, z).flatten()
         to_engine = (2.0 * std, 2.0 * mean - 1.0)  # ImageNet-normalised -> [-1, 1], per channel, in the last layer
 
         def tile(top: int, left: int, rows: int, cols: int) -> torch.Tensor:
@@ -251,8 +254,7 @@ class MiniMaxH3VAE(CausalVideoVAE):
     def encode_tile(self, x: torch.Tensor) -> torch.Tensor:
         """One clip ``[B, 3, t, H, W]`` in [-1, 1] -> its latent mean; a clip shorter than 17 frames (the last) is
         padded with its last frame and keeps the latent frames its own frames stand for."""
-        mean, std = (torch.tensor(v, device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
-                     for v in (IMAGENET_MEAN, IMAGENET_STD))
+        mean, std = per_channel(IMAGENET_MEAN, x), per_channel(IMAGENET_STD, x)
         pixels = ((x + 1.0) * 0.5 - mean) / std
         frames = pixels.shape[2]
         if 1 < frames < CLIP:
