@@ -555,3 +555,69 @@ def diffusers_svd(seed=0, **config):
             elif "norm" in name:
                 param.copy_((1.0 if name.endswith("weight") else 0.0) + 0.3 * torch.randn(param.shape, generator=gen))
     return model
+
+
+# --- LTX-2 diffusion decoder (the host's LTX 2.4) --------------------------------------------------------------
+
+# 128 latent channels (the host's statistics are that wide), 16-wide heads, the release's depths cut down;
+# temporal kernels of 3 as released, spatial ones small enough for grids of a few latent pixels (diffusers refuses
+# a kernel larger than its grid; the host clamps it), the release's 11^3 diffusion-stage box
+LTX24_SMALL = dict(out_channels=3, latent_channels=128, patch_size=4, decoder_head_dim=16,
+                   decoder_stage_channels=(128, 64, 32, 32, 16), decoder_stage_depths=(2, 2, 1, 1, 2),
+                   decoder_stage_kernels=((3, 1, 1), (3, 3, 3), (3, 3, 3), (3, 5, 5)),
+                   decoder_upsample_strides=((1, 2, 2), (2, 1, 1), (2, 2, 2), (2, 2, 2)),
+                   decoder_upsample_channel_reductions=(2, 2, 1, 2), decoder_stage5_kernel=(11, 11, 11),
+                   decoder_t_emb_dim=32)
+
+
+def diffusers_ltx24(seed=0, **config):
+    """diffusers' LTX2VideoDiffusionDecoderModel with random weights: norms near 1, the AdaLN table and the
+    biases drawn too (zero-initialised, they would leave the modulation and the context's projection idle)."""
+    from diffusers import LTX2VideoDiffusionDecoderModel
+
+    torch.manual_seed(seed)
+    model = LTX2VideoDiffusionDecoderModel(**{**LTX24_SMALL, **config}).eval()
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        randomise_ltx24(model, gen)
+        model.latents_mean.copy_(0.3 * torch.randn(model.latents_mean.shape, generator=gen))
+        model.latents_std.copy_(0.5 + torch.rand(model.latents_std.shape, generator=gen))
+    return model
+
+
+def randomise_ltx24(model, gen: torch.Generator) -> None:
+    """Every parameter of a diffusion decoder (diffusers' or the host's) drawn: norms near 1, the AdaLN table and
+    the biases small, weights scaled by their fan-in."""
+    for name, param in model.named_parameters():
+        if param.ndim == 1 and "norm" in name:
+            param.copy_(1.0 + 0.2 * torch.randn(param.shape, generator=gen))
+        elif param.ndim == 1 or "scale_shift_table" in name:
+            param.copy_(0.1 * torch.randn(param.shape, generator=gen))
+        else:
+            param.copy_(torch.randn(param.shape, generator=gen) / param.shape[-1] ** 0.5)
+
+
+def ltx24_metadata(model) -> dict[str, str]:
+    """What the weights do not say (kernels, strides), as a file carries it: diffusers' config in the metadata."""
+    import json
+
+    return {"config": json.dumps(dict(model.config))}
+
+
+def ltx24_host_config(**config) -> dict:
+    """:data:`LTX24_SMALL` (``config`` over it) as the host reads it: the ``vae`` part of a file's ``config``
+    metadata (ComfyUI's ``CausalDiffusionVAE``, 0.33), with a tiny conv encoder, which the host always builds."""
+    c = {**LTX24_SMALL, **config}
+    strides, reductions = c["decoder_upsample_strides"], c["decoder_upsample_channel_reductions"]
+    return {"_class_name": "CausalDiffusionVAE", "dims": 3, "model_output_type": "x0",
+            "encoder": {"dims": 3, "in_channels": 3, "out_channels": c["latent_channels"],
+                        "blocks": [["res_x", {"num_layers": 1}]], "patch_size": 4, "latent_log_var": "constant",
+                        "norm_layer": "pixel_norm", "base_channels": 8},
+            "decoder": {"in_channels": c["latent_channels"], "out_channels": c["out_channels"],
+                        "patch_size": c["patch_size"], "head_dim": c["decoder_head_dim"],
+                        "stage_channels": list(c["decoder_stage_channels"]),
+                        "stage_depths": list(c["decoder_stage_depths"]),
+                        "stage_kernels": [list(k) for k in (*c["decoder_stage_kernels"], c["decoder_stage5_kernel"])],
+                        "upsamples": [[list(s), r] for s, r in zip(strides, reductions)],
+                        "stage5_kernel": list(c["decoder_stage5_kernel"]), "t_emb_dim": c["decoder_t_emb_dim"],
+                        "timestep_scale_multiplier": 1000.0, "default_num_inference_steps": 1}}

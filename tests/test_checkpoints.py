@@ -141,11 +141,11 @@ def test_corrupt_header(tmp_path):
         load_vae(str(path))
 
 
-def test_unsupported_family_named_not_misread(tmp_path):
-    """LTX-2's diffusion decoder reads LTX-2 latents, but it is another model: it is called what it is."""
+def test_the_diffusion_decoder_is_not_read_as_ltx2(tmp_path):
+    """LTX-2's diffusion decoder reads LTX-2 latents, but it is another model: its file is called what it is."""
     save_file({"decoder.conv_in_x_t.weight": torch.ones(4, 4)}, tmp_path / "ltx25.safetensors")
-    with pytest.raises(FrameStreamError, match=r"ltx25.safetensors is not a VAE FrameStream supports: it looks like the "
-                                               r"LTX-2 diffusion decoder \(LTX-2.4 / 2.5\); FrameStream reads a Wan"):
+    with pytest.raises(FrameStreamError, match=r"ltx25.safetensors looks like an LTX-2 diffusion decoder "
+                                               r"\(LTX-2.4 / 2.5\) but is incomplete"):
         load_vae(str(tmp_path / "ltx25.safetensors"))
 
 

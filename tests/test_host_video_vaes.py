@@ -1,13 +1,13 @@
-"""HunyuanVideo, CogVideoX, Kandinsky 6, MiniMax H3 and LTX-Video VAEs in a real ComfyUI on CPU (runs only with ``COMFYUI_DIR``, as
-test_host_comfyui.py).
+"""HunyuanVideo, CogVideoX, Kandinsky 6, MiniMax H3 and LTX-Video VAEs and LTX-2's diffusion decoder in a real
+ComfyUI on CPU (runs only with ``COMFYUI_DIR``, as test_host_comfyui.py).
 
 Each shipped decode workflow runs on a random-weight VAE the test writes, with
 the video written losslessly so its frames can be compared: HunyuanVideo
 through the host's own Load VAE (its Stable Diffusion layout with 3D convs),
-CogVideoX, Kandinsky 6 and MiniMax H3 (which the host cannot load, or only at the release's size) and LTX-Video through
-FrameStream Load VAE. LTX-Video also comes through the host's Load VAE. Every decode must equal
-the library's decode of the same file, or the host's own VAE Decode where the
-two agree.
+CogVideoX, Kandinsky 6 and MiniMax H3 (which the host cannot load, or only at the release's size), LTX-Video and
+LTX-2's diffusion decoder (which the host reads from 0.33 on) through FrameStream Load VAE. LTX-Video also comes
+through the host's Load VAE. Every decode must equal the library's decode of the same file, or the host's own VAE
+Decode where the two agree.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from helpers import FILE_TOL, TOL, assert_success, library_decode, needs_host, probe, run_prompt, run_shipped_decode
 from helpers import save_latent_input as _save_latent
-from oracle import ltx_to_original, to_host_layout
+from oracle import ltx24_host_config, ltx_to_original, to_host_layout
 
 
 pytestmark = needs_host
@@ -55,14 +55,17 @@ def test_hunyuan_video_workflow_through_the_hosts_load_vae(comfy):
 
 
 def _through_framestream_load_vae(comfy, model, name: str, latent: torch.Tensor, frames: int, fps: float,
-                                  size: int = 16, **settings) -> None:
-    """The shipped ``<name>_decode_to_file.json`` on ``model`` (random weights, written as ``<name>`` files): the
-    file's ``size`` px frames equal the library's decode of the same VAE file (with the host's ``settings``)."""
+                                  size: int = 16, workflow: str | None = None, names: dict | None = None,
+                                  metadata: dict | None = None, **settings) -> None:
+    """The shipped ``<name>_decode_to_file.json`` (or ``workflow``) on ``model`` (random weights, written as
+    ``<name>`` files, tensors renamed by ``names``, with the file's ``metadata``): the file's ``size`` px frames
+    equal the library's decode of the same VAE file (with the host's ``settings``)."""
     _, base, _ = comfy
     path = base / "models" / "vae" / f"{name}_vae_test.safetensors"
-    save_file({k: v.contiguous() for k, v in _random(model).state_dict().items()}, path)
+    save_file({(names or {}).get(k, k): v.contiguous() for k, v in _random(model).state_dict().items()}, path,
+              metadata=metadata)
     _save_latent(base, f"{name}.latent", latent)
-    got, got_fps = run_shipped_decode(comfy, f"{name}_decode_to_file.json", path.name, f"{name}.latent")
+    got, got_fps = run_shipped_decode(comfy, workflow or f"{name}_decode_to_file.json", path.name, f"{name}.latent")
     assert got.shape == (frames, size, size, 3) and got_fps == fps
     assert (got - library_decode(path, latent, **settings)).abs().max().item() <= FILE_TOL
 
@@ -91,6 +94,28 @@ def test_minimax_h3_workflow_through_framestream_load_vae(comfy):
     model = MiniMaxH3VAE(MiniMaxConfig(widths=(32, 32, 64, 64, 64, 64), layers=1, decoder_layers=2, heads=2))
     _through_framestream_load_vae(comfy, model, "minimax_h3", torch.randn(1, 24, 7, 2, 2), 22, 24.0, size=32,
                                   normalized_latents=True)
+
+
+def test_ltx2_diffusion_decoder_workflow_through_framestream_load_vae(comfy):
+    """LTX-2's diffusion decoder (the host's LTX 2.4) on a 3-frame LTX-2 latent (17 frames) of 2x2 latent pixels,
+    normalised as the host's. Its kernels and upsampling axes are not in the weights: the file carries its config
+    in the metadata, as Lightricks' does, and its statistics under Lightricks' names. The host's own module is
+    compared in test_host_ltx24.py."""
+    import json
+
+    from framestream.vae_core.models.ltx24.config import DiffusionDecoderConfig
+    from framestream.vae_core.models.ltx24.model import DiffusionDecoderVAE
+
+    config = ltx24_host_config()
+    model = DiffusionDecoderVAE(DiffusionDecoderConfig.from_host(config))
+    gen = torch.Generator().manual_seed(1)
+    model.latents_mean.copy_(0.3 * torch.randn(128, generator=gen))
+    model.latents_std.copy_(0.5 + torch.rand(128, generator=gen))
+    names = {"latents_mean": "per_channel_statistics.mean-of-means",
+             "latents_std": "per_channel_statistics.std-of-means"}
+    _through_framestream_load_vae(comfy, model, "ltx2_diffusion_decoder", torch.randn(1, 128, 3, 2, 2, generator=gen),
+                                  17, 24.0, size=64, workflow="ltx2_diffusion_decoder_to_file.json", names=names,
+                                  metadata={"config": json.dumps({"vae": config})}, normalized_latents=True)
 
 
 def test_ltx_video_workflow_and_the_hosts_load_vae(comfy):

@@ -20,9 +20,14 @@ def assemble(make: Callable[[], CausalVideoVAE], sd: Mapping[str, torch.Tensor],
     except RuntimeError as err:  # a shape mismatch: the first line that names the tensor
         missing, unexpected = [str(err).splitlines()[1].strip()], []
     if missing or unexpected:
-        raise FrameStreamError(f"{source} looks like a {model.family} but does not match its architecture "
-                               f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})")
+        raise FrameStreamError(f"{source} looks like {article(model.family)} {model.family} but does not match its "
+                               f"architecture (missing: {missing[:3]}, unexpected: {unexpected[:3]})")
     return model.eval()
+
+
+def article(name: str) -> str:
+    """"an" before a name read with a vowel sound first (LTX: "el"), else "a"."""
+    return "an" if name.startswith(("A", "E", "I", "O", "U", "LTX")) else "a"
 
 
 def count_indices(sd: Mapping[str, torch.Tensor], pattern: str) -> int:

@@ -14,7 +14,7 @@ import torch
 from ..errors import FrameStreamError
 from ..io.files import read_metadata, read_safetensors
 from ..streaming.model import CausalVideoVAE
-from . import cogvideox, hunyuan, hunyuan15, image, kandinsky, ltx, ltx2, minimax, mochi, svd, taehv, taesd, wan
+from . import cogvideox, hunyuan, hunyuan15, image, kandinsky, ltx, ltx2, ltx24, minimax, mochi, svd, taehv, taesd, wan
 from .family import Family, Lookalike, StateDict
 
 FAMILIES: tuple[Family, ...] = (
@@ -31,14 +31,11 @@ FAMILIES: tuple[Family, ...] = (
     taehv.FAMILY,
     kandinsky.FAMILY,
     minimax.FAMILY,
+    ltx24.FAMILY,
 )
 
 # models that are recognisable but not supported, so a file of theirs is named, not misread
 LOOKALIKES: tuple[Lookalike, ...] = (
-    # LTX-2's diffusion decoder (the host calls its checkpoint 2.4, diffusers 2.5) reads LTX-2 latents but is
-    # another model (attention that denoises pixels, no encoder)
-    Lookalike("LTX-2 diffusion decoder (LTX-2.4 / 2.5)",
-              lambda sd: "decoder.conv_in_x_t.weight" in sd or "conv_in_x_t.weight" in sd),
     # other VAEs the host detects by these keys (its comfy/sd.py), not supported (yet)
     Lookalike("SeedVR2 VAE", lambda sd: "decoder.up_blocks.2.upsamplers.0.upscale_conv.weight" in sd),
     Lookalike("Mage-VAE (a one-step diffusion codec)", lambda sd: "student.dconv_encoder.proj_out.weight" in sd),

@@ -117,7 +117,7 @@ def delayed_carries_per_cell(vae: CausalVideoVAE, length: int | None = None) -> 
     length = longest if length is None else min(length, longest)
     cache = _probes(vae)
     if ("delayed", length) not in cache:
-        state = StreamState(pace=(1, vae.temporal_ratio))
+        state = StreamState(expected_frames=length, pace=(1, vae.temporal_ratio))
         z = torch.zeros(1, vae.latent_channels, 1, 2, 2, device=vae.weight_device, dtype=vae.weight_dtype)
         made, peaks, whole_frame = 0, DelayedCarries(0, 0, 0), set()
         with state.active():

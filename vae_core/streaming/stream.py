@@ -393,7 +393,8 @@ class DecodeStream(_Stream):
         """New carries (a window is a fresh clip; a windowed decode's windows keep adding to the clip's GroupNorm
         statistics)."""
         pace = (self.work.per_step, self.vae.temporal_ratio) if self.vae.streaming.delayed else None
-        state = self.tiler.new_state(self.length if self.vae.streaming.causal else None, pace, self._pooling)
+        known = self.vae.streaming.causal or self.vae.streaming.needs_length
+        state = self.tiler.new_state(self.length if known else None, pace, self._pooling)
         if self.state is not None and self._pooling is not None:
             state.carries.take_moments(self.state.carries)
         return state
