@@ -42,7 +42,7 @@ from framestream.vae_core.io.video import VideoFileSink  # noqa: E402
 from framestream.vae_core.quality import psnr  # noqa: E402
 from framestream.vae_core.streaming.runtime import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
-from framestream.vae_core.streaming.tiles import DEFAULT_OVERLAP_PX  # noqa: E402
+from framestream.vae_core.streaming.tiles import DEFAULT_OVERLAP_PX, spans  # noqa: E402
 from oracle import diffusers_ltx24, ltx24_metadata  # noqa: E402
 
 MiB = 2**20
@@ -252,14 +252,17 @@ def tiles() -> None:
     print(f"FrameStream tiled vs untiled, {latents} latent frames ({pixel_frames(latents)} frames) at {size}x{size} "
           f"(untiled: {seconds:.1f} s); tiles blended linearly over the overlap.")
     print()
-    print("| tile | overlap | PSNR vs untiled | max abs diff ([0, 1]) | time |")
-    print("|---:|---:|---:|---:|---:|")
-    for tile, overlap in ((96, 32), (128, DEFAULT_OVERLAP_PX), (160, DEFAULT_OVERLAP_PX), (192, DEFAULT_OVERLAP_PX)):
+    print("| tile | overlap asked | tiles a side at (px) | PSNR vs untiled | max abs diff ([0, 1]) | time |")
+    print("|---:|---:|---|---:|---:|---:|")
+    for tile, overlap in ((96, 32), (96, DEFAULT_OVERLAP_PX), (128, DEFAULT_OVERLAP_PX), (160, DEFAULT_OVERLAP_PX),
+                          (192, DEFAULT_OVERLAP_PX)):
+        layout = ", ".join(f"{SPATIAL * a}-{SPATIAL * b}" for a, b in spans(size // SPATIAL, tile // SPATIAL,
+                                                                            overlap // SPATIAL))
         started = time.perf_counter()
         tiled = decode(ours, z, tile=tile, overlap=overlap)
         seconds = time.perf_counter() - started
-        print(f"| {tile} px | {overlap} px | {psnr(tiled, whole):.1f} dB | {(tiled - whole).abs().max().item():.3f} | "
-              f"{seconds:.1f} s |", flush=True)
+        print(f"| {tile} px | {overlap} px | {layout} | {psnr(tiled, whole):.1f} dB | "
+              f"{(tiled - whole).abs().max().item():.3f} | {seconds:.1f} s |", flush=True)
 
 
 if __name__ == "__main__":

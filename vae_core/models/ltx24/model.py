@@ -80,6 +80,7 @@ class DiffusionDecoderVAE(CausalVideoVAE):
         self.normalized_latents = False
         self.noise_seed = HOST_NOISE_SEED
         self._noise: dict[str, ClipNoise] = {}
+        self._drawn: dict[str, tuple] = {}  # per role: the last frames drawn (whole frame), for the step's tiles
         # the diffusion stage's tokens (256 wide, one per 4x4 pixels) dominate: its input, the context, queries,
         # keys, values and the attention's output, about 16 channels per pixel each
         self.memory_profile = MemoryProfile(live_at_finest=8.0)
@@ -223,10 +224,13 @@ class DiffusionDecoderVAE(CausalVideoVAE):
         grid = window.frame if window is not None else grid
         r = self.spatial_ratio
         size = (self.noise_seed, frames, grid[0] * r, grid[1] * r)
-        noise = self._noise.get(role)
-        if noise is None or (noise.seed, noise.frames, *noise.size) != size:
-            noise = self._noise[role] = ClipNoise(*size)
-        noise = noise.draw(first, first + count)
+        source = self._noise.get(role)
+        if source is None or (source.seed, source.frames, *source.size) != size:
+            source = self._noise[role] = ClipNoise(*size)
+        drawn = self._drawn.get(role)
+        if drawn is None or drawn[:2] != (source, (first, count)):  # the step's tiles share one draw
+            drawn = self._drawn[role] = (source, (first, count), source.draw(first, first + count))
+        noise = drawn[2]
         if window is not None:
             noise = noise[(..., *window.region(r, window.box))]
         return noise.to(like.device, like.dtype)
