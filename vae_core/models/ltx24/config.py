@@ -83,10 +83,7 @@ class DiffusionDecoderConfig:
     @classmethod
     def from_diffusers(cls, config: dict) -> "DiffusionDecoderConfig":
         """From diffusers' ``LTX2VideoDiffusionDecoderModel`` config (its ``config.json``)."""
-        default = cls()
-
-        def get(key: str, value):
-            return config.get(key, value)
+        default, get = cls(), config.get
         return cls(
             latent_channels=get("latent_channels", default.latent_channels),
             patch_size=get("patch_size", default.patch_size),

@@ -29,7 +29,7 @@ from ...streaming.traits import MemoryProfile, Streaming
 from .blocks import NABlock, RMSNorm, TimestepEmbedder, Upsample, patchify, unpatchify
 from .config import DiffusionDecoderConfig
 from .noise import ClipNoise
-from .wavefront import stream_block
+from .wavefront import fed_so_far, stream_block
 
 HOST_NOISE_SEED = 0  # the host draws the noise from a generator seeded with 0 on every decode
 
@@ -80,7 +80,6 @@ class DiffusionDecoderVAE(CausalVideoVAE):
         self.normalized_latents = False
         self.noise_seed = HOST_NOISE_SEED
         self._noise: dict[str, ClipNoise] = {}
-        self._drawn: dict[str, tuple] = {}  # per role: the last frames drawn (whole frame), for the step's tiles
         # the diffusion stage's tokens (256 wide, one per 4x4 pixels) dominate: its input, the context, queries,
         # keys, values and the attention's output, about 16 channels per pixel each
         self.memory_profile = MemoryProfile(live_at_finest=8.0)
@@ -148,7 +147,7 @@ class DiffusionDecoderVAE(CausalVideoVAE):
         ending = state is None or state.ending
         d = self.decoder
         x = d.conv_in(features.movedim(1, -1))  # [B, t, h, w, C]
-        fed = _fed(state, d.conv_in)
+        fed = fed_so_far(state, d.conv_in)
         length = self._length(state, fed + x.shape[1])
         if ending and fed + x.shape[1] == length:  # the clip's last frame is in: its copies after it
             x = self._with_ghost_frames(x)
@@ -164,9 +163,9 @@ class DiffusionDecoderVAE(CausalVideoVAE):
             rate *= upsample.stride[0]
             if upsample.stride[0] > 1:  # the first latent frame stands for one frame: drop the one before it
                 x = drop_first(upsample, x.movedim(1, 2), upsample.stride[0] - 1).movedim(2, 1)
-        first = _fed(state, d.conv_in_x_t)  # the clip's number of x[:, 0]
+        first = fed_so_far(state, d.conv_in_x_t)  # the clip's number of x[:, 0]
         x = x[:, : max(0, self.pixel_frames(length) - first)]  # not the frames of the copies
-        return self._diffuse(x, first, features.shape[0], tuple(features.shape[-2:]))
+        return self._diffuse(x, first, tuple(features.shape[-2:]))
 
     def _length(self, state, fed: int) -> int:
         """The clip's latent frames (a stream's, known ahead; a whole clip: all it was given)."""
@@ -183,7 +182,7 @@ class DiffusionDecoderVAE(CausalVideoVAE):
             last = active_state().read_frames(self.decoder.conv_in, x.movedim(-1, 1), "held").movedim(1, -1)
         return torch.cat([x, last.expand(-1, self.cfg.ghost_frames, -1, -1, -1)], dim=1)
 
-    def _diffuse(self, context: torch.Tensor, first: int, batch: int, grid: tuple[int, int]) -> torch.Tensor:
+    def _diffuse(self, context: torch.Tensor, first: int, grid: tuple[int, int]) -> torch.Tensor:
         """The diffusion stage on this step's new context frames ``[B, t, H, W, C]``, the clip's frames ``first
         ...``: one pass of its blocks from the noise at t = 1, each block reading the context of the frames it
         works on."""
@@ -197,20 +196,20 @@ class DiffusionDecoderVAE(CausalVideoVAE):
         contexts = context if held is None else torch.cat([held.movedim(1, -1), context], dim=1)
         context_first = first + context.shape[1] - contexts.shape[1]
         for block in d.diff_blocks:
-            start = _fed(state, block) - context_first
+            start = fed_so_far(state, block) - context_first
             x = stream_block(block, x + block.context_proj(contexts[:, start : start + x.shape[1]]),
                              self.temporal_ratio, modulation)
         if state is not None:
             state.carries.writing(d.conv_in_x_t).fed = first + context.shape[1]
-            waiting = _fed(state, d.diff_blocks[-1], this_step=True) - context_first
+            waiting = fed_so_far(state, d.diff_blocks[-1], this_step=True) - context_first
             state.write_frames(d.diff_blocks, contexts[:, waiting:].movedim(-1, 1))
         pixels = unpatchify(d.conv_out(d.norm_out(x)), cfg.patch_size)
         if cfg.prediction == "v":  # one step from t = 1: the frames are the noise less the velocity
-            out_first = _fed(state, d.conv_out)
+            out_first = fed_so_far(state, d.conv_out)
             if state is not None:
                 state.carries.writing(d.conv_out).fed = out_first + pixels.shape[2]
             pixels = self._noise_frames(out_first, pixels.shape[2], grid, pixels, "output") - pixels
-        return pixels.expand(batch, -1, -1, -1, -1) if pixels.shape[0] != batch else pixels
+        return pixels  # the noise is one video's, the context each video's: [B, ...]
 
     def _noise_frames(self, first: int, count: int, grid: tuple[int, int], like: torch.Tensor,
                       role: str = "input") -> torch.Tensor:
@@ -227,10 +226,7 @@ class DiffusionDecoderVAE(CausalVideoVAE):
         source = self._noise.get(role)
         if source is None or (source.seed, source.frames, *source.size) != size:
             source = self._noise[role] = ClipNoise(*size)
-        drawn = self._drawn.get(role)
-        if drawn is None or drawn[:2] != (source, (first, count)):  # the step's tiles share one draw
-            drawn = self._drawn[role] = (source, (first, count), source.draw(first, first + count))
-        noise = drawn[2]
+        noise = source.draw(first, first + count)
         if window is not None:
             noise = noise[(..., *window.region(r, window.box))]
         return noise.to(like.device, like.dtype)
@@ -250,12 +246,3 @@ def look_ahead(cfg: DiffusionDecoderConfig) -> float:
         total += depth * (kernel[0] // 2) / rate
         rate *= stride[0]
     return total + cfg.stage_depths[4] * (cfg.stage5_kernel[0] // 2) / rate
-
-
-def _fed(state, layer: nn.Module, this_step: bool = False) -> int:
-    """How many frames ``layer`` has taken in so far (in this step too, with ``this_step``)."""
-    if state is None:
-        return 0
-    record = state.carries.this_step(layer) if this_step else None
-    fed = record.fed if record is not None and record.fed is not None else state.carries.earlier(layer).fed
-    return fed or 0

@@ -32,15 +32,19 @@ class ClipNoise:
         self.seed, self.frames, self.plane = seed, frames, height * width
         self.size = (height, width)
         self._generators: list[tuple[torch.Generator, int]] = []  # per channel: the generator and its place
+        self._last: tuple[int, int, torch.Tensor] | None = None  # the last frames drawn: a step's tiles share them
 
     def draw(self, start: int, stop: int) -> torch.Tensor:
         """Frames ``[start, stop)``, ``[1, 3, stop - start, height, width]`` (float32, CPU)."""
+        if self._last is not None and self._last[:2] == (start, stop):
+            return self._last[2]
         out = torch.empty(CHANNELS, stop - start, *self.size)
         for channel in range(CHANNELS):
             generator = self._at(channel, (channel * self.frames + start) * self.plane)
             out[channel] = torch.randn(stop - start, *self.size, generator=generator)
             self._generators[channel] = (generator, (channel * self.frames + stop) * self.plane)
-        return out.unsqueeze(0)
+        self._last = (start, stop, out.unsqueeze(0))
+        return self._last[2]
 
     def _at(self, channel: int, place: int) -> torch.Generator:
         """Channel ``channel``'s generator moved to the ``place``-th number of the whole draw."""

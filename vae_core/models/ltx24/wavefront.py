@@ -37,8 +37,8 @@ def stream_block(block: NABlock, x: torch.Tensor, rate: int, modulation: torch.T
     its stage's frames per latent frame."""
     state = active_state()
     ending = state is None or state.ending
-    fed = _count(state, block)  # input frames so far: the clip's number of x[:, 0]
-    given = _count(state, block.attn)  # output frames so far: the clip's number of the next
+    fed = fed_so_far(state, block)  # input frames so far: the clip's number of x[:, 0]
+    given = fed_so_far(state, block.attn)  # output frames so far: the clip's number of the next
     held = _read(state, block, x)
     if held is not None:
         x = torch.cat([held, x], dim=1)
@@ -67,14 +67,18 @@ def stream_block(block: NABlock, x: torch.Tensor, rate: int, modulation: torch.T
             keep = int(window_starts(torch.tensor([following]), kernel, length))
         else:  # a box starts at most ``radius`` before its frame, or ``kernel`` before the clip's end
             keep = max(0, min(following - radius, arrived - kernel))
-        _write(state, block, x[:, min(keep, following) - first :])
+        _write(state, block, x[:, keep - first :])
         state.carries.writing(block).fed = arrived
         state.carries.writing(block.attn).fed = given + count
     return out
 
 
-def _count(state, layer: torch.nn.Module) -> int:
-    return (state.carries.earlier(layer).fed or 0) if state is not None else 0
+def fed_so_far(state, layer: torch.nn.Module, this_step: bool = False) -> int:
+    """How many frames ``layer`` has taken in before this step (with ``this_step``: also in it)."""
+    if state is None:
+        return 0
+    written = state.carries.this_step(layer).fed if this_step else None
+    return (written if written is not None else state.carries.earlier(layer).fed) or 0
 
 
 def _read(state, block: NABlock, like: torch.Tensor) -> torch.Tensor | None:
