@@ -443,6 +443,14 @@ def run_shipped_decode(server, workflow: str, vae_name: str, latent_name: str, e
     return read_file_frames(video), count_frames(video)[1]
 
 
+def host_load_vae_and_decode(vae_name: str, probe_name: str) -> dict:
+    """Nodes to merge over a shipped decode workflow (``run_shipped_decode``'s ``extra``): its VAE from the host's
+    own *Load VAE* (node 1), and the host's *VAE Decode* of its latent (node 2) saved by a probe as ``probe_name``."""
+    return {"1": {"class_type": "VAELoader", "inputs": {"vae_name": vae_name}},
+            "5": {"class_type": "VAEDecode", "inputs": {"vae": ["1", 0], "samples": ["2", 0]}},
+            "6": {"class_type": "FrameStreamTestProbeImage", "inputs": {"images": ["5", 0], "name": probe_name}}}
+
+
 def library_decode(path, latent, **settings):
     model = load_vae(str(path))
     for name, value in settings.items():

@@ -9,6 +9,7 @@ imports FrameStream only inside functions: benchmarks/exactness.py imports it be
 from __future__ import annotations
 
 import functools
+import math
 import re
 from typing import TYPE_CHECKING
 
@@ -460,6 +461,30 @@ def minimax_int8_file(release_sd, group=64, skip=()):
     return out
 
 
+# --- SeedVR2 ---------------------------------------------------------------------------------------------------
+
+SEEDVR2_SMALL = (32, 64, 96, 96)  # the release's key set (shortcuts where its widths change) at 9.7 M parameters
+
+
+def seedvr2_weights(widths=SEEDVR2_SMALL, seed=0) -> dict[str, torch.Tensor]:
+    """Random tensors in the release's (and the host's) layout: weights scaled by their fan-in so activations
+    stay in range through the unnormalised residual paths, norm gains near one, small biases."""
+    from framestream.vae_core.models.seedvr2.model import SeedVR2Config, SeedVR2VAE
+
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in SeedVR2VAE(SeedVR2Config(widths=tuple(widths))).state_dict().items()}
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for key, shape in shapes.items():
+        if len(shape) > 1:
+            out[key] = torch.randn(shape, generator=gen) / math.prod(shape[1:]) ** 0.5
+        elif "norm" in key and key.endswith("weight"):
+            out[key] = 1.0 + 0.1 * torch.randn(shape, generator=gen)
+        else:
+            out[key] = 0.1 * torch.randn(shape, generator=gen)
+    return out
+
+
 # --- every family ---------------------------------------------------------------------------------------------
 
 
@@ -481,6 +506,7 @@ def every_family_fixture():
         ("CogVideoX original", cogvideox_to_original(diffusers_cogvideox().state_dict()), "CogVideoX VAE"),
         ("Kandinsky 6 release", diffusers_kandinsky().state_dict(), "Kandinsky 6 video VAE"),
         ("MiniMax H3 diffusers", diffusers_minimax().state_dict(), "MiniMax H3 video VAE"),
+        ("SeedVR2 release", seedvr2_weights(), "SeedVR2 VAE"),
         ("LTX-Video diffusers", ltx, "LTX-Video VAE"),
         ("LTX-Video original", ltx_to_original(ltx, "0.9.0"), "LTX-Video VAE"),
         ("SD diffusers", sd, IMAGE_VAE), ("SD original", image_to_original(sd), IMAGE_VAE),

@@ -150,7 +150,6 @@ def test_the_diffusion_decoder_is_not_read_as_ltx2(tmp_path):
 
 
 @pytest.mark.parametrize("key, what", [
-    ("decoder.up_blocks.2.upsamplers.0.upscale_conv.weight", "SeedVR2 VAE"),
     ("student.dconv_encoder.proj_out.weight", r"Mage-VAE \(a one-step diffusion codec\)"),
     ("decoder.unpatcher3d.wavelets", "Cosmos tokenizer"),
     ("pre_block.attn.zero_k_bias", "MiniMax H3 audio VAE"),

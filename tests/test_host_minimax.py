@@ -134,7 +134,7 @@ def _release_size_file(path) -> None:
 def test_the_shipped_workflow_on_the_release_size_model_through_the_hosts_load_vae(comfy):
     """The host's own Load VAE builds the release's size: FrameStream decodes what it loaded (the very same
     tensors) as the host's VAE Decode does, one window of 2x2 latent pixels."""
-    from helpers import FILE_TOL, probe, run_shipped_decode
+    from helpers import FILE_TOL, host_load_vae_and_decode, probe, run_shipped_decode
     from helpers import save_latent_input as save_latent
 
     _, base, _ = comfy
@@ -142,13 +142,10 @@ def test_the_shipped_workflow_on_the_release_size_model_through_the_hosts_load_v
     _release_size_file(path)
     z = torch.randn(1, 24, 7, 2, 2, generator=torch.Generator().manual_seed(5))
     save_latent(base, "minimax_h3_release.latent", z)
-    host_nodes = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": path.name}},
-                  "5": {"class_type": "VAEDecode", "inputs": {"vae": ["1", 0], "samples": ["2", 0]}},
-                  "6": {"class_type": "FrameStreamTestProbeImage", "inputs": {"images": ["5", 0],
-                                                                              "name": "host_minimax_release"}}}
     try:
         frames, fps = run_shipped_decode(comfy, "minimax_h3_decode_to_file.json", path.name,
-                                         "minimax_h3_release.latent", host_nodes)
+                                         "minimax_h3_release.latent", host_load_vae_and_decode(path.name,
+                                                                                               "host_minimax_release"))
     finally:
         path.unlink()
     host = probe(base, "host_minimax_release").reshape(-1, 32, 32, 3)

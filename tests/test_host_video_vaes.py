@@ -1,21 +1,23 @@
-"""HunyuanVideo, CogVideoX, Kandinsky 6, MiniMax H3 and LTX-Video VAEs and LTX-2's diffusion decoder in a real
-ComfyUI on CPU (runs only with ``COMFYUI_DIR``, as test_host_comfyui.py).
+"""HunyuanVideo, CogVideoX, Kandinsky 6, MiniMax H3, SeedVR2 and LTX-Video VAEs and LTX-2's diffusion decoder in a
+real ComfyUI on CPU (runs only with ``COMFYUI_DIR``, as test_host_comfyui.py).
 
 Each shipped decode workflow runs on a random-weight VAE the test writes, with
 the video written losslessly so its frames can be compared: HunyuanVideo
 through the host's own Load VAE (its Stable Diffusion layout with 3D convs),
 CogVideoX, Kandinsky 6 and MiniMax H3 (which the host cannot load, or only at the release's size), LTX-Video and
-LTX-2's diffusion decoder (which the host reads from 0.33 on) through FrameStream Load VAE. LTX-Video also comes
-through the host's Load VAE. Every decode must equal the library's decode of the same file, or the host's own VAE
-Decode where the two agree.
+LTX-2's diffusion decoder and SeedVR2 (which the host reads from 0.33 on) through FrameStream Load VAE. LTX-Video
+and SeedVR2 (0.33) also come through the host's Load VAE. Every decode must equal the library's decode of the same
+file, or the host's own VAE Decode where the two agree.
 """
 
 from __future__ import annotations
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
-from helpers import FILE_TOL, TOL, assert_success, library_decode, needs_host, probe, run_prompt, run_shipped_decode
+from helpers import (COMFYUI_DIR, FILE_TOL, TOL, assert_success, host_load_vae_and_decode, host_version,
+                     library_decode, needs_host, probe, run_prompt, run_shipped_decode)
 from helpers import save_latent_input as _save_latent
 from oracle import ltx24_host_config, ltx_to_original, to_host_layout
 
@@ -94,6 +96,43 @@ def test_minimax_h3_workflow_through_framestream_load_vae(comfy):
     model = MiniMaxH3VAE(MiniMaxConfig(widths=(32, 32, 64, 64, 64, 64), layers=1, decoder_layers=2, heads=2))
     _through_framestream_load_vae(comfy, model, "minimax_h3", torch.randn(1, 24, 7, 2, 2), 22, 24.0, size=32,
                                   normalized_latents=True)
+
+
+def test_seedvr2_workflow_through_framestream_load_vae(comfy):
+    """A reduced SeedVR2 VAE (the release's key set), 3 latent frames of 2x2: 9 frames of 16 px. Its host module
+    is compared in test_host_seedvr2.py."""
+    from oracle import seedvr2_weights
+
+    _, base, _ = comfy
+    path = base / "models" / "vae" / "seedvr2_vae_test.safetensors"
+    save_file(seedvr2_weights(), path)
+    latent = torch.randn(1, 16, 3, 2, 2, generator=torch.Generator().manual_seed(2))
+    _save_latent(base, "seedvr2.latent", latent)
+    frames, fps = run_shipped_decode(comfy, "seedvr2_decode_to_file.json", path.name, "seedvr2.latent")
+    assert frames.shape == (9, 16, 16, 3) and fps == 24.0
+    assert (frames - library_decode(path, latent)).abs().max().item() <= FILE_TOL
+
+
+@pytest.mark.skipif(bool(COMFYUI_DIR) and host_version() < (0, 33), reason="the host reads SeedVR2 from 0.33 on")
+def test_seedvr2_workflow_on_the_hosts_load_vae_equals_its_vae_decode(comfy):
+    """The host's Load VAE builds the release's widths whatever the file holds, so the file is full width (250 M
+    parameters, float16 as released); FrameStream decodes the module it loaded as its VAE Decode does."""
+    from oracle import seedvr2_weights
+
+    _, base, _ = comfy
+    path = base / "models" / "vae" / "seedvr2_release_size_test.safetensors"
+    save_file({k: v.half() for k, v in seedvr2_weights((128, 256, 512, 512), seed=3).items()}, path)
+    latent = torch.randn(1, 16, 3, 2, 2, generator=torch.Generator().manual_seed(4))
+    _save_latent(base, "seedvr2_release.latent", latent)
+    try:
+        frames, fps = run_shipped_decode(comfy, "seedvr2_decode_to_file.json", path.name, "seedvr2_release.latent",
+                                         host_load_vae_and_decode(path.name, "host_seedvr2"))
+    finally:
+        path.unlink()
+    host = probe(base, "host_seedvr2").reshape(-1, 16, 16, 3)
+    assert frames.shape == host.shape == (9, 16, 16, 3) and fps == 24.0
+    assert (frames - host).abs().max().item() <= FILE_TOL
+    assert host.std().item() > 0.01
 
 
 def test_ltx2_diffusion_decoder_workflow_through_framestream_load_vae(comfy):

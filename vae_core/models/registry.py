@@ -14,7 +14,8 @@ import torch
 from ..errors import FrameStreamError
 from ..io.files import read_metadata, read_safetensors
 from ..streaming.model import CausalVideoVAE
-from . import cogvideox, hunyuan, hunyuan15, image, kandinsky, ltx, ltx2, ltx24, minimax, mochi, svd, taehv, taesd, wan
+from . import (cogvideox, hunyuan, hunyuan15, image, kandinsky, ltx, ltx2, ltx24, minimax, mochi, seedvr2, svd, taehv,
+               taesd, wan)
 from .family import Family, Lookalike, StateDict
 
 FAMILIES: tuple[Family, ...] = (
@@ -32,12 +33,12 @@ FAMILIES: tuple[Family, ...] = (
     kandinsky.FAMILY,
     minimax.FAMILY,
     ltx24.FAMILY,
+    seedvr2.FAMILY,
 )
 
 # models that are recognisable but not supported, so a file of theirs is named, not misread
 LOOKALIKES: tuple[Lookalike, ...] = (
     # other VAEs the host detects by these keys (its comfy/sd.py), not supported (yet)
-    Lookalike("SeedVR2 VAE", lambda sd: "decoder.up_blocks.2.upsamplers.0.upscale_conv.weight" in sd),
     Lookalike("Mage-VAE (a one-step diffusion codec)", lambda sd: "student.dconv_encoder.proj_out.weight" in sd),
     Lookalike("Cosmos tokenizer", lambda sd: "decoder.unpatcher3d.wavelets" in sd),
     Lookalike("MiniMax H3 audio VAE", lambda sd: "pre_block.attn.zero_k_bias" in sd),

@@ -87,7 +87,7 @@ class CarryStore:
     def __init__(self, device: torch.device | str | None = None, rollback_to: torch.device | str | None = None) -> None:
         self.device = torch.device(device) if device is not None else None
         self._journal = Journal(torch.device(rollback_to) if rollback_to is not None else None)
-        self._in_place = True  # False during a trial run: every write goes to the pending record
+        self._in_place = True  # False during a trial run: frames are not kept, other writes go to the pending record
         self._committed: dict[int, LayerRecord] = {}
         self._pending: dict[int, LayerRecord] = {}
         self._written: set[int] = set()
@@ -110,8 +110,9 @@ class CarryStore:
 
     @contextmanager
     def trial(self) -> Iterator[None]:
-        """A run whose writes all go to the pending records, to be dropped by :meth:`rollback` (e.g. a pass that
-        only gathers statistics): the carries stay as they were, whatever the run does."""
+        """A run whose writes go to the pending records, to be dropped by :meth:`rollback` (e.g. a pass that only
+        gathers statistics): the carries stay as they were, whatever the run does. Its frames are not kept at all:
+        a step reads only what earlier steps committed, so no copy of the carries is made to be dropped."""
         self._in_place = False
         try:
             yield
@@ -235,12 +236,14 @@ class CarryStore:
         owns. ``later``: the step's tiles still to come (None: not known, so a second copy is written)."""
         device = self.device or frames.device
         self._written.add(id(layer))
+        if not self._in_place:  # a trial: dropped unread (see :meth:`trial`)
+            return
         record = self._committed.get(id(layer))
         committed = record.frames if record is not None else {}  # written to only where it has the carry already
         pending = self.writing(layer).frames
         if window is None:
             # a copy: a slice would keep the whole chunk alive until the next step
-            if self._in_place and name in committed:
+            if name in committed:
                 carry = committed[name]
                 self._journal.replacing(committed, name)
                 if _can_overwrite(carry, frames, device):  # no new carry beside the old one while the layer runs
@@ -255,12 +258,12 @@ class CarryStore:
         shape = (*frames.shape[:3], height * s, width * s)
         old = committed.get(name)
         owned = frames[(..., *window.region(s, window.owned, relative=True))]
-        if self._in_place and later is not None and name not in pending and old is not None and old.shape == shape:
+        if later is not None and name not in pending and old is not None and old.shape == shape:
             self._journal.keep_for((w.box for w in later), id(layer), name, old, window.owned, s)
             self._journal.overwriting(committed, name, window.owned, s)
             old[(..., *window.region(s, window.owned))] = owned
             return
-        if name not in pending:  # a second copy, adopted at the commit: the carry changes size, or a trial run
+        if name not in pending:  # a second copy, adopted at the commit: the carry is new or changes size
             pending[name] = frames.new_empty(shape, device=device)
         pending[name][(..., *window.region(s, window.owned))] = owned
 

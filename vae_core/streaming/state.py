@@ -231,10 +231,10 @@ def sliding_windows(layer: torch.nn.Module, x: torch.Tensor, kernel: int, stride
         return None  # nothing has reached this layer yet (a decoder that looks ahead holds frames back)
     if carried is None and front_pad:
         carried = _fill(x[:, :, :1], front_pad, replicate)
-    frames = x if carried is None else torch.cat([carried, x], dim=2)
+    frames = x if carried is None else join_frames([carried, x], like=x)
     span = frames
     if back_pad and (state is None or state.ending) and frames.shape[2]:
-        span = torch.cat([frames, _fill(frames[:, :, -1:], back_pad, replicate)], dim=2)
+        span = join_frames([frames, _fill(frames[:, :, -1:], back_pad, replicate)], like=x)
     count = (span.shape[2] - kernel) // stride + 1 if span.shape[2] >= kernel else 0
     if back_pad and state is not None and state.pace is not None:
         most = state.let_out(layer, frames_per_latent, count)
@@ -246,6 +246,20 @@ def sliding_windows(layer: torch.nn.Module, x: torch.Tensor, kernel: int, stride
     if count == 0:
         return None
     return span[:, :, : (count - 1) * stride + kernel]
+
+
+def join_frames(parts: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """``parts`` joined along time, laid out in memory as ``like`` is: a model that keeps its activations
+    channels-last (oneDNN's and cuDNN's faster convs) keeps them so through its carries, where ``torch.cat``
+    would follow the first part's layout (a padding of expanded copies has none)."""
+    if not channels_last(like):
+        return torch.cat(parts, dim=2)
+    return torch.cat([part.permute(0, 2, 3, 4, 1) for part in parts], dim=1).permute(0, 4, 1, 2, 3)
+
+
+def channels_last(x: torch.Tensor) -> bool:
+    """Whether a video's channels are innermost in memory (and not also laid out plainly, as size-1 dims allow)."""
+    return x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
 
 
 def _fill(edge: torch.Tensor, frames: int, replicate: bool) -> torch.Tensor:

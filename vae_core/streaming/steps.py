@@ -2,8 +2,9 @@
 
 A decode step runs the latent-resolution stages (``decode_shared``) over its latent frames on the whole frame,
 then the high-resolution stages (``decode_tile``) tile by tile, blended; an encode step runs them the other way
-round. A model whose GroupNorms take statistics per step (CogVideoX, image VAEs) needs them from every tile of
-the step before any tile normalises: in tiles, the step then runs twice, first as a trial that only gathers.
+round. A model whose GroupNorms take statistics per step (CogVideoX, image VAEs) or per whole frame (SeedVR2)
+needs them from every tile of the step before any tile normalises: in tiles, the step then runs twice, first as
+a trial that only gathers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from .model import CausalVideoVAE
 from .state import StreamState
 from .temporal import TemporalWindow
 from .tiler import Tiler
+
+
+GATHERED_IN_TILES = ("chunk", "frame_gathered")  # statistics a tiled step gathers from all its tiles first
 
 
 def gathering_passes(vae: CausalVideoVAE, passes: int | None, direction: str = "decode") -> int:
@@ -41,7 +45,7 @@ class _Step:
 
     def run(self, tiler: Tiler, state: StreamState) -> torch.Tensor:
         given = state.pooling is not None and state.pooling.frozen is not None  # statistics the caller gathered
-        if self.vae.norms.of(self.direction) != "chunk" or tiler.layout.whole_frame or given:
+        if self.vae.norms.of(self.direction) not in GATHERED_IN_TILES or tiler.layout.whole_frame or given:
             return self._compute(tiler, state)
         with state.pooled(group_norm.Pooling(per_step=True)), state.carries.trial():
             self._compute(tiler, state)
@@ -96,7 +100,9 @@ class EncodeStep(_Step):
 
     def _compute(self, tiler: Tiler, state: StreamState) -> torch.Tensor:
         dtype = self.vae.weight_dtype
-        pixels = (self.group.to(self.vae.weight_device, torch.float32) * 2.0 - 1.0).to(dtype)  # never in place
+        # never in place; laid out plainly (frames arrive channels-last), as every model's activations are unless
+        # the model itself chooses otherwise: a layout that changed between steps would change a conv's rounding
+        pixels = (self.group.to(self.vae.weight_device, torch.float32) * 2.0 - 1.0).to(dtype).contiguous()
         features = tiler.run(state, self.vae.encode_tile, pixels, in_scale=self.vae.spatial_ratio, out_scale=1)
         return self.vae.encode_shared(features.to(dtype))
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.nn.modules.utils import _triple
 
 from ...streaming.conv import conv3d
+from ...streaming.frame_norm import FrameGroupNorm
 
 GROUPS = 32  # every norm of the release; not readable from shapes
 
@@ -50,19 +51,6 @@ def padded(x: torch.Tensor, front: int, edges: tuple[int, int, int, int]) -> tor
     else:
         body.copy_(F.pad(x, (left, right, top, bottom, 0, 0), mode="reflect"))
     return out
-
-
-class FrameGroupNorm(nn.GroupNorm):
-    """A GroupNorm over each frame alone (the release's ``use_t_isolated_gn``), computed in place along time:
-    the statistics of each frame's groups, then one pass that scales and shifts (no frames-first copies)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t, h, w = x.shape
-        groups = x.reshape(b, self.num_groups, c // self.num_groups, t, h * w)
-        var, mean = torch.var_mean(groups, dim=(2, 4), keepdim=True, correction=0)  # [b, G, 1, t, 1]
-        scale = torch.rsqrt(var + self.eps) * self.weight.view(1, self.num_groups, -1, 1, 1)
-        shift = self.bias.view(1, self.num_groups, -1, 1, 1) - mean * scale
-        return torch.addcmul(shift, groups, scale).view(b, c, t, h, w)
 
 
 def frame_norm(channels: int) -> FrameGroupNorm:
