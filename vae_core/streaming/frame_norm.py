@@ -1,10 +1,10 @@
 """GroupNorm over each frame alone, computed along time in place, in the input's memory layout.
 
-MiniMax H3's encoder (``use_t_isolated_gn``) and SeedVR2's VAE (``causal_norm_wrapper``) normalise every frame
-with its own statistics. Nothing crosses frames, so a stream cut anywhere gives the whole clip's result. A
-spatial tile sees only its pixels: with ``NormStatistics("frame")`` it normalises with its own statistics; with
-``"frame_gathered"`` the engine runs a tiled step twice, first as a trial in which each frame's statistics are
-summed over all the step's tiles (:class:`group_norm.Pooling` ``per_step``), then with those.
+Some video VAEs normalise every frame with its own statistics (a GroupNorm run on ``[B*T, C, H, W]``). Nothing
+crosses frames, so a stream cut anywhere gives the whole clip's result. A spatial tile sees only its pixels: with
+``NormStatistics("frame")`` it normalises with its own statistics; with ``"frame_gathered"`` the engine runs a
+tiled step twice, first as a trial in which each frame's statistics are summed over all the step's tiles
+(:class:`group_norm.Pooling` ``per_step``), then with those.
 """
 
 from __future__ import annotations

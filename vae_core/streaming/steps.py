@@ -2,9 +2,9 @@
 
 A decode step runs the latent-resolution stages (``decode_shared``) over its latent frames on the whole frame,
 then the high-resolution stages (``decode_tile``) tile by tile, blended; an encode step runs them the other way
-round. A model whose GroupNorms take statistics per step (CogVideoX, image VAEs) or per whole frame (SeedVR2)
-needs them from every tile of the step before any tile normalises: in tiles, the step then runs twice, first as
-a trial that only gathers.
+round. A model whose GroupNorms take statistics per step (CogVideoX, image VAEs) or per whole frame needs them
+from every tile of the step before any tile normalises: in tiles, the step then runs twice, first as a trial that
+only gathers.
 """
 
 from __future__ import annotations
