@@ -23,10 +23,11 @@ class FrameGroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
         last = channels_last(x)
-        moments = _frame_moments(x, self.num_groups)
         state = active_state()
         pooling = state.pooling if state is not None else None
-        if pooling is not None:  # a tiled step: this tile's share of each frame's statistics, or what was gathered
+        if pooling is None:
+            moments = _frame_moments(x, self.num_groups)
+        else:  # a tiled step: this tile's share of each frame's statistics, or what was gathered
             seen = _frame_moments(state.owned(x), self.num_groups)
             before = state.carries.this_step(self).moments
             moments = seen if before is None else before + seen

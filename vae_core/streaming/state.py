@@ -250,7 +250,7 @@ def sliding_windows(layer: torch.nn.Module, x: torch.Tensor, kernel: int, stride
 
 def join_frames(parts: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
     """``parts`` joined along time, laid out in memory as ``like`` is: a model that keeps its activations
-    channels-last (oneDNN's and cuDNN's faster convs) keeps them so through its carries, where ``torch.cat``
+    channels-last (for oneDNN's faster convs) keeps them so through its carries, where ``torch.cat``
     would follow the first part's layout (a padding of expanded copies has none)."""
     if not channels_last(like):
         return torch.cat(parts, dim=2)
