@@ -145,7 +145,7 @@ def bench_clip(clip: Clip, device: torch.device, dtype: torch.dtype, smoke: bool
         for name, run in runs.items():
             results[name], figures = measure(device, run)
             report({"clip": clip.__dict__, "run": name, **figures})
-        del ours
+        ours = runs = None  # the GPU memory back for diffusers' turn
         ref = ref.to(device, dtype)
         results["diffusers"], figures = measure(device, lambda: diffusers_decode(ref, z, clip.family))
         report({"clip": clip.__dict__, "run": "diffusers", **figures})
