@@ -34,7 +34,7 @@ from framestream.vae_core.streaming.settings import Settings  # noqa: E402
 from framestream.vae_core.streaming.traits import NormStatistics  # noqa: E402
 from framestream.vae_core.streaming.runtime import peak_rss_bytes, reset_peak_rss  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
-from oracle import SEEDVR2_SMALL, seedvr2_weights  # noqa: E402
+from oracle import seedvr2_host_module, seedvr2_weights  # noqa: E402
 
 MiB = 2**20
 FOLDER = os.environ.get("COMFYUI_DIR", "")
@@ -49,13 +49,7 @@ def host_module(sd: dict):
     comfy.options.enable_args_parsing()
     import comfy.ldm.seedvr.vae as seedvr
 
-    release, seedvr.BYTEDANCE_BLOCK_OUT_CHANNELS = seedvr.BYTEDANCE_BLOCK_OUT_CHANNELS, SEEDVR2_SMALL
-    try:
-        module = seedvr.VideoAutoencoderKLWrapper()
-    finally:
-        seedvr.BYTEDANCE_BLOCK_OUT_CHANNELS = release
-    module.load_state_dict({k: v.clone() for k, v in sd.items()}, strict=True)
-    return module.eval().requires_grad_(False)
+    return seedvr2_host_module(seedvr, sd)
 
 
 def pair():
@@ -119,9 +113,9 @@ def tiles() -> None:
             tiling = {"enable_tiling": True, "tile_size": (tile, tile), "tile_overlap": (overlap, overlap)}
             host_tiled = as_frames(host.decode(z, seedvr2_tiling=tiling))
         gathered = decode(ours, z, tile=tile, overlap=overlap)
-        ours.norms = NormStatistics("frame")
+        ours.norms = NormStatistics("frame")  # this instance only, for one decode
         own = decode(ours, z, tile=tile, overlap=overlap)
-        ours.norms = NormStatistics("frame_gathered")
+        del ours.norms
         print(f"| {size}x{size} | {tile} px, {overlap} px | {psnr(gathered, whole):.1f} dB | {psnr(own, whole):.1f} dB | "
               f"{psnr(host_tiled, whole):.1f} dB |", flush=True)
 

@@ -485,6 +485,20 @@ def seedvr2_weights(widths=SEEDVR2_SMALL, seed=0) -> dict[str, torch.Tensor]:
     return out
 
 
+def seedvr2_host_module(seedvr, sd: dict[str, torch.Tensor], widths=SEEDVR2_SMALL):
+    """The host's own ``VideoAutoencoderKLWrapper`` (``seedvr``: its ``comfy.ldm.seedvr.vae``) at ``widths``, holding
+    copies of ``sd``. The host reads its widths from a module constant when it builds the wrapper, so the constant
+    is set while it is built; the weights load strictly, so the key set is the host's own."""
+    release = seedvr.BYTEDANCE_BLOCK_OUT_CHANNELS
+    seedvr.BYTEDANCE_BLOCK_OUT_CHANNELS = tuple(widths)
+    try:
+        module = seedvr.VideoAutoencoderKLWrapper()
+    finally:
+        seedvr.BYTEDANCE_BLOCK_OUT_CHANNELS = release
+    module.load_state_dict({k: v.clone() for k, v in sd.items()}, strict=True)
+    return module.eval().requires_grad_(False)
+
+
 # --- every family ---------------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """SeedVR2's VAE against the host's own module (``comfy/ldm/seedvr/vae.py``, ComfyUI 0.33 and later), in this
 process. The host builds the release's widths only (a module constant), so the test builds its classes at a
-reduced width by setting that constant while they are made, fills their weights (the host leaves them empty), and
+reduced width by setting that constant while they are made, loads random weights into them strictly, and
 compares its ``decode`` / ``encode`` (its own one-latent-frame-a-call slicing) and its tiled decode with
 FrameStream's on the same tensors (runs only with ``COMFYUI_DIR``)."""
 
@@ -17,10 +17,10 @@ from framestream.vae_core import build_vae, decode, encode
 from framestream.vae_core.quality import psnr
 
 from helpers import COMFYUI_DIR, TOL, host_version, needs_host
+from oracle import seedvr2_host_module, seedvr2_weights
 
 pytestmark = [needs_host, pytest.mark.skipif(bool(COMFYUI_DIR) and host_version() < (0, 33),
                                              reason="the host reads SeedVR2 from 0.33 on")]
-WIDTHS = (32, 64, 96, 96)  # the release's key set (shortcuts where its widths change), 32 groups
 
 
 @pytest.fixture(scope="module")
@@ -35,23 +35,8 @@ def host():
 
 
 def host_vae(seedvr, seed: int = 0):
-    """The host's wrapper at :data:`WIDTHS`, built as its ``__init__`` builds it, weights scaled by fan-in."""
-    release = seedvr.BYTEDANCE_BLOCK_OUT_CHANNELS
-    seedvr.BYTEDANCE_BLOCK_OUT_CHANNELS = WIDTHS
-    try:
-        module = seedvr.VideoAutoencoderKLWrapper()
-    finally:
-        seedvr.BYTEDANCE_BLOCK_OUT_CHANNELS = release
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            if param.ndim > 1:
-                param.copy_(torch.randn(param.shape, generator=gen) / param[0].numel() ** 0.5)
-            elif "norm" in name and name.endswith("weight"):
-                param.copy_(1.0 + 0.1 * torch.randn(param.shape, generator=gen))
-            else:
-                param.copy_(0.1 * torch.randn(param.shape, generator=gen))
-    return module.eval()
+    """The host's wrapper at :data:`oracle.SEEDVR2_SMALL` widths, weights scaled by fan-in."""
+    return seedvr2_host_module(seedvr, seedvr2_weights(seed=seed))
 
 
 def frames_of(video: torch.Tensor) -> torch.Tensor:

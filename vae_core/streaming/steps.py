@@ -102,7 +102,9 @@ class EncodeStep(_Step):
         dtype = self.vae.weight_dtype
         # never in place; laid out plainly (frames arrive channels-last), as every model's activations are unless
         # the model itself chooses otherwise: a layout that changed between steps would change a conv's rounding
-        pixels = (self.group.to(self.vae.weight_device, torch.float32) * 2.0 - 1.0).to(dtype).contiguous()
+        group = self.group.to(self.vae.weight_device, torch.float32)
+        plain = torch.empty(group.shape, dtype=torch.float32, device=group.device)
+        pixels = torch.mul(group, 2.0, out=plain).sub_(1.0).to(dtype)
         features = tiler.run(state, self.vae.encode_tile, pixels, in_scale=self.vae.spatial_ratio, out_scale=1)
         return self.vae.encode_shared(features.to(dtype))
 
