@@ -24,6 +24,7 @@ from .vae_core.errors import FrameStreamError
 from .vae_core.io.files import check_writable, read_frames, read_latent, write_frames, write_latent
 from .vae_core.io.progress import ConsoleProgress
 from .vae_core.quality import psnr
+from .vae_core.streaming.compiled import compile_seconds, compile_stages
 from .vae_core.streaming.runtime import DTYPES, OUT_OF_MEMORY, peak_memory_text, resolve_device, resolve_dtype
 from .vae_core.streaming.inputs import check_latent
 from .vae_core.streaming.memory import check_tile, plan_decode
@@ -54,6 +55,8 @@ def _load(args) -> tuple[torch.nn.Module, torch.device, torch.dtype]:
     vae = load_vae(args.vae, device, dtype).configure(normalized_latents=args.ltx_latents == "normalized",
                                                       decode_timestep=getattr(args, "decode_timestep", None),
                                                       noise_seed=getattr(args, "ltx_noise_seed", None))
+    if args.compile:
+        compile_stages(vae)
     return vae, device, dtype
 
 
@@ -166,8 +169,14 @@ def _decode(args, decode, lead: bool) -> None:
         write_frames(args.output, frames)
     count = vae.decoded_frames(length) * videos
     height, width = height * vae.spatial_ratio, width * vae.spatial_ratio
-    print(f"decoded {tuple(latent.shape)} -> {count} frames {width}x{height} in {time.perf_counter() - started:.2f} s ({vae.family}, "
-          f"{device}, {str(dtype)[6:]}), {peak_memory_text(device)} -> {args.output}")
+    print(f"decoded {tuple(latent.shape)} -> {count} frames {width}x{height} in {time.perf_counter() - started:.2f} s"
+          f"{_compiling(args)} ({vae.family}, {device}, {str(dtype)[6:]}), {peak_memory_text(device)} -> {args.output}")
+
+
+def _compiling(args) -> str:
+    """The compile time a --compile run paid, for its summary line."""
+    seconds = compile_seconds() if args.compile else None
+    return "" if seconds is None else f", {seconds:.1f} s of it compiling"
 
 
 def _say(args, line: str) -> None:
@@ -212,7 +221,7 @@ def cmd_encode(args) -> None:
     started = time.perf_counter()
     latent = engine.encode(vae, **source, settings=settings)
     write_latent(args.output, latent)
-    print(f"encoded -> latent {tuple(latent.shape)} in {time.perf_counter() - started:.2f} s"
+    print(f"encoded -> latent {tuple(latent.shape)} in {time.perf_counter() - started:.2f} s{_compiling(args)}"
           f" ({vae.family}, {device}, {str(dtype)[6:]}), {peak_memory_text(device)} -> {args.output}")
 
 
@@ -346,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-memory", type=float, metavar="GB",
                        help="memory budget for the work beyond the weights (default: what the device has free)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+        p.add_argument("--compile", action="store_true",
+                       help="compile each step's work with torch.compile (inductor; on the CPU it needs a C++ "
+                            "compiler): the first steps pay 10-80 s compiling; see docs/benchmarks.md for when it pays")
         p.add_argument("--ltx-latents", choices=("normalized", "raw"), default="normalized",
                        help="LTX-Video and LTX-2: latents normalised by the checkpoint's per-channel statistics, as the "
                             "host saves them and diffusers' pipelines make them (default), or the VAE's raw space")

@@ -3,7 +3,8 @@
 Random full-width weights in bf16: Wan 2.1 at 81 frames of 832x480 and 1280x720, LTX-Video (0.9.0) and
 HunyuanVideo at 720p. For each clip:
 
-* FrameStream untiled, tiled (512 px tiles, 64 px overlap) and with the carries in host RAM;
+* FrameStream untiled, tiled (512 px tiles, 64 px overlap), with the carries in host RAM, and compiled
+  (``compile_stages``: a first run that compiles, a second that does not; not in ``--smoke``);
 * the host's algorithm (``comfy.ldm.wan.vae``): the whole latent on the device, decoded one latent frame at a
   time through the same layers with their cache, each output concatenated onto the clip so far, then the
   whole clip clamped and copied to the CPU; for LTX-Video and HunyuanVideo the whole clip in one call;
@@ -35,6 +36,7 @@ from decode_vs_diffusers import import_framestream  # noqa: E402
 import_framestream()
 from framestream.vae_core import build_vae  # noqa: E402
 from framestream.vae_core.streaming import engine  # noqa: E402
+from framestream.vae_core.streaming.compiled import compile_seconds, compile_stages  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 from framestream.vae_core.streaming.state import StreamState  # noqa: E402
 
@@ -139,6 +141,9 @@ def bench_clip(clip: Clip, device: torch.device, dtype: torch.dtype, smoke: bool
         "framestream carries in host RAM": lambda: framestream_decode(ours, z, carries="cpu"),
         "host algorithm": lambda: host_decode(ours, z),
     }
+    if not smoke:  # last of ours: compile_stages changes the model in place (on the CPU: benchmarks/compile_steps.py)
+        runs["framestream compiled, first run (compiling)"] = lambda: framestream_decode(compile_stages(ours), z)
+        runs["framestream compiled"] = lambda: framestream_decode(ours, z)
     results = {}
     with torch.no_grad():
         framestream_decode(ours, z[:, :, :2])  # warm-up: kernels chosen, carries probed
@@ -149,6 +154,8 @@ def bench_clip(clip: Clip, device: torch.device, dtype: torch.dtype, smoke: bool
         ref = ref.to(device, dtype)
         results["diffusers"], figures = measure(device, lambda: diffusers_decode(ref, z, clip.family))
         report({"clip": clip.__dict__, "run": "diffusers", **figures})
+    if "framestream compiled" in results:
+        report({"clip": clip.__dict__, "run": "framestream compiled", "compile_seconds": compile_seconds()})
     base = results["framestream untiled"]
     for name, frames in results.items():
         if frames is not None and base is not None and name != "framestream untiled":

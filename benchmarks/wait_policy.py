@@ -4,10 +4,12 @@ Each decode runs in its own process (2 threads), FrameStream with the OpenMP wai
 with by default (``OMP_WAIT_POLICY`` unset: threads spin at barriers) and with ``PASSIVE`` (what the
 ``framestream`` command sets, :mod:`launch`), and diffusers' one-call decode of the same weights and latent as a
 Python user runs it (the default policy). The kinds alternate; the table gives the fastest of ``--repeats``
-runs, quiet and beside ``--load`` single-threaded busy loops the benchmark starts itself. The models are the
-tests' reduced-width oracles (tests/oracle.py), the shapes those of benchmarks/engine_versions.py.
+runs, quiet and beside a load the benchmark starts itself: ``--load`` single-threaded busy loops, and with
+``--matmul T`` one torch process multiplying 512x512 matrices on T threads (a job that also wants every core and
+waits at barriers of its own). The models are the tests' reduced-width oracles (tests/oracle.py), the shapes
+those of benchmarks/engine_versions.py.
 
-    python benchmarks/wait_policy.py [--repeats 2] [--load 1] [--only "Wan 2.1,Mochi"]
+    python benchmarks/wait_policy.py [--repeats 2] [--load 1] [--matmul 2] [--only "Wan 2.1,Mochi"]
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ VIDEO_FAMILIES = [name for name, (_, shape) in FAMILIES.items() if len(shape) ==
 KINDS = {"FrameStream, spinning": ("framestream", {}),
          "FrameStream, passive": ("framestream", {"OMP_WAIT_POLICY": "PASSIVE"}),
          "diffusers": ("diffusers", {})}
+
+
+MATMUL_LOOP = "import torch; torch.set_num_threads({threads}); a = torch.randn(512, 512)\nwhile True: a @ a"
 
 
 def timed(builder: str, shape: tuple, kind: str, env: dict) -> float:
@@ -52,17 +57,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--load", type=int, default=1, help="single-threaded busy loops beside (default 1)")
+    parser.add_argument("--matmul", type=int, default=0, metavar="THREADS",
+                        help="also a torch matmul loop on this many threads beside (default 0: none)")
     parser.add_argument("--only", help="comma-separated family names")
     args = parser.parse_args()
     families = [name for name in VIDEO_FAMILIES if not args.only or name in args.only.split(",")]
     quiet = measure(families, args.repeats)
     load = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
+    if args.matmul:
+        load.append(subprocess.Popen([sys.executable, "-c", MATMUL_LOOP.format(threads=args.matmul)]))
     try:
         busy = measure(families, args.repeats)
     finally:
         for process in load:
             process.kill()
-    print(f"fastest of {args.repeats}, seconds; quiet / beside {args.load} busy loop(s); slowdown = busy / quiet")
+    beside = f"{args.load} busy loop(s)" + (f" and a {args.matmul}-thread matmul loop" if args.matmul else "")
+    print(f"fastest of {args.repeats}, seconds; quiet / beside {beside}; slowdown = busy / quiet")
     print("| family | FrameStream spinning | FrameStream passive | diffusers | slowdown: spinning | passive | "
           "diffusers | passive / diffusers, busy |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -1,6 +1,7 @@
 """FrameStream's core: streaming video VAEs in pure torch (never imports the host)."""
 
 from .errors import FrameStreamError
+from .streaming.compiled import compile_stages
 from .models.registry import build_vae, load_vae
 from .models.wan.checkpoints import build_wan
 from .streaming.engine import decode, encode
@@ -13,4 +14,4 @@ from .streaming.stream import DecodeStream, EncodeStream, Mark
 
 __all__ = ["build_vae", "build_wan", "load_vae", "decode", "encode", "plan_decode", "plan_encode", "Settings",
            "FrameStreamError", "CallbackSink", "FrameSink", "LatentSink", "StitchSink", "StreamState", "DecodeStream",
-           "EncodeStream", "Mark"]
+           "EncodeStream", "Mark", "compile_stages"]

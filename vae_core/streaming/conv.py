@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.utils import _triple
 
+from .compiled import eager_only
 from .state import sliding_windows
 
 TIME_FILLS = ("zeros", "replicate")
@@ -90,6 +91,7 @@ def pace(module: nn.Module, frames_per_latent: int) -> None:
             conv.frames_per_latent = frames_per_latent
 
 
+@eager_only  # compiled, a conv would leave oneDNN (see compiled.py)
 def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation,
            groups: int) -> torch.Tensor:
     """F.conv3d, sent to oneDNN where torch's own choice is slow (:func:`_one_dnn_serves`)."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .group_norm import Moments
-from .state import active_state, channels_last
+from .group_norm import Moments, pooled_moments
+from .state import channels_last
 
 
 class FrameGroupNorm(nn.GroupNorm):
@@ -23,17 +23,9 @@ class FrameGroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
         last = channels_last(x)
-        state = active_state()
-        pooling = state.pooling if state is not None else None
-        if pooling is None:
+        moments = pooled_moments(self, x, _frame_moments)  # gathered over a tiled step's tiles
+        if moments is None:  # the frames' own
             moments = _frame_moments(x, self.num_groups)
-        else:  # a tiled step: this tile's share of each frame's statistics, or what was gathered
-            seen = _frame_moments(state.owned(x), self.num_groups)
-            before = state.carries.this_step(self).moments
-            moments = seen if before is None else before + seen
-            state.carries.writing(self).moments = moments
-            if pooling.frozen is not None and id(self) in pooling.frozen:
-                moments = pooling.frozen[id(self)]
         mean, var = (m.float()[:, :, None, :, None] for m in moments.mean_var())  # [b, t, 1, G, 1]
         affine = (1, 1, 1, self.num_groups, -1)
         if not last:

@@ -27,11 +27,12 @@ Outside a stream, or with no policy, it is an ordinary GroupNorm.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn as nn
 
+from .compiled import eager_only
 from .state import StreamState, active_state
 
 class Moments(NamedTuple):
@@ -70,18 +71,9 @@ def frozen_after(state: StreamState, per_step: bool = False) -> Pooling:
 
 class GroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        state = active_state()
-        pooling: Pooling | None = state.pooling if state is not None else None
-        if pooling is None:
+        totals = pooled_moments(self, x, Moments.of)
+        if totals is None:
             return super().forward(x)
-        seen = Moments.of(state.owned(x), self.num_groups)
-        before = state.carries.this_step(self).moments
-        if before is None and not pooling.per_step:
-            before = state.carries.earlier(self).moments
-        totals = seen if before is None else before + seen
-        state.carries.writing(self).moments = totals
-        if pooling.frozen is not None and id(self) in pooling.frozen:
-            totals = pooling.frozen[id(self)]
         return self.normalise(x, *totals.mean_var())
 
     def normalise(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
@@ -91,3 +83,24 @@ class GroupNorm(nn.GroupNorm):
         y = grouped.reshape(x.shape)
         shape = (1, -1) + (1,) * (x.ndim - 2)
         return (y * self.weight.float().view(shape) + self.bias.float().view(shape)).to(x.dtype)
+
+
+@eager_only
+def pooled_moments(norm: nn.GroupNorm, x: torch.Tensor, moments_of: Callable[[torch.Tensor, int], Moments]
+                   ) -> Moments | None:
+    """The statistics ``norm`` applies to ``x`` under the active stream's :class:`Pooling` (None: no pooling,
+    the norm's own), after adding ``moments_of(part, groups)`` of the part of ``x`` the current tile owns to the
+    stream's totals."""
+    state = active_state()
+    pooling: Pooling | None = state.pooling if state is not None else None
+    if pooling is None:
+        return None
+    seen = moments_of(state.owned(x), norm.num_groups)
+    before = state.carries.this_step(norm).moments
+    if before is None and not pooling.per_step:
+        before = state.carries.earlier(norm).moments
+    totals = seen if before is None else before + seen
+    state.carries.writing(norm).moments = totals
+    if pooling.frozen is not None and id(norm) in pooling.frozen:
+        totals = pooling.frozen[id(norm)]
+    return totals

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 
 from .carries import CarryName, CarryStore
+from .compiled import eager_only
 from .window import Window
 
 if TYPE_CHECKING:
@@ -198,10 +199,12 @@ class StreamState:
         return out
 
 
+@eager_only
 def active_state() -> StreamState | None:
     return _ACTIVE.get()
 
 
+@eager_only
 def first_call(layer: torch.nn.Module) -> bool:
     """True while ``layer`` is in the first step of its stream (or outside any stream)."""
     state = _ACTIVE.get()
@@ -211,6 +214,7 @@ def first_call(layer: torch.nn.Module) -> bool:
     return not state.carries.earlier(layer).seen
 
 
+@eager_only
 def sliding_windows(layer: torch.nn.Module, x: torch.Tensor, kernel: int, stride: int, front_pad: int,
                     replicate: bool = False, back_pad: int = 0, frames_per_latent: int = 1) -> torch.Tensor | None:
     """Frames of ``x`` plus the ones ``layer`` carried, covering every window completed so far.
@@ -269,6 +273,7 @@ def _fill(edge: torch.Tensor, frames: int, replicate: bool) -> torch.Tensor:
     return edge.new_zeros(edge.shape[0], edge.shape[1], frames, *edge.shape[3:])
 
 
+@eager_only
 def aligned(layer: torch.nn.Module, x: torch.Tensor, frames: int) -> torch.Tensor:
     """The next ``frames`` frames of the sequence ``x`` continues (this step's part of a residual branch's
     input), the rest held for later steps. Where the main branch looks ahead it gives fewer frames than it was
@@ -284,6 +289,7 @@ def aligned(layer: torch.nn.Module, x: torch.Tensor, frames: int) -> torch.Tenso
     return x[:, :, :frames]
 
 
+@eager_only
 def drop_first(layer: torch.nn.Module, x: torch.Tensor, count: int) -> torch.Tensor:
     """``x`` without the first ``count`` frames ``layer`` gives in its stream (however the steps cut them), e.g.
     the frames a temporal upsampler makes of a clip's first latent frame that the clip does not have."""
@@ -297,6 +303,7 @@ def drop_first(layer: torch.nn.Module, x: torch.Tensor, count: int) -> torch.Ten
     return x[:, :, take:]
 
 
+@eager_only
 def growing_carry(layer: torch.nn.Module, x: torch.Tensor, latent_frames: float, dim: int,
                   positions: tuple[int, int] | None = None) -> torch.Tensor:
     """Everything ``layer`` kept of earlier steps followed by ``x``, this step's part of a sequence along ``dim``

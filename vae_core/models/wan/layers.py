@@ -40,7 +40,11 @@ class ResidualBlock(nn.Module):
         self.shortcut = CausalConv3d(in_dim, out_dim, 1) if in_dim != out_dim else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.residual(x).add_(self.shortcut(x))
+        # not ``self.residual(x).add_(self.shortcut(x))``: torch.compile cannot resume a graph broken inside the
+        # shortcut's conv with the bound ``add_`` waiting on the stack (compiled.py)
+        residual = self.residual(x)
+        shortcut = self.shortcut(x)
+        return residual.add_(shortcut)
 
 
 class FrameAttention(nn.Module):
