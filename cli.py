@@ -7,6 +7,7 @@ code, with nothing written to the output path.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -56,6 +57,8 @@ def _load(args) -> tuple[torch.nn.Module, torch.device, torch.dtype]:
                                                       decode_timestep=getattr(args, "decode_timestep", None),
                                                       noise_seed=getattr(args, "ltx_noise_seed", None))
     if args.compile:
+        # the graph breaks are by design (vae_core/streaming/compiled.py); torch would log each as a warning
+        logging.getLogger("torch._dynamo").setLevel(logging.ERROR)
         compile_stages(vae)
     return vae, device, dtype
 

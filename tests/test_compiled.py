@@ -77,3 +77,19 @@ def test_the_compiler_is_not_imported_unless_asked_for():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_the_cli_decodes_compiled_as_it_does_eagerly_and_says_what_compiling_took(wan21_pair, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+    save_file({k: v.contiguous() for k, v in wan21_pair[1].state_dict().items()}, tmp_path / "wan.safetensors")
+    save_file({"x": torch.randn(16, 3, 2, 3, generator=torch.Generator().manual_seed(1))}, tmp_path / "z.safetensors")
+    frames = {}
+    for label, extra in (("eager", []), ("compiled", ["--compile"])):
+        code = cli.main(["decode", str(tmp_path / "wan.safetensors"), str(tmp_path / "z.safetensors"), "-q",
+                         "-o", str(tmp_path / f"{label}.safetensors"), *extra])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert ("s of it compiling" in out) == (label == "compiled"), out
+        frames[label] = load_file(tmp_path / f"{label}.safetensors")["frames"]
+    assert (frames["compiled"] - frames["eager"]).abs().max() <= 1e-4
