@@ -7,6 +7,7 @@ stand-in here; both give inputs the same fields (id, optional, default, min, max
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import re
@@ -149,6 +150,17 @@ FILE_TOL = 0.5 / 255 + TOL  # frames of a lossless 8-bit file, rounded
 def host_python() -> str:
     """The interpreter with the host's requirements (COMFYUI_PYTHON; default: this one)."""
     return os.environ.get("COMFYUI_PYTHON", sys.executable)
+
+
+def host_module(name: str):
+    """One of the host's own modules (``comfy.ldm.seedvr.vae`` ...) imported into this process, the host set to
+    run on the CPU first, as its ``--cpu`` flag would: an oracle run beside FrameStream in one process."""
+    if COMFYUI_DIR not in sys.path:
+        sys.path.insert(0, COMFYUI_DIR)
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    return importlib.import_module(name)
 
 
 def host_version() -> tuple[int, ...]:

@@ -7,7 +7,6 @@ detection and config reading included, from a file (runs only with ``COMFYUI_DIR
 from __future__ import annotations
 
 import json
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -17,7 +16,7 @@ from safetensors.torch import save_file
 from framestream.nodes.vae_input import video_vae
 from framestream.vae_core import build_vae, decode, load_vae
 
-from helpers import COMFYUI_DIR, TOL, host_version, needs_host
+from helpers import COMFYUI_DIR, TOL, host_module, host_version, needs_host
 from oracle import ltx24_host_config, randomise_ltx24
 
 pytestmark = [needs_host, pytest.mark.skipif(bool(COMFYUI_DIR) and host_version() < (0, 33),
@@ -26,13 +25,7 @@ pytestmark = [needs_host, pytest.mark.skipif(bool(COMFYUI_DIR) and host_version(
 
 @pytest.fixture(scope="module")
 def host():
-    sys.path.insert(0, COMFYUI_DIR)
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = True
-    import comfy.ldm.lightricks.vae.na_diffusion_decoder as na
-
-    return na
+    return host_module("comfy.ldm.lightricks.vae.na_diffusion_decoder")
 
 
 def host_vae(na, cfg: dict | None = None):

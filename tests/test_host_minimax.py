@@ -5,7 +5,6 @@ tensors, the int8 decoder file included (runs only with ``COMFYUI_DIR``)."""
 
 from __future__ import annotations
 
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -14,7 +13,7 @@ import torch
 from framestream.nodes.vae_input import video_vae
 from framestream.vae_core import build_vae, decode, encode
 
-from helpers import COMFYUI_DIR, TOL, host_version, needs_host
+from helpers import COMFYUI_DIR, TOL, host_module, host_version, needs_host
 from oracle import minimax_int8_file, randomised
 
 pytestmark = [needs_host, pytest.mark.skipif(bool(COMFYUI_DIR) and host_version() < (0, 33),
@@ -24,14 +23,7 @@ TILE = 64  # the host's and FrameStream's tiles, so that 96x80 px frames span fo
 
 @pytest.fixture(scope="module")
 def host():
-    sys.path.insert(0, COMFYUI_DIR)
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = True
-    import comfy.ldm.minimax.vae as minimax
-    import comfy.ops
-
-    return minimax, comfy.ops
+    return host_module("comfy.ldm.minimax.vae"), host_module("comfy.ops")
 
 
 def host_vae(minimax, ops, decoder_ops=None):

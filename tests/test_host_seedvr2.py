@@ -6,7 +6,6 @@ FrameStream's on the same tensors (runs only with ``COMFYUI_DIR``)."""
 
 from __future__ import annotations
 
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +15,7 @@ from framestream.nodes.vae_input import video_vae
 from framestream.vae_core import build_vae, decode, encode
 from framestream.vae_core.quality import psnr
 
-from helpers import COMFYUI_DIR, TOL, host_version, needs_host
+from helpers import COMFYUI_DIR, TOL, host_module, host_version, needs_host
 from oracle import seedvr2_host_module, seedvr2_weights
 
 pytestmark = [needs_host, pytest.mark.skipif(bool(COMFYUI_DIR) and host_version() < (0, 33),
@@ -25,13 +24,7 @@ pytestmark = [needs_host, pytest.mark.skipif(bool(COMFYUI_DIR) and host_version(
 
 @pytest.fixture(scope="module")
 def host():
-    sys.path.insert(0, COMFYUI_DIR)
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = True
-    import comfy.ldm.seedvr.vae as seedvr
-
-    return seedvr
+    return host_module("comfy.ldm.seedvr.vae")
 
 
 def host_vae(seedvr, seed: int = 0):
