@@ -301,7 +301,8 @@ def cmd_demo(args) -> None:
     tiled = engine.decode(vae, latent, tile=tile, overlap=32) if tile < max(width, height) else None
     kept = clip[: frames.shape[0], : frames.shape[1], : frames.shape[2]]  # the encoder crops to whole latent pixels
     print(f"encode: {clip.shape[0]} frames -> latent {tuple(latent.shape)} in {encoded - started:.2f} s")
-    print(f"decode: {latent.shape[2]} latent frames -> {frames.shape[0]} frames, {args.frames_per_step} per step, "
+    per_step = args.frames_per_step or plan_decode(vae, tuple(latent.shape), Settings()).advance
+    print(f"decode: {latent.shape[2]} latent frames -> {frames.shape[0]} frames, {per_step} per step, "
           f"in {decoded - encoded:.2f} s")
     print(f"reconstruction PSNR vs the input clip: {psnr(frames, kept):.1f} dB")
     print(f"streamed vs whole-clip decode: max |difference| = {(frames - whole).abs().max().item():.2e}")
@@ -385,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OUT.mp4 (.mkv, .mov; .webm as VP9), written frame by frame, or OUT.safetensors holding the tensor "
                         "'frames'")
     p.add_argument("--frames-per-step", type=int, default=engine.DEFAULT_FRAMES_PER_STEP,
-                   help=f"latent frames decoded per step (default {engine.DEFAULT_FRAMES_PER_STEP})")
+                   help="latent frames decoded per step (default: sized from the frame, within the memory budget)")
     p.add_argument("--num-frames", type=int,
                    help="for a batch of per-frame latents [N, C, H, W] (Stable Video Diffusion, image VAEs): frames "
                         "per video, when N holds several videos (default: one video of N frames)")
@@ -416,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read a video file's frames through 8-bit RGB, as ComfyUI before 0.20 did (default: float at "
                         "the file's own bit depth, as ComfyUI 0.25 and later read them)")
     p.add_argument("--latents-per-step", type=int, default=engine.DEFAULT_LATENTS_PER_STEP,
-                   help="latent frames produced per step after the first (each takes 4 pixel frames)")
+                   help="latent frames produced per step after the first (each takes 4 pixel frames; default: "
+                        "sized from the frame, within the memory budget)")
     overwrite(p)
     common(p)
     p.set_defaults(run=cmd_encode)
@@ -446,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_demo_size_arg, default=(128, 128),
                    help="frame size in pixels: 128 (a square, the default) or WIDTHxHEIGHT such as 192x128")
     p.add_argument("--frames-per-step", type=int, default=engine.DEFAULT_FRAMES_PER_STEP,
-                   help=f"latent frames decoded per step (default {engine.DEFAULT_FRAMES_PER_STEP})")
+                   help="latent frames decoded per step (default: sized from the frame, within the memory budget)")
     p.add_argument("-o", "--output", help="also save the decoded clip: .mp4 (.mkv, .mov, .webm) or .safetensors")
     video_output(p)
     overwrite(p)

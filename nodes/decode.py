@@ -20,13 +20,19 @@ def decode_inputs() -> list:
     return [io.Vae.Input("vae", tooltip=VAE_TOOLTIP), io.Latent.Input("samples", tooltip=SAMPLES_TOOLTIP)]
 
 
+# frames_per_step 0: the plan sizes the steps from the frame (vae_core/streaming/step_size.py)
+SIZED_FROM_FRAME = 0
+
+
 def frames_per_step_input():
-    return io.Int.Input("frames_per_step", default=engine.DEFAULT_FRAMES_PER_STEP, min=1, max=64, optional=True,
+    return io.Int.Input("frames_per_step", default=SIZED_FROM_FRAME, min=0, max=64, optional=True,
                         tooltip=(
         "Latent frames decoded per step (each gives 4 video frames for Wan and HunyuanVideo, 8 for LTX, 6 for "
-        "Mochi, 1 for image VAEs). Higher can be faster and uses more memory. The result is the same for every "
-        "value (Wan, LTX-Video, LTX-2, HunyuanVideo 1.5, Mochi, image VAEs, SVD) or close (HunyuanVideo); CogVideoX "
-        "always decodes in its own 2-frame steps."))
+        "Mochi, 1 for image VAEs). 0, the default, sizes the steps from the frame: several latent frames at small "
+        "sizes, where one step is mostly fixed costs, one at large sizes, and a short HunyuanVideo or SVD clip in "
+        "one piece. Higher uses more memory. The result is the same for every value (Wan, LTX-Video, LTX-2, "
+        "HunyuanVideo 1.5, Mochi, image VAEs, SVD) or close (HunyuanVideo); CogVideoX always decodes in its own "
+        "2-frame steps."))
 
 
 def segment_inputs() -> list:
@@ -63,8 +69,8 @@ class FrameStreamDecode(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, vae, samples, frames_per_step=engine.DEFAULT_FRAMES_PER_STEP, segment_overlap=0,
+    def execute(cls, vae, samples, frames_per_step=SIZED_FROM_FRAME, segment_overlap=0,
                 crossfade=False, **tiling):
-        job = prepare_decode(vae, samples, frames_per_step, tiling)
+        job = prepare_decode(vae, samples, frames_per_step or None, tiling)
         sink = segments_sink(FrameSink(), segment_overlap, crossfade)
         return io.NodeOutput(engine.decode(job.model, job.latent, sink=sink, settings=job.settings, plan=job.plan))

@@ -11,7 +11,7 @@ from ..vae_core.io.files import numbered_output, write_latent
 from ..vae_core.io.video import VideoFileSink
 from ..vae_core.streaming import engine
 from . import host
-from .decode import decode_inputs, frames_per_step_input, segment_inputs, segments_sink
+from .decode import SIZED_FROM_FRAME, decode_inputs, frames_per_step_input, segment_inputs, segments_sink
 from .host import io
 from .registry import register
 from .tiling_inputs import tile_inputs
@@ -89,7 +89,7 @@ class FrameStreamDecodeToVideo(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, vae, samples, fps, filename_prefix, codec, crf, frames_per_step=engine.DEFAULT_FRAMES_PER_STEP,
+    def execute(cls, vae, samples, fps, filename_prefix, codec, crf, frames_per_step=SIZED_FROM_FRAME,
                 segment_overlap=0, crossfade=False, audio=None, save_latent="auto", **tiling):
         suffix, lossless = CODECS[codec]
         sound = _sound(audio)
@@ -97,7 +97,7 @@ class FrameStreamDecodeToVideo(io.ComfyNode):
         path = numbered_output(root, filename_prefix, suffix)
         sink = VideoFileSink(path, fps, crf=crf, lossless=lossless, sound=sound)
         sink = segments_sink(sink, segment_overlap, crossfade)
-        job = prepare_decode(vae, samples, frames_per_step, tiling, sink)
+        job = prepare_decode(vae, samples, frames_per_step or None, tiling, sink)
         if save_latent == "on" or (save_latent == "auto" and job.frames >= SAVE_LATENT_FROM_FRAMES):
             _keep_latent(path, samples, cls.hidden.prompt if cls.hidden is not None else None)
         engine.decode(job.model, job.latent, sink=sink, settings=job.settings, plan=job.plan)

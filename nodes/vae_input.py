@@ -8,7 +8,7 @@ import torch
 
 from ..vae_core.models.registry import build_vae
 from ..vae_core.errors import FrameStreamError
-from ..vae_core.streaming import memory
+from ..vae_core.streaming import memory, step_size
 from ..vae_core.streaming.inputs import check_latent, require_node_latent
 from ..vae_core.streaming.model import CausalVideoVAE
 from ..vae_core.streaming.settings import Settings
@@ -103,7 +103,7 @@ class PreparedDecode:
         return self.model.decoded_frames(self.shape[2]) * self.shape[0]
 
 
-def prepare_decode(vae, samples: dict, frames_per_step: int, tiling: dict, sink=None) -> PreparedDecode:
+def prepare_decode(vae, samples: dict, frames_per_step: int | None, tiling: dict, sink=None) -> PreparedDecode:
     """The model (loaded by the host after it made room for what the decode's plan will hold, a video file's
     encoder included on the CPU), the latent's video part, and the engine's settings."""
     model = video_vae(vae)
@@ -124,7 +124,8 @@ def prepare_encode(vae, height: int, width: int, tiling: dict):
     model = video_vae(vae)
     settings = _settings(tiling, "encode")
     r = model.spatial_ratio
-    one_step = model.pixel_frames(1 + settings.latents_per_step)
+    per_step = settings.latents_per_step or step_size.sized_from_frame(model, "encode", 64, height, width)
+    one_step = model.pixel_frames(1 + per_step)  # the frames' count is not known yet: plan the first two steps
 
     def plan(candidate):
         return memory.plan_encode(model, one_step, max(height // r, 1) * r, max(width // r, 1) * r, candidate)

@@ -43,7 +43,7 @@ def test_a_step_lets_go_of_its_frames_before_the_next_step_runs(vae, monkeypatch
         handed.append(weakref.ref(chunk if chunk._base is None else chunk._base))
 
     monkeypatch.setattr(vae, "decode_tile", watched)
-    engine.decode(vae, latent(t=4), sink=CallbackSink(keep_nothing))
+    engine.decode(vae, latent(t=4), sink=CallbackSink(keep_nothing), frames_per_step=1)
     assert len(handed) == 4 and len(alive) >= 4 and not any(alive)  # (the plan's probe runs it too)
 
 
@@ -100,7 +100,7 @@ def test_progress_reports_every_step(vae):
     engine.decode(vae, latent(t=5, batch=2), frames_per_step=2, progress=lambda d, t, preview: calls.append((d, t)))
     assert calls == [(0, 6), (1, 6), (2, 6), (3, 6), (4, 6), (5, 6), (6, 6)]
     calls.clear()
-    engine.encode(vae, torch.rand(9, 16, 16, 3), progress=lambda d, t, preview: calls.append((d, t)))
+    engine.encode(vae, torch.rand(9, 16, 16, 3), latents_per_step=1, progress=lambda d, t, preview: calls.append((d, t)))
     assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]
 
 

@@ -83,8 +83,8 @@ def hunyuan():
 def test_the_plan_counts_the_attention_carry_once_at_full_length(hunyuan):
     # HunyuanVideo's mid-block attention keeps keys and values: 2 x 64 channels per latent pixel and frame
     assert probe.growing_bytes_per_cell(hunyuan) == 2 * 64 * 4
-    short = memory.plan_decode(hunyuan, (1, 16, 2, 4, 6), Settings())
-    long = memory.plan_decode(hunyuan, (1, 16, 12, 4, 6), Settings())
+    short = memory.plan_decode(hunyuan, (1, 16, 2, 4, 6), Settings(frames_per_step=1))
+    long = memory.plan_decode(hunyuan, (1, 16, 12, 4, 6), Settings(frames_per_step=1))
     assert long.estimate.growing - short.estimate.growing == 10 * 24 * 2 * 64 * 4
     grown = (long.estimate.growing - short.estimate.growing) + (long.estimate.kept - short.estimate.kept)
     assert long.estimate.total - short.estimate.total == grown  # and the frames decode() keeps, nothing else

@@ -105,7 +105,7 @@ def test_the_plan_counts_the_carries_a_delayed_stream_holds_at_its_peak(monkeypa
     for length in (2, 5, 40):
         per_cell[length] = probe.carry_bytes_per_cell(ours, length=length)
         peaks.clear()
-        engine.decode(ours, torch.randn(1, 128, length, 2, 3), tile=None)
+        engine.decode(ours, torch.randn(1, 128, length, 2, 3), tile=None, frames_per_step=1)
         assert max(peaks) == per_cell[length] * 2 * 3, length
     assert per_cell[2] < per_cell[5] < per_cell[40] == probe.carry_bytes_per_cell(ours)
 
@@ -121,11 +121,11 @@ def test_in_tiles_the_plan_counts_the_second_copy_of_the_carries_that_change_sha
                         lambda self: (peaks.append(self.carry_bytes() + self.pending_bytes()), commit(self)))
     monkeypatch.setattr(Journal, "keep_for", lambda self, *a: (keep_for(self, *a), kept.append(self.kept_bytes())))
     z = torch.randn(1, 128, 30, 5, 6)
-    tiled = engine.decode(ours, z, tile=96, overlap=64)
+    tiled = engine.decode(ours, z, tile=96, overlap=64, frames_per_step=1)
     carries, kept_room = probe.delayed_carries_per_cell(ours, 30), peak_kept_cells(layout(5, 6, 3, 2).windows)
     assert max(peaks) == carries.in_tiles * 5 * 6 and carries.in_tiles > carries.held
     assert 0 < max(kept) <= carries.tiled * kept_room
-    estimate = memory.plan_decode(ours, z.shape, Settings(tile=96, overlap=64)).estimate
+    estimate = memory.plan_decode(ours, z.shape, Settings(tile=96, overlap=64, frames_per_step=1)).estimate
     assert estimate.carries == carries.in_tiles * 5 * 6 + carries.tiled * kept_room
     # a tile's last up block holds more finest-size tensors than the whole frame's plan counts
     finest = ours.finest_width * (8 + 1) * 4

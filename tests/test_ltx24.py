@@ -66,7 +66,7 @@ def test_frames_leave_before_the_clip_ends(pair):
     above)."""
     _, ours = pair
     z = latent(11, seed=4)
-    stream = DecodeStream(ours, frames=11)
+    stream = DecodeStream(ours, frames=11, frames_per_step=1)
     early = [stream.push(z[:, :, i : i + 1]) for i in range(10)]
     assert sum(len(f) for f in early) > 8
     got = torch.cat([*early, stream.push(z[:, :, 10:], last=True), stream.flush()])

@@ -82,10 +82,20 @@ def test_registered_nodes_have_tooltips_and_names():
         assert all(output.tooltip for output in schema.outputs), name
 
 
+# inputs whose default or limits changed on purpose since the V1 record, and why: every value a saved workflow
+# holds still means what it meant
+CHANGED_SINCE_V1 = {
+    # 0, the new default and minimum, sizes the steps from the frame (vae_core/streaming/step_size.py); the
+    # frames are the same for every value
+    "frames_per_step": {"default": 0, "min": 0},
+}
+
+
 def test_v3_nodes_keep_the_v1_interface_saved_workflows_use():
     """Every node id, input name and order, type, default and limit, and output of the V1 nodes (recorded in
-    tests/data/node_interface_v1.json before the move to V3) is still there; new inputs are optional and come
-    after the old ones (widget values are stored by position), new choices and outputs after the old ones."""
+    tests/data/node_interface_v1.json before the move to V3) is still there (but the changes listed in
+    ``CHANGED_SINCE_V1``); new inputs are optional and come after the old ones (widget values are stored by
+    position), new choices and outputs after the old ones."""
     with open(os.path.join(os.path.dirname(__file__), "data", "node_interface_v1.json")) as f:
         recorded = json.load(f)
     assert set(recorded) <= set(NODES)
@@ -98,8 +108,9 @@ def test_v3_nodes_keep_the_v1_interface_saved_workflows_use():
         for old, new in zip(before["inputs"], kept):
             if "options" in old:  # choices may be added after the old ones
                 assert new["options"][: len(old["options"])] == old["options"], (name, old["name"])
+            expected = {**old, **CHANGED_SINCE_V1.get(old["name"], {})}
             assert {k: new.get(k) for k in old if k != "options"} == \
-                {k: v for k, v in old.items() if k != "options"}, (name, old["name"])
+                {k: v for k, v in expected.items() if k != "options"}, (name, old["name"])
         assert all(i["optional"] for i in now["inputs"][len(before["inputs"]):]), name
         assert now["outputs"][: len(before["outputs"])] == before["outputs"], name
         assert now["output_names"][: len(before["outputs"])] == before["output_names"], name
@@ -126,7 +137,7 @@ def test_encode_node_returns_a_raw_latent(host_vae, fake_host, wan21_pair):
     (latent,) = NODES["FrameStreamEncode"].execute(host_vae, frames)
     assert set(latent) == {"samples"}
     assert torch.equal(latent["samples"], engine.encode(wan21_pair[1], frames))
-    assert fake_host.updates[-1] == (3, 3)
+    assert fake_host.updates[-1] == (2, 2)  # the first frame, then the other 8 (two latent frames) in one step
 
 
 def test_interrupt_stops_the_decode(host_vae, fake_host):
@@ -222,7 +233,7 @@ def test_decode_node_previews_the_newest_frame(host_vae, fake_host):
 
 
 def test_nodes_report_progress_with_eta_on_the_console(host_vae, fake_host, capsys):
-    NODES["FrameStreamDecode"].execute(host_vae, {"samples": torch.randn(1, 16, 3, 2, 3)})
+    NODES["FrameStreamDecode"].execute(host_vae, {"samples": torch.randn(1, 16, 3, 2, 3)}, frames_per_step=1)
     NODES["FrameStreamEncode"].execute(host_vae, torch.rand(5, 16, 24, 3))
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "FrameStream decode   0%|          | 0/3 steps [00:00<?]"
@@ -241,7 +252,8 @@ def test_decode_node_tiles_under_a_budget_and_with_custom_tiles(host_vae, fake_h
     (auto,) = node.execute(host_vae, {"samples": z}, tiles="auto", tile_overlap=8)
     assert not torch.equal(auto, engine.decode(wan21_pair[1], z))
     (none,) = node.execute(host_vae, {"samples": z}, tiles="none")
-    assert torch.equal(none, engine.decode(wan21_pair[1], z))
+    # nothing free: one latent frame a step, where the engine's own plan (RAM free) takes both in one step
+    assert (none - engine.decode(wan21_pair[1], z)).abs().max() <= 1e-5
 
 
 def test_decode_to_video_node_writes_a_numbered_mp4_in_the_output_folder(host_vae, fake_host, tmp_path):
@@ -270,7 +282,7 @@ def test_interrupted_decode_to_video_leaves_no_file(host_vae, fake_host, tmp_pat
     fake_host.interrupt_at = 2
     with pytest.raises(KeyboardInterrupt):
         NODES["FrameStreamDecodeToVideo"].execute(host_vae, {"samples": torch.randn(1, 16, 6, 2, 2)},
-                                              16.0, "FrameStream/video", "h264", 19)
+                                              16.0, "FrameStream/video", "h264", 19, frames_per_step=1)
     assert [p for p in (tmp_path / "output").rglob("*") if p.is_file()] == []
 
 

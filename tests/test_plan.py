@@ -52,8 +52,8 @@ def test_the_node_asks_the_host_for_what_the_plan_holds(ltx, monkeypatch):
     latent = torch.randn(1, 128, 40, 4, 4)
     vae_input.prepare_decode(ltx, {"samples": latent}, 1, {"tiles": "none"})
     vae_input.prepare_decode(ltx, {"samples": latent}, 1, {"tiles": "custom", "tile_size": 64, "tile_overlap": 32})
-    untiled = memory.plan_decode(ltx, latent.shape, Settings()).estimate.total
-    tiled = memory.plan_decode(ltx, latent.shape, Settings(tile=64, overlap=32)).estimate.total
+    untiled = memory.plan_decode(ltx, latent.shape, Settings(frames_per_step=1)).estimate.total
+    tiled = memory.plan_decode(ltx, latent.shape, Settings(tile=64, overlap=32, frames_per_step=1)).estimate.total
     assert asked == [untiled, tiled] and tiled < untiled
 
 
@@ -69,20 +69,20 @@ def test_the_video_node_asks_for_its_encoder_too(ltx, monkeypatch, tmp_path):
     vae_input.prepare_decode(ltx, {"samples": latent}, 1, {"tiles": "none"}, sink)
     vae_input.prepare_decode(ltx, {"samples": latent}, 1, {"tiles": "none"})
     encoder = sink.held_bytes(128, 128, ltx.decoded_frames(40))
-    kept = memory.plan_decode(ltx, latent.shape, Settings()).estimate.kept  # the IMAGE output's frames
+    kept = memory.plan_decode(ltx, latent.shape, Settings(frames_per_step=1)).estimate.kept  # the IMAGE's frames
     assert encoder > 0 and kept == ltx.decoded_frames(40) * 128 * 128 * 12 and asked[0] == asked[1] - kept + encoder
-    assert asked[0] == memory.plan_decode(ltx, latent.shape, Settings(), sink=sink).estimate.total
+    assert asked[0] == memory.plan_decode(ltx, latent.shape, Settings(frames_per_step=1), sink=sink).estimate.total
     assert list(tmp_path.iterdir()) == []  # planning writes nothing
 
 
 def test_auto_tiles_ask_for_the_untiled_peak_then_plan_against_what_is_free(ltx):
     latent_shape = (1, 128, 40, 16, 16)
-    untiled = memory.plan_decode(ltx, latent_shape, Settings())
+    untiled = memory.plan_decode(ltx, latent_shape, Settings(frames_per_step=1))
     # room for a tiled step's carries (a delayed decoder writes a second copy of those that change shape),
     # the step's output, half the untiled activations
     need = 2 * untiled.estimate.carries + untiled.estimate.output + untiled.estimate.activations // 2 \
         + untiled.estimate.kept  # and the frames decode() keeps: no tile makes them fewer
-    auto = Settings(tile="auto", budget=int(need / memory.PLANNED_SHARE))
+    auto = Settings(tile="auto", budget=int(need / memory.PLANNED_SHARE), frames_per_step=1)
 
     assert memory.room_to_ask(lambda s: memory.plan_decode(ltx, latent_shape, s), auto) == untiled.estimate.total
     planned = memory.plan_decode(ltx, latent_shape, auto)

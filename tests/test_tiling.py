@@ -140,11 +140,11 @@ class TilerOnAGpu(engine.Tiler):
 @pytest.mark.parametrize("fail_on_call", [1, 4, 7])
 def test_out_of_memory_in_a_step_retries_it_with_smaller_tiles_and_loses_nothing(toy, fail_on_call, monkeypatch):
     z = toy_latent(t=7)
-    expected = engine.decode(toy, z)
+    expected = engine.decode(toy, z, frames_per_step=1)
     monkeypatch.setattr(engine, "Tiler", TilerOnAGpu)
     retries = []
-    with OutOfMemoryOnce(toy, "decode_tile", fail_on_call):
-        got = engine.decode(toy, z, overlap=8, on_retry=retries.append)
+    with OutOfMemoryOnce(toy, "decode_tile", fail_on_call):  # the calls of one-frame steps
+        got = engine.decode(toy, z, overlap=8, on_retry=retries.append, frames_per_step=1)
     assert len(retries) == 1 and "smaller tiles" in retries[0]
     assert (got - expected).abs().max().item() < 1e-6
 
@@ -163,7 +163,7 @@ def test_a_cpu_step_that_overwrote_its_carries_is_not_re_run(toy):
     an out-of-memory after the first step is raised, not retried from carries that are no longer there."""
     retries = []
     with OutOfMemoryOnce(toy, "decode_tile", 4), pytest.raises(OUT_OF_MEMORY):
-        engine.decode(toy, toy_latent(t=7), overlap=8, on_retry=retries.append)
+        engine.decode(toy, toy_latent(t=7), overlap=8, on_retry=retries.append, frames_per_step=1)
     assert retries == []
 
 

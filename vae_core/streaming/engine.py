@@ -64,7 +64,7 @@ def run_decode(vae: CausalVideoVAE, latent: torch.Tensor, sink: Sink | None, set
     settings.report_plan(work.describe(vae.spatial_ratio))
     tiler = make_tiler(vae, tuple(latent.shape[-2:]), work.tiles, work.overlap_px, settings.on_retry,
                        settings.carries)
-    passes = gathering_passes(vae, settings.statistics_passes)
+    passes = gathering_passes(vae, settings.statistics_passes, "decode", work)
     shared = Shared(work, tiler, Counter(videos * len(work.steps) * (1 + passes), settings.progress))
     sink.start((videos, vae.decoded_frames(length), *work.frame, 3))
     shared.counter.start()
@@ -106,7 +106,7 @@ def encode(vae: CausalVideoVAE, frames: torch.Tensor | Iterable[torch.Tensor], s
     work = memory.plan_encode(vae, source.count, height, width, settings)
     settings.report_plan(work.describe(r))
     tiler = Tiler(vae, (height // r, width // r), work.tiles, work.overlap_px, settings.on_retry, settings.carries)
-    passes = gathering_passes(vae, settings.statistics_passes, "encode") if source.rereadable else 0
+    passes = gathering_passes(vae, settings.statistics_passes, "encode", work) if source.rereadable else 0
     shared = Shared(work, tiler, Counter(len(work.steps) * (1 + passes), settings.progress))
     sink = sink if sink is not None else LatentSink()
     sink.start((1, vae.latent_channels, vae.latent_frames(source.count), height // r, width // r))

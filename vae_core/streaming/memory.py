@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from ..errors import FrameStreamError
-from . import sinks, temporal
+from . import sinks, step_size, temporal
 from .estimate import Estimate, Request, estimate
 from .model import CausalVideoVAE
 from .probe import footprint
@@ -134,6 +134,12 @@ class WorkPlan:
     overlap_px: int
     estimate: Estimate
     output: tuple[int, ...] = ()  # decode: (frames, height, width, 3); encode: the latent's shape
+    advance: int = 1  # latent frames a causal step decodes, or an encode step makes after the first
+
+    @property
+    def one_piece(self) -> bool:
+        """One step on the whole frame: a clip-wide GroupNorm sees the whole clip at once, with no gathering pass."""
+        return len(self.steps) == 1 and (self.tiles.tile_px is None or self.tiles.tile_px >= max(self.frame))
 
     def describe(self, spatial_ratio: int) -> str:
         """One line: steps (or temporal windows), tiles, where carries live, the estimated peak, the output."""
@@ -208,6 +214,34 @@ def _tiles(vae: CausalVideoVAE, height: int, width: int, per_step: int, settings
     return Plan(settings.tile, offload)
 
 
+def _per_step(vae: CausalVideoVAE, direction: str, settings: Settings, length: int, height: int, width: int,
+              device: torch.device | None, reserved: int = 0) -> int:
+    """Latent frames per step: the settings' own, or sized from the frame (:mod:`step_size`) within the budget:
+    the whole clip for a clip-wide GroupNorm where it fits ``WHOLE_CLIP_SHARE`` of it, else as many as fit."""
+    asked = settings.frames_per_step if direction == "decode" else settings.latents_per_step
+    if asked is not None:
+        return asked
+    if direction == "decode" and not vae.streaming.one_stream:
+        return 1  # temporal windows: their width is the model's
+    per_step = step_size.sized_from_frame(vae, direction, length, height, width)
+    clip_wide = vae.norms.of(direction) == "clip" and per_step < length
+    if per_step == 1 and not clip_wide:
+        return 1
+    device = vae.weight_device if device is None else device
+    budget = PLANNED_SHARE * (free_bytes(device) if settings.budget is None else settings.budget) - reserved
+    tile = settings.tile if not isinstance(settings.tile, str) else None
+
+    def needs(frames: int) -> int:
+        return estimate(request_for(vae, direction, height=height, width=width, per_step=frames, length=length,
+                                    device=device, tile_px=tile, overlap_px=settings.overlap)).total
+
+    if clip_wide and needs(length) <= step_size.WHOLE_CLIP_SHARE * budget:
+        return length
+    while per_step > 1 and needs(per_step) > budget:
+        per_step //= 2
+    return per_step
+
+
 def plan_decode(vae: CausalVideoVAE, latent_shape: tuple[int, ...], settings: Settings,
                 device: torch.device | None = None, sink: object | None = None, *, whole: bool = True) -> WorkPlan:
     """The plan for decoding a ``[B, C, T, h, w]`` latent into ``sink`` (a video file's counts its encoder).
@@ -216,14 +250,15 @@ def plan_decode(vae: CausalVideoVAE, latent_shape: tuple[int, ...], settings: Se
     if whole:
         vae.check_length(length)
     r = vae.spatial_ratio
-    windows = temporal.windows(vae, length, settings.frames_per_step)
-    per_step = max(window.stop - window.start for window in windows)  # a non-causal decoder's windows are wider
     videos = latent_shape[0] if len(latent_shape) == 5 else 1
     output = (videos * vae.decoded_frames(length), h * r, w * r, 3)
     sink = sinks.FrameSink() if sink is None else sink  # what decode() writes into when given no sink
     writer = sinks.held_bytes(sink, h * r, w * r, output[0])
     kept = sinks.kept_bytes(sink, h * r, w * r, output[0])
     on_cpu = (device or vae.weight_device).type == "cpu"  # else the encoder's and the kept frames are in host RAM
+    advance = _per_step(vae, "decode", settings, length, h * r, w * r, device, writer + kept if on_cpu else 0)
+    windows = temporal.windows(vae, length, advance)
+    per_step = max(window.stop - window.start for window in windows)  # a non-causal decoder's windows are wider
     tiles = _tiles(vae, h * r, w * r, per_step, settings, "decode", device, length,
                    writer + kept if on_cpu else 0)
     overlap = tiles.overlap(settings.overlap)
@@ -231,23 +266,26 @@ def plan_decode(vae: CausalVideoVAE, latent_shape: tuple[int, ...], settings: Se
                                 device=device, tile_px=tiles.tile_px, overlap_px=overlap,
                                 offload_carries=tiles.offload_carries))
     need = dataclasses.replace(need, writer=writer, kept=kept, beside=not on_cpu)
-    return WorkPlan("decode", (h * r, w * r), windows, per_step, tiles, overlap, need, output)
+    return WorkPlan("decode", (h * r, w * r), windows, per_step, tiles, overlap, need, output, advance)
 
 
 def plan_encode(vae: CausalVideoVAE, frames: int, height: int, width: int, settings: Settings,
                 device: torch.device | None = None) -> WorkPlan:
     """The plan for encoding ``frames`` frames of ``height`` x ``width`` pixels (already whole latent pixels)."""
-    steps = vae.encode_steps(vae.pixel_frames(vae.latent_frames(frames)), settings.latents_per_step)
-    # latent frames of the widest step: a model may cut its clip its own way (a release's fixed clips)
-    per_step = max([settings.latents_per_step] + [-(-(stop - start) // vae.temporal_ratio) for start, stop in steps])
     length = vae.latent_frames(frames)
+    advance = _per_step(vae, "encode", settings, length, height, width, device)
+    steps = vae.encode_steps(vae.pixel_frames(length), advance)
+    if vae.norms.of("encode") == "clip" and len(steps) == 2 and settings.latents_per_step is None:
+        steps = [(0, steps[-1][1])]  # the whole clip in one step: its own GroupNorm statistics are the clip's
+    # latent frames of the widest step: a model may cut its clip its own way (a release's fixed clips)
+    per_step = max([advance] + [-(-(stop - start) // vae.temporal_ratio) for start, stop in steps])
     tiles = _tiles(vae, height, width, per_step, settings, "encode", device, length)
     overlap = tiles.overlap(settings.overlap)
     need = estimate(request_for(vae, "encode", height=height, width=width, per_step=per_step, length=length,
                                 device=device, tile_px=tiles.tile_px, overlap_px=overlap,
                                 offload_carries=tiles.offload_carries))
     output = (1, vae.latent_channels, length, height // vae.spatial_ratio, width // vae.spatial_ratio)
-    return WorkPlan("encode", (height, width), steps, per_step, tiles, overlap, need, output)
+    return WorkPlan("encode", (height, width), steps, per_step, tiles, overlap, need, output, advance)
 
 
 def room_to_ask(work: "Callable[[Settings], WorkPlan]", settings: Settings) -> int:

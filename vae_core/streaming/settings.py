@@ -30,8 +30,9 @@ def quiet(*args) -> None:
 
 @dataclass(frozen=True)
 class Settings:
-    frames_per_step: int = 1  # decode: latent frames a causal decoder advances per step
-    latents_per_step: int = 1  # encode: latent frames made per step after the first
+    frames_per_step: int | None = None  # decode: latent frames a causal decoder advances per step; None: sized
+    #                                     by the plan from the frame and the budget (step_size.py)
+    latents_per_step: int | None = None  # encode: latent frames made per step after the first; None: as above
     tile: int | str | None = None  # None / "none": the whole frame; "auto": the largest that fits; or pixels
     overlap: int = DEFAULT_OVERLAP_PX  # pixels, cross-faded linearly
     budget: int | None = None  # bytes for the work beyond the weights (tile="auto"); None: what is free
@@ -46,6 +47,8 @@ class Settings:
     def __post_init__(self) -> None:
         for name in ("frames_per_step", "latents_per_step"):
             value = getattr(self, name)
+            if value is None:
+                continue
             if not _is_int(value):
                 raise FrameStreamError(f"{name} must be a whole number, got {value!r}")
             if value < 1:

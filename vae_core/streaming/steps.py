@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from . import group_norm
+from .memory import WorkPlan
 from .model import CausalVideoVAE
 from .state import StreamState
 from .temporal import TemporalWindow
@@ -23,10 +24,12 @@ from .tiler import Tiler
 GATHERED_IN_TILES = ("chunk", "frame_gathered")  # statistics a tiled step gathers from all its tiles first
 
 
-def gathering_passes(vae: CausalVideoVAE, passes: int | None, direction: str = "decode") -> int:
-    """Passes that gather a clip-wide GroupNorm's statistics before the one that writes (none for other norms);
-    ``passes`` None: the model's own number."""
-    if vae.norms.of(direction) != "clip":
+def gathering_passes(vae: CausalVideoVAE, passes: int | None, direction: str = "decode",
+                     work: WorkPlan | None = None) -> int:
+    """Passes that gather a clip-wide GroupNorm's statistics before the one that writes (none for other norms, nor
+    for a plan of one step on the whole frame: its only step sees the whole clip); ``passes`` None: the model's
+    own number."""
+    if vae.norms.of(direction) != "clip" or (work is not None and work.one_piece):
         return 0
     return vae.norms.passes if passes is None else passes
 

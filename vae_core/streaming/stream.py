@@ -177,6 +177,12 @@ class _Stream:
         self._shared = Shared(work, tiler, Counter(total_steps, self.settings.progress))
         self.counter.start()
 
+    def _one_piece(self, work: memory.WorkPlan) -> None:
+        """A plan of one step on the whole frame: the step sees the whole clip, so a clip-wide GroupNorm is an
+        ordinary one (unless the caller gave statistics)."""
+        if work.one_piece and not self._pooling_given:
+            self._pooling = None
+
     def _append(self, piece: torch.Tensor) -> None:
         self._buffer = piece if self._buffer is None else torch.cat([self._buffer, piece], dim=2)
         self.received += piece.shape[2]
@@ -248,6 +254,7 @@ class DecodeStream(_Stream):
         self.passes = gathering_passes(vae, self.settings.statistics_passes, "decode")
         clip = vae.norms.of("decode") == "clip"
         self._pooling = pooling if pooling is not None else group_norm.Pooling() if clip else None
+        self._pooling_given = pooling is not None
         self._planned: list[temporal.TemporalWindow] | None = None  # the steps, when the length was known up front
         self._stitcher = temporal.Stitcher()
         self._grid: tuple[int, int] | None = None
@@ -306,6 +313,12 @@ class DecodeStream(_Stream):
         if self._shared is None:
             shape = (1, piece.shape[1], length or piece.shape[2], *self._grid)
             work = memory.plan_decode(self.vae, shape, self.settings, sink=self.sink, whole=length is not None)
+        else:
+            work = self.work
+        if length is not None:
+            self.passes = gathering_passes(self.vae, self.settings.statistics_passes, "decode", work)
+            self._one_piece(work)
+        if self._shared is None:
             self._setup(work, self._grid, len(work.steps) * (1 + self.passes) if length is not None else 0)
         if length is not None:
             self._planned = self.work.steps
@@ -324,9 +337,9 @@ class DecodeStream(_Stream):
                     return None  # a delayed decoder's flush steps, only while frames are still to come
                 return window
             return self._flush_step() if ending else None
-        if self.vae.streaming.one_stream:  # up to frames_per_step latent frames of what has arrived
+        if self.vae.streaming.one_stream:  # up to the plan's latent frames per step of what has arrived
             if self.consumed < self.received:
-                stop = min(self.consumed + self.settings.frames_per_step, self.received)
+                stop = min(self.consumed + self.work.advance, self.received)
                 span = temporal.pixel_span(self.vae, self.consumed, stop)
                 return temporal.TemporalWindow(self.consumed, stop, (self.consumed, stop), span[0], span, 0,
                                                self.consumed == 0, streamed=True)
@@ -343,15 +356,17 @@ class DecodeStream(_Stream):
 
     def _windows_known_so_far(self, ending: bool) -> list[temporal.TemporalWindow]:
         """A windowed decoder's windows: at the end those of the clip; before, those whose core and all the context
-        after it have arrived, with a frame more (so another window follows them, as it does in the clip)."""
+        after it have arrived, with a frame more (so another window follows them, as it does in the clip), once the
+        clip is longer than one window can be."""
         vae = self.vae
+        core, halo = vae.streaming.core, vae.streaming.halo
         if ending:
-            return temporal.context_windows(vae, self.length, vae.streaming.core, vae.streaming.halo, vae.streaming.blend)
-        cores = (self.received - vae.streaming.halo - vae.streaming.shared_halo - 1) // vae.streaming.core
-        if cores <= 0:
+            return temporal.context_windows(vae, self.length, core, halo, vae.streaming.blend)
+        cores = (self.received - halo - vae.streaming.shared_halo - 1) // core
+        if cores <= 0 or self.received <= core + 2 * halo:
             return []
-        return temporal.context_windows(vae, cores * vae.streaming.core + vae.streaming.halo + 1, vae.streaming.core,
-                                        vae.streaming.halo, vae.streaming.blend)[:cores]
+        longer = max(cores * core + halo + 1, core + 2 * halo + 1)
+        return temporal.context_windows(vae, longer, core, halo, vae.streaming.blend)[:cores]
 
     def _flush_step(self) -> temporal.TemporalWindow | None:
         """A step feeding nothing, while a delayed decoder still holds frames back."""
@@ -454,6 +469,7 @@ class EncodeStream(_Stream):
         super().__init__(vae, sink, settings, frames, returns, batch, shared, options)
         clip = vae.norms.of("encode") == "clip"
         self._pooling = pooling if pooling is not None else group_norm.Pooling() if clip else None
+        self._pooling_given = pooling is not None
         self._size: tuple[int, int] | None = None
         self._planned: list[tuple[int, int]] | None = None  # the steps, when the length was known up front
         self._warned = False
@@ -497,6 +513,7 @@ class EncodeStream(_Stream):
         if length is not None:
             self._known_length(length)
             self._planned = self.work.steps
+            self._one_piece(self.work)
         if self._owns_sink and self.sink is not None:
             latents = self.vae.latent_frames(length) if length is not None else None
             self.sink.start((1, self.vae.latent_channels, latents, height // r, width // r))
@@ -521,7 +538,7 @@ class EncodeStream(_Stream):
         """The next step's pixel frames, when they are all here: the planned ones when the length was known up
         front; else the model's own cut (:meth:`CausalVideoVAE.encode_steps`) of the frames kept, or, before the
         end is known, of those pushed so far where more frames would not change it."""
-        vae, per_step = self.vae, self.settings.latents_per_step
+        vae, per_step = self.vae, self.work.advance
         if self._planned is not None:
             spans = self._planned
         elif self.length is not None:

@@ -66,8 +66,11 @@ def flush_steps(vae: CausalVideoVAE, per_step: int) -> int:
 
 
 def context_windows(vae: CausalVideoVAE, length: int, core: int, halo: int, blend: int) -> list[TemporalWindow]:
-    """Fresh-clip windows: cores of ``core`` latents, ``halo`` latents of context, ``blend`` of them cross-faded."""
+    """Fresh-clip windows: cores of ``core`` latents, ``halo`` latents of context, ``blend`` of them cross-faded. A
+    clip no longer than the widest window (``core + 2 * halo``) is one window: the whole clip, in no more memory."""
     blend = min(blend, halo - 1) if halo > 0 else 0  # a fresh window's first latent yields only one of its frames
+    if length <= core + 2 * halo:
+        core = max(core, length)
     cores = [(c, min(c + core, length)) for c in range(0, length, core)]
     out = []
     for i, (c0, c1) in enumerate(cores):
