@@ -37,8 +37,8 @@ class Family:
     spatial: int
     latents: int | None
     frames: int = FRAMES
-    warm_latents: int = 2  # the warm-up clip: this many latent frames, or pixel frames to encode
-    warm_frames: int = 5
+    warm_latents: int = 2  # the warm-up clip: its latent frames to decode
+    warm_frames: int = 5  # and its pixel frames to encode
     decode: str = "ref.decode(z).sample"
     encode: str | None = "ref.encode(x).latent_dist.mode()"
     sizes: tuple[int, ...] = (128, 256)
@@ -57,8 +57,8 @@ FAMILIES = {
     "Kandinsky 6": Family("diffusers_kandinsky()", 16, 8, 9),
     "MiniMax H3": Family("diffusers_minimax()", 24, 16, 12, frames=39, warm_latents=7, warm_frames=22),
     # diffusers' CPU attention holds the whole clip's score matrix: 17 frames of 128^2 need 1.2 GB, 256^2 ~19 GB
-    "LTX-2 diffusion decoder": Family("diffusers_ltx24()", 128, 32, 3, frames=17, warm_latents=3, encode=None, sizes=(128,),
-                                      decode="ref.decode(z, generator=torch.Generator().manual_seed(0)).sample",
+    "LTX-2 diffusion decoder": Family("diffusers_ltx24()", 128, 32, 3, frames=17, warm_latents=3, encode=None,
+                                      sizes=(128,), decode="ref.decode(z, generator=torch.Generator().manual_seed(0)).sample",
                                       metadata="ltx24_metadata(ref)"),
     "image VAE": Family("diffusers_kl(SD)", 4, 8, None, warm_frames=2),
     "SVD": Family("diffusers_svd()", 4, 8, None, warm_frames=2, decode="ref.decode(z, num_frames=z.shape[0]).sample"),

@@ -100,7 +100,8 @@ def test_progress_reports_every_step(vae):
     engine.decode(vae, latent(t=5, batch=2), frames_per_step=2, progress=lambda d, t, preview: calls.append((d, t)))
     assert calls == [(0, 6), (1, 6), (2, 6), (3, 6), (4, 6), (5, 6), (6, 6)]
     calls.clear()
-    engine.encode(vae, torch.rand(9, 16, 16, 3), latents_per_step=1, progress=lambda d, t, preview: calls.append((d, t)))
+    engine.encode(vae, torch.rand(9, 16, 16, 3), latents_per_step=1,
+                  progress=lambda d, t, preview: calls.append((d, t)))
     assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]
 
 

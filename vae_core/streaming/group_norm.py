@@ -95,7 +95,8 @@ class GroupNorm(nn.GroupNorm):
         per_channel = c // self.num_groups
         channel_mean = mean.float().to(x.device).repeat_interleave(per_channel, 1).reshape(-1)
         channel_var = var.float().to(x.device).repeat_interleave(per_channel, 1).reshape(-1)
-        weight, bias = ((None, None) if self.weight is None else (self.weight.float().repeat(b), self.bias.float().repeat(b)))
+        weight = None if self.weight is None else self.weight.float().repeat(b)
+        bias = None if self.bias is None else self.bias.float().repeat(b)
         y = torch.batch_norm(x.float().reshape(1, b * c, -1), weight, bias, channel_mean, channel_var, False, 0.0,
                              self.eps, False)
         return y.reshape(x.shape).to(x.dtype)
