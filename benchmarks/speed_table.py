@@ -179,12 +179,18 @@ def main() -> None:
     args = parser.parse_args()
     names = [name for name in FAMILIES if not args.only or name in args.only.split(",")]
     table = rows(names, [int(s) for s in args.sizes.split(",")], args.directions.split(","))
-    quiet = measure(table, args.repeats)
-    busy = {load: beside(load, table, args.repeats) for load in filter(None, args.loads.split(","))}
+    quiet, busy = measure(table, args.repeats), {}
+    save(args.json, table, quiet, busy)
+    for load in filter(None, args.loads.split(",")):
+        busy[load] = beside(load, table, args.repeats)
+        save(args.json, table, quiet, busy)  # what is measured so far, should a long run be stopped
     print(f"\nfastest of {args.repeats} whole processes each, 2 threads; slowdown = busy / quiet")
     report(table, quiet, busy)
-    if args.json:
-        with open(args.json, "w") as f:
+
+
+def save(path: str | None, table: list, quiet: dict, busy: dict) -> None:
+    if path:
+        with open(path, "w") as f:
             json.dump({"quiet": [[*row, quiet[row]] for row in table],
                        "busy": {load: [[*row, times[row]] for row in table] for load, times in busy.items()}}, f)
 
