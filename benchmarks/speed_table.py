@@ -23,7 +23,10 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import wait_policy  # noqa: E402  (its matmul load)
 FRAMES = 33  # pixel frames of each clip (the nearest length the family allows)
 
 
@@ -94,11 +97,8 @@ with torch.no_grad():
 print(json.dumps({"seconds": time.perf_counter() - started}))
 '''
 
-LOADS = {
-    "busy1": ["while True: pass"],
-    "busy2": ["while True: pass"] * 2,
-    "matmul2": ["import torch; torch.set_num_threads(2); a = torch.randn(512, 512)\nwhile True: a @ a"],
-}
+BUSY_LOOP = "while True: pass"
+LOADS = {"busy1": [BUSY_LOOP], "busy2": [BUSY_LOOP] * 2, "matmul2": [wait_policy.MATMUL_LOOP.format(threads=2)]}
 
 
 def shapes(family: Family, size: int) -> tuple[list[int], list[int]]:

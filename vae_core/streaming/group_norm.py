@@ -47,14 +47,14 @@ class Moments(NamedTuple):
         """``x``'s moments per video and group. torch's own GroupNorm kernel gives each group's mean and 1/std in
         one pass over ``x`` (its output is dropped), four times faster on the CPU than summing in float64; the
         mean and variance it returns in float32 are within 1e-7 of the float64 sums."""
-        b, c = x.shape[:2]
-        count = x[0, 0].numel() * (c // groups)
+        b, c, positions = x.shape[0], x.shape[1], x.shape[2:].numel()
+        count = positions * (c // groups)
         if x.numel() == 0:
             zeros = torch.zeros(b, groups, dtype=torch.float64, device=x.device)
             return Moments(zeros, zeros.clone(), 0)
         # half-precision statistics lose digits; the kernel reads contiguous memory (a tile's owned part is a view)
         x = (x if x.dtype in (torch.float32, torch.float64) else x.float()).contiguous()
-        _, mean, rstd = torch.ops.aten.native_group_norm(x, None, None, b, c, x[0, 0].numel(), groups, 0.0)
+        _, mean, rstd = torch.ops.aten.native_group_norm(x, None, None, b, c, positions, groups, 0.0)
         mean, var = mean.double().view(b, groups), rstd.double().view(b, groups).square().reciprocal()
         return Moments(mean * count, (var + mean.square()) * count, count)
 

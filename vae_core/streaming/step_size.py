@@ -18,7 +18,7 @@ from __future__ import annotations
 from .model import CausalVideoVAE
 
 # a step's finest activation (channels x pixel frames x pixels): 2^21-2^23 decoded fastest from 128 to 256 px on
-# this project's 2-core CPU (Wan 2.1, LTX-Video, LTX-2, image VAEs; benchmarks/speed_table.py)
+# this project's 2-core CPU, in four families (docs/benchmarks.md, "Steps sized from the frame")
 STEP_ELEMENTS = 2**22
 # a clip-wide GroupNorm's clip is one step (no gathering pass) if that step needs at most this share of the budget
 WHOLE_CLIP_SHARE = 0.25
