@@ -391,8 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for a batch of per-frame latents [N, C, H, W] (Stable Video Diffusion, image VAEs): frames "
                         "per video, when N holds several videos (default: one video of N frames)")
     p.add_argument("--statistics-passes", type=int,
-                   help="HunyuanVideo and SVD: passes that gather the clip's GroupNorm statistics before the one "
-                        "that writes (default: the model's, 1 for HunyuanVideo, 2 for SVD; 0: running statistics)")
+                   help="passes that gather GroupNorm statistics before the one that writes. HunyuanVideo and SVD "
+                        "(over the clip): default the model's, 1 for HunyuanVideo, 2 for SVD; 0: running statistics. "
+                        "CogVideoX, Kandinsky 6, SeedVR2 and image VAEs in tiles (each step's statistics over its "
+                        "tiles): default one pass per norm, exact; fewer end in one pass that estimates the rest "
+                        "(1: fastest, seams may show)")
     p.add_argument("--decode-timestep", type=float, default=0.05,
                    help="LTX-Video 0.9.1+ and timestep-conditioned LTX-2: the timestep the decoder is conditioned on (default 0.05, as "
                         "Lightricks' pipelines and the host)")

@@ -41,13 +41,13 @@ def timed(builder: str, shape: tuple, kind: str, env: dict) -> float:
     return engine_versions.timed(ROOT, builder, shape, kind, {**environ, **env})
 
 
-def measure(families: list[str], repeats: int) -> dict:
+def measure(families: list[str], repeats: int, kinds: dict = KINDS) -> dict:
     times = {}
     for name in families:
         builder, shape = FAMILIES[name]
-        runs = {kind: [] for kind in KINDS}
+        runs = {kind: [] for kind in kinds}
         for _ in range(repeats):
-            for label, (kind, env) in KINDS.items():  # alternating whole processes
+            for label, (kind, env) in kinds.items():  # alternating whole processes
                 runs[label].append(timed(builder, shape, kind, env))
         times[name] = {label: min(values) for label, values in runs.items()}
     return times
@@ -60,26 +60,29 @@ def main() -> None:
     parser.add_argument("--matmul", type=int, default=0, metavar="THREADS",
                         help="also a torch matmul loop on this many threads beside (default 0: none)")
     parser.add_argument("--only", help="comma-separated family names")
+    parser.add_argument("--spincounts", default="", help="comma-separated GOMP_SPINCOUNT values to time FrameStream "
+                        "with too (a short spin before sleeping, between passive's 0 and the default's 300000)")
     args = parser.parse_args()
     families = [name for name in VIDEO_FAMILIES if not args.only or name in args.only.split(",")]
-    quiet = measure(families, args.repeats)
+    kinds = {**KINDS, **{f"FrameStream, spin {count}": ("framestream", {"GOMP_SPINCOUNT": count})
+                         for count in filter(None, args.spincounts.split(","))}}
+    quiet = measure(families, args.repeats, kinds)
     load = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
     if args.matmul:
         load.append(subprocess.Popen([sys.executable, "-c", MATMUL_LOOP.format(threads=args.matmul)]))
     try:
-        busy = measure(families, args.repeats)
+        busy = measure(families, args.repeats, kinds)
     finally:
         for process in load:
             process.kill()
     beside = f"{args.load} busy loop(s)" + (f" and a {args.matmul}-thread matmul loop" if args.matmul else "")
     print(f"fastest of {args.repeats}, seconds; quiet / beside {beside}; slowdown = busy / quiet")
-    print("| family | FrameStream spinning | FrameStream passive | diffusers | slowdown: spinning | passive | "
-          "diffusers | passive / diffusers, busy |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| family | {' | '.join(kinds)} | slowdown: {' | '.join(kinds)} | passive / diffusers, busy |")
+    print("|---|" + "---:|" * (2 * len(kinds) + 1))
     for name in families:
         q, b = quiet[name], busy[name]
-        cells = " | ".join(f"{q[k]:.2f} / {b[k]:.2f}" for k in KINDS)
-        slow = " | ".join(f"{b[k] / q[k]:.2f}" for k in KINDS)
+        cells = " | ".join(f"{q[k]:.2f} / {b[k]:.2f}" for k in kinds)
+        slow = " | ".join(f"{b[k] / q[k]:.2f}" for k in kinds)
         print(f"| {name} | {cells} | {slow} | {b['FrameStream, passive'] / b['diffusers']:.2f} |", flush=True)
 
 

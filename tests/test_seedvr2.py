@@ -124,21 +124,34 @@ def test_carries_do_not_grow_with_the_clip(pair):
 
 def test_tiles_gather_each_frames_statistics(pair):
     """Tiles cannot be exact (convs see zeros past a tile's edge), but every norm takes its frame's statistics
-    gathered over the step's tiles in a trial run: closer to the whole frame than each tile's own statistics, and
-    the tiled stream pushed a latent frame at a time equals the tiled decode."""
+    gathered over the step's tiles: even estimated in one pass (``statistics_passes=1``, the quick check; the
+    default gathers them norm by norm, below) closer to the whole frame than each tile's own statistics, and the
+    tiled stream pushed a latent frame at a time equals the tiled decode."""
     sd, ours = pair
     z = latent(2, 24, 24, seed=5)
     whole = decode(ours, z)
-    gathered = decode(ours, z, tile=128, overlap=64)
+    estimated = decode(ours, z, tile=128, overlap=64, statistics_passes=1)
     try:
         ours.norms = NormStatistics("frame")  # this instance only, for one decode
         own = decode(ours, z, tile=128, overlap=64)
     finally:
         del ours.norms
-    assert psnr(gathered, whole) >= 38 and psnr(gathered, whole) >= psnr(own, whole) + 3
-    stream = DecodeStream(ours, tile=128, overlap=64)
+    assert psnr(estimated, whole) >= 38 and psnr(estimated, whole) >= psnr(own, whole) + 3
+    stream = DecodeStream(ours, tile=128, overlap=64, statistics_passes=1)
     pieces = torch.cat([stream.push(z[:, :, :1]), stream.push(z[:, :, 1:]), stream.flush()])
-    assert (pieces - gathered).abs().max().item() <= TOL
+    assert (pieces - estimated).abs().max().item() <= TOL
+
+
+@pytest.mark.slow
+def test_tiles_gathered_norm_by_norm_come_closer_than_the_estimate(pair):
+    """The default: each norm's statistics gathered once the norms before it have theirs (one trial pass per norm
+    in the tiles): within 44 dB of the whole frame at 128 px tiles (the convs' reach, about 100 px, is what is
+    left), closer than one pass's estimate."""
+    _, ours = pair
+    z = latent(2, 24, 24, seed=5)
+    whole = decode(ours, z)
+    gathered = psnr(decode(ours, z, tile=128, overlap=64), whole)
+    assert gathered >= 44 and gathered > psnr(decode(ours, z, tile=128, overlap=64, statistics_passes=1), whole)
 
 
 def test_encode_in_tiles(pair):

@@ -10,7 +10,7 @@ from framestream.vae_core.streaming.carries import CarryStore
 from framestream.vae_core.streaming.state import StreamState
 from framestream.vae_core.streaming.tiles import blend_weights, layout, spans
 
-from toy_models import LookAheadVAE, PointwiseVAE
+from toy_models import LookAheadVAE, PointwiseChunkNormVAE, PointwiseVAE
 
 AWKWARD = [  # (grid height, width, tile, overlap) in latent cells
     (7, 11, 4, 1),  # tile does not divide the frame
@@ -87,6 +87,49 @@ def test_tiled_encode_equals_whole_frame_when_tiles_are_exact(toy, tile, overlap
     whole = engine.encode(toy, frames)
     tiled = engine.encode(toy, frames, tile=tile, overlap=overlap)
     assert (tiled - whole).abs().max().item() < 1e-6
+
+
+@pytest.fixture(scope="module")
+def chunk_norms():
+    return PointwiseChunkNormVAE(seed=2).eval()
+
+
+@pytest.mark.parametrize("tile, overlap", [(16, 4), (24, 12)])
+def test_tiles_gather_each_steps_norm_statistics_exactly(chunk_norms, tile, overlap):
+    """Statistics over a step's whole frame, in tiles: each norm's are gathered from every tile once the norms
+    before it have theirs, so the pointwise toy's tiles equal the whole frame; fewer passes estimate the deeper
+    norms from partial sums, and differ. ``statistics_passes`` more than the norms is exact too."""
+    z = toy_latent(seed=4)
+    whole = engine.decode(chunk_norms, z, frames_per_step=2)
+    tiled = {passes: engine.decode(chunk_norms, z, frames_per_step=2, tile=tile, overlap=overlap,
+                                   statistics_passes=passes) for passes in (None, 2, 1, 0)}
+    assert (tiled[None] - whole).abs().max().item() < 1e-5
+    for passes in (2, 1, 0):
+        assert (tiled[passes] - whole).abs().max().item() > 1e-3
+    # an encode estimates them in one pass unless asked for more (its norms follow its costliest layers)
+    frames = torch.rand(6, 36, 52, 3, generator=torch.Generator().manual_seed(5))
+    encoded = engine.encode(chunk_norms, frames, latents_per_step=2)
+    assert (engine.encode(chunk_norms, frames, latents_per_step=2, tile=tile, overlap=overlap, statistics_passes=3)
+            - encoded).abs().max().item() < 1e-5
+    assert (engine.encode(chunk_norms, frames, latents_per_step=2, tile=tile, overlap=overlap)
+            - encoded).abs().max().item() > 1e-3
+
+
+def test_a_gathering_pass_stops_each_tile_at_the_norm_it_gathers(chunk_norms, monkeypatch):
+    """The layers after a tiled step's last norm run in the writing pass, and once more in the stream's first
+    step (which learns that no norm is left); with one estimating pass, twice every step."""
+    calls = []
+    handle = chunk_norms.dec_out.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        z = toy_latent(seed=4)
+        engine.decode(chunk_norms, z, frames_per_step=2, tile=16, overlap=4)
+        tiles = len(layout(9, 13, 16 // 4, 1).windows)
+        assert tiles > 1 and len(calls) == tiles * (3 + 1)  # 3 steps
+        calls.clear()
+        engine.decode(chunk_norms, z, frames_per_step=2, tile=16, overlap=4, statistics_passes=1)
+        assert len(calls) == tiles * 3 * 2
+    finally:
+        handle.remove()
 
 
 def test_wan_tile_covering_the_frame_is_the_untiled_decode(wan21_pair):

@@ -97,3 +97,28 @@ class PointwiseFramesVAE(PointwiseVAE):
 
     family = "pointwise per-frame test VAE"
     latent_layout = "frames"
+
+
+class PointwiseChunkNormVAE(PointwiseVAE):
+    """:class:`PointwiseVAE` with GroupNorms over each step's frames and the whole frame in its tiles, one after
+    another with a nonlinearity between: tiles are exact only if each norm is given the statistics of inputs
+    that were themselves normalised exactly."""
+
+    family = "pointwise chunk-GroupNorm test VAE"
+    norms = NormStatistics("chunk")
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed)
+        from framestream.vae_core.streaming.group_norm import GroupNorm
+
+        self.dec_norms = nn.ModuleList(GroupNorm(2, 6) for _ in range(3))
+        self.enc_norms = nn.ModuleList(GroupNorm(2, 6) for _ in range(2))
+
+    def decode_tile(self, x):
+        x = torch.tanh(self.dec_norms[0](self._up(x)))
+        x = self.dec_norms[1](torch.tanh(self.dec_mid(x)) * 3 + 1)
+        return torch.tanh(self.dec_out(self.dec_norms[2](self._up(x).square())))
+
+    def encode_tile(self, x):
+        x = self.enc_norms[0](self._down(torch.tanh(self.enc_in(x)).square()))
+        return self._down(self.enc_norms[1](self.enc_mid(x)))

@@ -100,8 +100,8 @@ class DistributedTiler(Tiler):
     """A :class:`Tiler` whose tiles run on the ranks of a process group, one run of neighbouring tiles each."""
 
     def __init__(self, vae: CausalVideoVAE, grid, plan: memory.Plan, overlap_px: int, on_retry, cache_device=None,
-                 *, ranks: Ranks) -> None:
-        super().__init__(vae, grid, plan, overlap_px, on_retry, cache_device)
+                 statistics_passes=None, *, ranks: Ranks) -> None:
+        super().__init__(vae, grid, plan, overlap_px, on_retry, cache_device, statistics_passes)
         windows = self.layout.windows
         if len(windows) < ranks.size:
             count = "the whole frame in one tile" if self.layout.whole_frame else f"{len(windows)} tiles"

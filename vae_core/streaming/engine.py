@@ -63,7 +63,7 @@ def run_decode(vae: CausalVideoVAE, latent: torch.Tensor, sink: Sink | None, set
     work = work or memory.plan_decode(vae, latent.shape, settings, sink=sink)
     settings.report_plan(work.describe(vae.spatial_ratio))
     tiler = make_tiler(vae, tuple(latent.shape[-2:]), work.tiles, work.overlap_px, settings.on_retry,
-                       settings.carries)
+                       settings.carries, settings.statistics_passes)
     passes = gathering_passes(vae, settings.statistics_passes, "decode", work)
     shared = Shared(work, tiler, Counter(videos * len(work.steps) * (1 + passes), settings.progress))
     sink.start((videos, vae.decoded_frames(length), *work.frame, 3))
@@ -105,7 +105,8 @@ def encode(vae: CausalVideoVAE, frames: torch.Tensor | Iterable[torch.Tensor], s
     r = vae.spatial_ratio
     work = memory.plan_encode(vae, source.count, height, width, settings)
     settings.report_plan(work.describe(r))
-    tiler = Tiler(vae, (height // r, width // r), work.tiles, work.overlap_px, settings.on_retry, settings.carries)
+    tiler = Tiler(vae, (height // r, width // r), work.tiles, work.overlap_px, settings.on_retry, settings.carries,
+                  settings.statistics_passes)
     passes = gathering_passes(vae, settings.statistics_passes, "encode", work) if source.rereadable else 0
     shared = Shared(work, tiler, Counter(len(work.steps) * (1 + passes), settings.progress))
     sink = sink if sink is not None else LatentSink()

@@ -21,6 +21,12 @@ current tile owns to the stream's running totals, and normalises with a
 * ``per_step``: totals of the current step only (CogVideoX's own chunk-wise
   statistics), gathered over every tile of the step.
 
+A tiled step's statistics are exact only if each norm's input was normalised
+with exact statistics before it, so a tiled step gathers them norm by norm
+(``gathering``, :class:`steps._Step`): each pass runs every tile up to the first
+norm whose statistics are not yet frozen, adds that norm's moments and stops
+the tile (:class:`Gathered`); the next pass freezes them.
+
 Outside a stream, or with no policy, it is an ordinary GroupNorm.
 """
 
@@ -73,6 +79,11 @@ class Pooling:
 
     frozen: dict[int, Moments] | None = None
     per_step: bool = False
+    gathering: bool = False  # a tile stops once it added the moments of a norm whose statistics are not frozen
+
+
+class Gathered(Exception):
+    """A tile of a gathering pass (:attr:`Pooling.gathering`) stopped: it added the moments the pass was for."""
 
 
 def frozen_after(state: StreamState, per_step: bool = False) -> Pooling:
@@ -107,17 +118,23 @@ def pooled_moments(norm: nn.GroupNorm, x: torch.Tensor, moments_of: Callable[[to
                    ) -> Moments | None:
     """The statistics ``norm`` applies to ``x`` under the active stream's :class:`Pooling` (None: no pooling,
     the norm's own), after adding ``moments_of(part, groups)`` of the part of ``x`` the current tile owns to the
-    stream's totals."""
+    stream's totals. In a gathering pass, a tile stops (raises :class:`Gathered`) after adding the moments of the
+    first norm whose statistics are not frozen yet."""
     state = active_state()
     pooling: Pooling | None = state.pooling if state is not None else None
     if pooling is None:
         return None
+    frozen = pooling.frozen if pooling.frozen is not None else {}
+    if pooling.gathering and id(norm) in frozen:
+        return frozen[id(norm)]  # gathered in an earlier pass of this step
     seen = moments_of(state.owned(x), norm.num_groups)
     before = state.carries.this_step(norm).moments
     if before is None and not pooling.per_step:
         before = state.carries.earlier(norm).moments
     totals = seen if before is None else before + seen
     state.carries.writing(norm).moments = totals
-    if pooling.frozen is not None and id(norm) in pooling.frozen:
-        totals = pooling.frozen[id(norm)]
+    if id(norm) in frozen:
+        return frozen[id(norm)]
+    if pooling.gathering and state.window is not None:  # in one tile of several
+        raise Gathered
     return totals

@@ -38,8 +38,10 @@ class Settings:
     budget: int | None = None  # bytes for the work beyond the weights (tile="auto"); None: what is free
     carries: torch.device | str | None = None  # where causal carries live; None: the compute device, until the
     #                                            plan or running out of memory moves them to host RAM
-    statistics_passes: int | None = None  # GroupNorms over the whole clip: gathering passes before the one that
-    #                                       writes; None: the model's own default
+    statistics_passes: int | None = None  # gathering passes before the one that writes. GroupNorms over the whole
+    #                                       clip: None is the model's own number. Per-step GroupNorms in tiles:
+    #                                       None is one per norm (exact) decoding, 1 encoding; N ends in a pass
+    #                                       that estimates the norms still unknown (steps._Step._gather)
     progress: Progress = quiet
     on_retry: Retry = quiet
     report_plan: Retry = quiet  # called with the plan's one line (tiles, steps, carries, peak, output) before any work

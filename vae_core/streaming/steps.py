@@ -3,8 +3,8 @@
 A decode step runs the latent-resolution stages (``decode_shared``) over its latent frames on the whole frame,
 then the high-resolution stages (``decode_tile``) tile by tile, blended; an encode step runs them the other way
 round. A model whose GroupNorms take statistics per step (CogVideoX, image VAEs) or per whole frame needs them
-from every tile of the step before any tile normalises: in tiles, the step then runs twice, first as a trial that
-only gathers.
+from every tile of the step before any tile normalises: in tiles, the step first gathers them in trial runs, one
+per norm (:meth:`_Step._gather`).
 """
 
 from __future__ import annotations
@@ -40,22 +40,55 @@ def to_frames(pixels: torch.Tensor) -> torch.Tensor:
 
 
 class _Step:
-    """Runs :meth:`_compute` once, or with per-step statistics in tiles (unless the caller gave them), once as a
-    trial that gathers them."""
+    """Runs :meth:`_compute` once, or, for per-step statistics in tiles (unless the caller gave them), after
+    gathering them norm by norm."""
 
     vae: CausalVideoVAE
     direction = "decode"
+    statistics_passes: int | None = None  # in tiles, when the settings do not say: exact (see :meth:`_gather`)
 
     def run(self, tiler: Tiler, state: StreamState) -> torch.Tensor:
         given = state.pooling is not None and state.pooling.frozen is not None  # statistics the caller gathered
         if self.vae.norms.of(self.direction) not in GATHERED_IN_TILES or tiler.layout.whole_frame or given:
             return self._compute(tiler, state)
-        with state.pooled(group_norm.Pooling(per_step=True)), state.carries.trial():
-            self._compute(tiler, state)
-        gathered = group_norm.frozen_after(state, per_step=True)
-        state.carries.rollback()
-        with state.pooled(gathered):
+        with state.pooled(self._gather(tiler, state)):
             return self._compute(tiler, state)
+
+    def _gather(self, tiler: Tiler, state: StreamState) -> group_norm.Pooling:
+        """The statistics every tile of the step normalises with, gathered in trial runs of the step.
+
+        A norm's statistics are sums over its whole input, and that input is
+        exact only where every norm before it normalised with exact ones. So
+        each pass runs the tiles up to the first norm not yet known, adds its
+        moments from the part each tile owns and stops there (the whole-frame
+        stages' norms see everything at once); the next pass applies them. A
+        stream learns at its first step how many norms its tiles hold, which
+        takes one whole pass more; later steps know when they are done.
+
+        ``tiler.statistics_passes`` (else the step's own) caps the passes: the
+        last one allowed runs to the end and estimates the norms still unknown
+        from the totals so far (1: one estimating pass; 0: none, each tile sees
+        the totals of the tiles before it and its own).
+        """
+        cap = tiler.statistics_passes if tiler.statistics_passes is not None else self.statistics_passes
+        exact, passes = {}, 0
+        while (tiler.norms_in_tiles is None or passes < tiler.norms_in_tiles) and (cap is None or passes < cap):
+            estimating = cap is not None and passes == cap - 1
+            with state.pooled(group_norm.Pooling(frozen=exact, per_step=True, gathering=not estimating)), \
+                    state.carries.trial():
+                try:
+                    self._compute(tiler, state)
+                    finished = True
+                except group_norm.Gathered:
+                    finished = False
+            exact = {**exact, **state.carries.moments(pending=True)}
+            state.carries.rollback()
+            if finished:
+                if not estimating:
+                    tiler.norms_in_tiles = passes  # the tiles ran to their end: no norm was left to gather
+                break
+            passes += 1
+        return group_norm.Pooling(frozen=exact, per_step=True)
 
     def _compute(self, tiler: Tiler, state: StreamState) -> torch.Tensor:
         raise NotImplementedError
@@ -97,6 +130,10 @@ class EncodeStep(_Step):
     group: torch.Tensor
     span: tuple[int, int]
     direction = "encode"
+    # an encoder's norms come after its costliest layers, so each exact pass costs nearly a whole one, and a tiled
+    # encode's error is the convs' reach past the tiles: exact statistics measured +0.5-1.5 dB for 3-5x the time
+    # (docs/families.md), so one pass estimates them unless the settings ask for more
+    statistics_passes: int | None = 1
 
     def describe(self) -> str:
         return f"frames {self.span[0]}-{self.span[1] - 1}"

@@ -173,7 +173,8 @@ class _Stream:
     def _setup(self, work: memory.WorkPlan, grid: tuple[int, int], total_steps: int) -> None:
         """The plan, the tiler and the progress count of a stream that runs alone."""
         self.settings.report_plan(work.describe(self.vae.spatial_ratio))
-        tiler = Tiler(self.vae, grid, work.tiles, work.overlap_px, self.settings.on_retry, self.settings.carries)
+        tiler = Tiler(self.vae, grid, work.tiles, work.overlap_px, self.settings.on_retry, self.settings.carries,
+                      self.settings.statistics_passes)
         self._shared = Shared(work, tiler, Counter(total_steps, self.settings.progress))
         self.counter.start()
 

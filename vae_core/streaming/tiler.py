@@ -15,7 +15,7 @@ import torch
 
 from ..errors import FrameStreamError
 from . import memory
-from .group_norm import Pooling
+from .group_norm import Gathered, Pooling
 from .model import CausalVideoVAE
 from .runtime import release_cached_memory
 from .settings import Retry
@@ -27,7 +27,8 @@ class Tiler:
     """Runs one step's high-resolution part tile by tile and blends the tiles, shrinking them after an OOM."""
 
     def __init__(self, vae: CausalVideoVAE, grid: tuple[int, int], plan: memory.Plan, overlap_px: int,
-                 on_retry: Retry, cache_device: torch.device | str | None = None) -> None:
+                 on_retry: Retry, cache_device: torch.device | str | None = None,
+                 statistics_passes: int | None = None) -> None:
         tile_px, r = plan.tile_px, vae.spatial_ratio
         if overlap_px < 0:
             raise FrameStreamError(f"tile overlap must be 0 or more pixels, got {overlap_px}")
@@ -47,6 +48,10 @@ class Tiler:
         tile = None if tile_px is None or tile_px // r >= max(grid) else tile_px // r
         self.layout = layout(*grid, tile, overlap)
         self._sums: dict[int, torch.Tensor] = {}
+        # per-step GroupNorm statistics in tiles (:meth:`steps._Step._gather`): the trial passes allowed (None: as
+        # many as exactness takes), and how many norms the tiles hold (known after the first step)
+        self.statistics_passes = statistics_passes
+        self.norms_in_tiles: int | None = None
 
     @property
     def may_offload(self) -> bool:
@@ -95,16 +100,22 @@ class Tiler:
               out_scale: int, tiles: range) -> torch.Tensor:
         """The weighted sum of ``fn`` over the layout's ``tiles`` (indices), each weighted by its blend ramp."""
         windows: list = self.layout.windows
-        out = None
+        out, gathered = None, False
         for k, i in enumerate(tiles):
             window = windows[i]
-            with state.tile(window, tuple(windows[j] for j in tiles[k + 1 :])):
-                y = fn(x[(..., *window.region(in_scale, window.box))])
+            try:
+                with state.tile(window, tuple(windows[j] for j in tiles[k + 1 :])):
+                    y = fn(x[(..., *window.region(in_scale, window.box))])
+            except Gathered:  # a pass that gathers one norm's statistics: the tile has given its share
+                gathered = True
+                continue
             weights = blend_weights(window, windows, out_scale).to(y.device)
             if out is None:
                 out = y.new_zeros(*y.shape[:3], self.grid[0] * out_scale, self.grid[1] * out_scale, dtype=torch.float32)
             out[(..., *window.region(out_scale, window.box))].addcmul_(y.float(), weights)
             del y
+        if gathered:
+            raise Gathered
         return out
 
     def _weight_sum(self, scale: int, device: torch.device) -> torch.Tensor:
