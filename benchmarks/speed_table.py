@@ -2,7 +2,7 @@
 
 Each (family, size, direction, kind) runs in its own process on 2 threads, the two kinds alternating, and is
 timed around the one call after a warm-up call on a short clip (kernels, the plan's probe). FrameStream runs as
-the ``framestream`` command runs it (``OMP_WAIT_POLICY=PASSIVE``, :mod:`launch`); diffusers as a Python user
+the ``framestream`` command runs it (a short OpenMP spin, :mod:`launch`; before 2026-12-07, passive waiting); diffusers as a Python user
 runs it (OpenMP's default). The models are the tests' reduced-width oracles (tests/oracle.py), the same random
 weights for both; the clips are about 33 frames (a latent of 9 frames at 4x time compression) at 128^2 and 256^2.
 
@@ -27,6 +27,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import wait_policy  # noqa: E402  (its matmul load)
+from decode_vs_diffusers import import_framestream  # noqa: E402
+
+import_framestream()
+from framestream.launch import SHORT_SPIN  # noqa: E402
 FRAMES = 33  # pixel frames of each clip (the nearest length the family allows)
 
 
@@ -116,7 +120,7 @@ def timed(name: str, size: int, direction: str, kind: str) -> float:
     environ = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
     environ["PYTHONPATH"] = os.pathsep.join([os.path.dirname(ROOT), os.path.join(ROOT, "tests")])
     if kind == "framestream":
-        environ["OMP_WAIT_POLICY"] = "PASSIVE"  # as the framestream command starts
+        environ.update(SHORT_SPIN)  # as the framestream command starts
     done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True,
                           cwd=ROOT, timeout=3600, env=environ)
     if done.returncode:

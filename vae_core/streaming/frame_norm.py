@@ -2,9 +2,9 @@
 
 Some video VAEs normalise every frame with its own statistics (a GroupNorm run on ``[B*T, C, H, W]``). Nothing
 crosses frames, so a stream cut anywhere gives the whole clip's result. A spatial tile sees only its pixels: with
-``NormStatistics("frame")`` it normalises with its own statistics; with ``"frame_gathered"`` the engine runs a
-tiled step twice, first as a trial in which each frame's statistics are summed over all the step's tiles
-(:class:`group_norm.Pooling` ``per_step``), then with those.
+``NormStatistics("frame")`` it normalises with its own statistics; with ``"frame_gathered"`` the engine first
+sums each frame's statistics over all the step's tiles, norm by norm in trial runs (:class:`group_norm.Pooling`
+``per_step``, :meth:`steps._Step._gather`), then runs the step with those.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ StreamingMode = Literal["causal", "delayed", "windows"]
 # exactly), "clip" (GroupNorm over the whole clip: the engine gathers them in a first pass), "chunk" (GroupNorm
 # over each of the model's own decode steps, CogVideoX's native behaviour), "frame" (GroupNorm over each frame
 # alone: exact untiled, tiles normalise with their own statistics), "frame_gathered" (the same, but a tiled step
-# first runs as a trial that sums each frame's statistics over all its tiles, as "chunk" does for its steps).
+# first sums each frame's statistics over all its tiles, norm by norm, as "chunk" does for its steps).
 NormPooling = Literal["position", "clip", "chunk", "frame", "frame_gathered"]
 
 

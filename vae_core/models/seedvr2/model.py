@@ -9,10 +9,10 @@ Why it streams the way it does:
   frame leaves as soon as its latent frame has arrived. The host itself decodes one latent frame per call with
   the same carries.
 * Norms and the mid-block attention see one frame at a time, but all of it. The attention runs at latent
-  resolution on the whole frame (:meth:`SeedVR2VAE.decode_shared`); in tiles, a step first runs as a trial that
-  sums each frame's norm statistics over all its tiles, then with those (``NormStatistics("frame_gathered")``),
-  so tiles do not each shift their tone to their own content. Tiles are still not exact: the convs see zeros
-  beyond a tile's edge, and the trial's deeper statistics come from inputs the tiles computed.
+  resolution on the whole frame (:meth:`SeedVR2VAE.decode_shared`); in tiles, a step first sums each frame's
+  norm statistics over all its tiles (norm by norm, in trial runs), then runs with those
+  (``NormStatistics("frame_gathered")``), so tiles do not each shift their tone to their own content. Tiles are
+  still not exact: the convs see zeros beyond a tile's edge.
 * The latent the diffusion model (and the host's LATENT) holds is the encoder's mean times 0.9152; the decoder
   divides it back out. No shift.
 """
