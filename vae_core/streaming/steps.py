@@ -131,7 +131,7 @@ class EncodeStep(_Step):
     span: tuple[int, int]
     direction = "encode"
     # an encoder's norms come after its costliest layers, so each exact pass costs nearly a whole one, and a tiled
-    # encode's error is the convs' reach past the tiles: exact statistics measured +0.5-1.5 dB for 3-5x the time
+    # encode's error is the convs' reach past the tiles: exact statistics measured +0.5-1.5 dB for 2.4-5.2x the time
     # (docs/families.md), so one pass estimates them unless the settings ask for more
     statistics_passes: int | None = 1
 
