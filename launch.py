@@ -8,8 +8,9 @@ needs, so every barrier waits for the scheduler: HunyuanVideo 1.5 (reduced) went
 one busy loop. Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) held it to 2.37 s but cost 6-37 % on a quiet
 machine, where the threads often meet within microseconds. A spin of 1000 turns catches some of those meetings
 and sleeps before a busy core is held long: 3-26 % slower than spinning when quiet, and as fast as passive
-waiting beside busy loops, faster beside a matmul loop (benchmarks/wait_policy.py, docs/benchmarks.md). The setting is read once, when the OpenMP runtime starts, so it is made here, before
-anything imports torch; any wait setting the user made is kept. Intel's OpenMP, which some torch builds use,
+waiting beside busy loops, faster beside a matmul loop (benchmarks/wait_policy.py, docs/benchmarks.md). The
+setting is read once, when the OpenMP runtime starts, so it is made here, before anything imports torch; any
+wait setting the user made is kept. Intel's OpenMP, which some torch builds use,
 counts in milliseconds instead (``KMP_BLOCKTIME``): there the threads sleep at once.
 """
 

@@ -2,8 +2,8 @@
 
 Each (family, size, direction, kind) runs in its own process on 2 threads, the two kinds alternating, and is
 timed around the one call after a warm-up call on a short clip (kernels, the plan's probe). FrameStream runs as
-the ``framestream`` command runs it (a short OpenMP spin, :mod:`launch`; before 2026-12-07, passive waiting); diffusers as a Python user
-runs it (OpenMP's default). The models are the tests' reduced-width oracles (tests/oracle.py), the same random
+the ``framestream`` command runs it (a short OpenMP spin, :mod:`launch`; before 2026-12-07, passive waiting);
+diffusers as a Python user runs it (OpenMP's default). The models are the tests' reduced-width oracles (tests/oracle.py), the same random
 weights for both; the clips are about 33 frames (a latent of 9 frames at 4x time compression) at 128^2 and 256^2.
 
 The loads are started by the benchmark: ``busy1`` / ``busy2`` single-threaded busy loops, ``matmul2`` a torch

@@ -3,8 +3,8 @@ untiled decode, and at what cost, for each way of gathering those statistics ove
 
 ``statistics_passes`` None gathers them norm by norm when decoding, one trial pass cut short at each norm in the
 tiles (as any number above the norms' count does); 1 (an encode's default) estimates them in one trial pass
-(every norm after the first normalises with partial sums); 0 gathers nothing (each tile sees the sums of the tiles before it and its own). Each family is tests/oracle.py's reduced
-width with random weights, decoded untiled and with 128 px tiles at the default 64 px overlap on a 192 px frame
+(every norm after the first normalises with partial sums); 0 gathers nothing (each tile sees the sums of the
+tiles before it and its own). Each family is tests/oracle.py's reduced width with random weights, decoded untiled and with 128 px tiles at the default 64 px overlap on a 192 px frame
 (2 x 2 tiles), the same process alternating the settings (2 threads, the fastest of ``--repeats``).
 
     python benchmarks/tile_statistics.py [--repeats 2] [--families "CogVideoX,Kandinsky 6"] [--encode]

@@ -115,7 +115,7 @@ def test_tiles_gather_each_steps_norm_statistics_exactly(chunk_norms, tile, over
             - encoded).abs().max().item() > 1e-3
 
 
-def test_a_gathering_pass_stops_each_tile_at_the_norm_it_gathers(chunk_norms, monkeypatch):
+def test_a_gathering_pass_stops_each_tile_at_the_norm_it_gathers(chunk_norms):
     """The layers after a tiled step's last norm run in the writing pass, and once more in the stream's first
     step (which learns that no norm is left); with one estimating pass, twice every step."""
     calls = []

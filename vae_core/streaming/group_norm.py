@@ -86,9 +86,9 @@ class Gathered(Exception):
     """A tile of a gathering pass (:attr:`Pooling.gathering`) stopped: it added the moments the pass was for."""
 
 
-def frozen_after(state: StreamState, per_step: bool = False) -> Pooling:
-    """A policy that applies what ``state`` gathered (its committed totals, or this step's for ``per_step``)."""
-    return Pooling(frozen=state.carries.moments(pending=per_step), per_step=per_step)
+def frozen_after(state: StreamState) -> Pooling:
+    """A policy that applies the totals ``state`` committed (a pass over the whole clip)."""
+    return Pooling(frozen=state.carries.moments())
 
 
 class GroupNorm(nn.GroupNorm):
