@@ -13,7 +13,7 @@ throughput over the time the decode spent there.
 
 Usage::
 
-    python benchmarks/roofline.py                   # full-width Wan 2.1 at 256 and 512 px, LTX-Video, HunyuanVideo
+    python benchmarks/roofline.py                   # full-width Wan 2.1 (256, 512 px), LTX-2, HunyuanVideo 1.5, ...
     python benchmarks/roofline.py --cases wan256 --repeats 5
     python benchmarks/roofline.py --cases wan256 --heap   # the same again with glibc's heap for large blocks
 
@@ -48,19 +48,22 @@ from framestream.vae_core.streaming import engine  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 
 # case: (family, latent frames, frame size in px)
-CASES = {"wan256": ("wan", 3, 256), "wan512": ("wan", 2, 512), "ltx": ("ltx", 3, 256), "hunyuan": ("hunyuan", 2, 256)}
+CASES = {"wan256": ("wan", 3, 256), "wan512": ("wan", 2, 512), "ltx2": ("ltx2", 3, 256),
+         "hunyuan15": ("hunyuan15", 3, 256), "ltx": ("ltx", 3, 256), "hunyuan": ("hunyuan", 2, 256)}
 
 
 def full_width_model(family: str):
-    """The family's released widths with random weights (diffusers' default configs are the releases')."""
+    """The family's released widths with random weights (diffusers' default configs are the releases', but for
+    LTX-2's decoder, which the release runs with a look-ahead)."""
     if family == "wan":
         return demo_vae(dim=96)
-    if family == "ltx":
-        from diffusers import AutoencoderKLLTXVideo as Reference
-    else:
-        from diffusers import AutoencoderKLHunyuanVideo as Reference
+    import diffusers
+
+    name, config = {"ltx": ("AutoencoderKLLTXVideo", {}), "hunyuan": ("AutoencoderKLHunyuanVideo", {}),
+                    "ltx2": ("AutoencoderKLLTX2Video", {"decoder_causal": False}),
+                    "hunyuan15": ("AutoencoderKLHunyuanVideo15", {})}[family]
     torch.manual_seed(0)
-    return build_vae(Reference().state_dict()).eval().requires_grad_(False)
+    return build_vae(getattr(diffusers, name)(**config).state_dict()).eval().requires_grad_(False)
 
 
 def conv_flops(out: torch.Tensor, weight: torch.Tensor) -> int:
@@ -117,11 +120,11 @@ def record(vae, z: torch.Tensor) -> tuple[Recorder, float]:
     conv_forward, sdpa = streaming_conv.Conv3d._conv_forward, F.scaled_dot_product_attention
     conv2d_forward = nn.Conv2d._conv_forward
 
-    def timed_conv(self, x, weight, bias, forward=conv_forward, kind="conv3d"):
+    def timed_conv(self, x, weight, bias, forward=conv_forward, kind="conv3d", edges_done=False):
         started = time.perf_counter()
-        y = forward(self, x, weight, bias)
+        y = forward(self, x, weight, bias, edges_done=edges_done) if edges_done else forward(self, x, weight, bias)
         shape = tuple(x.shape)
-        if self.padding_mode != "zeros":  # the conv itself runs on the padded copy
+        if self.padding_mode != "zeros" and not edges_done:  # the conv itself runs on the padded copy
             shape = (*shape[:-2], shape[-2] + 2 * self.padding[-2], shape[-1] + 2 * self.padding[-1])
         signature = (kind, shape, tuple(weight.shape), bias is not None, tuple(self.stride), tuple(self.padding),
                      tuple(self.dilation), self.groups, self.padding_mode)
@@ -138,7 +141,8 @@ def record(vae, z: torch.Tensor) -> tuple[Recorder, float]:
         return y
 
     hooks = [m.register_forward_hook(rec.leaf_hook) for m in vae.modules() if not list(m.children())]
-    streaming_conv.Conv3d._conv_forward = timed_conv
+    streaming_conv.Conv3d._conv_forward = lambda self, x, w, b, edges_done=False: timed_conv(
+        self, x, w, b, edges_done=edges_done)
     nn.Conv2d._conv_forward = lambda self, x, w, b: timed_conv(self, x, w, b, conv2d_forward, "conv2d")
     F.scaled_dot_product_attention = timed_attention
     try:

@@ -216,7 +216,8 @@ def first_call(layer: torch.nn.Module) -> bool:
 
 @eager_only
 def sliding_windows(layer: torch.nn.Module, x: torch.Tensor, kernel: int, stride: int, front_pad: int,
-                    replicate: bool = False, back_pad: int = 0, frames_per_latent: int = 1) -> torch.Tensor | None:
+                    replicate: bool = False, back_pad: int = 0, frames_per_latent: int = 1,
+                    edge_pad: tuple[int, int] = (0, 0)) -> torch.Tensor | None:
     """Frames of ``x`` plus the ones ``layer`` carried, covering every window completed so far.
 
     The stream is the whole sequence with ``front_pad`` frames in front and
@@ -228,6 +229,9 @@ def sliding_windows(layer: torch.nn.Module, x: torch.Tensor, kernel: int, stride
     reached the stream's end; a conv that looks ahead (at ``frames_per_latent``
     frames per latent frame) lets out about as many frames a step as a step
     feeds it, holding the rest back for later steps (:meth:`StreamState.let_out`).
+    ``edge_pad`` (rows, columns): the span comes with its frames' edges
+    replicated that far, made in the one copy that joins the carried frames to
+    ``x`` (a conv that pads by replicating its edges would copy the span again).
     """
     state = _ACTIVE.get()
     carried = state.read_frames(layer, x) if state is not None else None
@@ -235,10 +239,11 @@ def sliding_windows(layer: torch.nn.Module, x: torch.Tensor, kernel: int, stride
         return None  # nothing has reached this layer yet (a decoder that looks ahead holds frames back)
     if carried is None and front_pad:
         carried = _fill(x[:, :, :1], front_pad, replicate)
-    frames = x if carried is None else join_frames([carried, x], like=x)
-    span = frames
-    if back_pad and (state is None or state.ending) and frames.shape[2]:
-        span = join_frames([frames, _fill(frames[:, :, -1:], back_pad, replicate)], like=x)
+    parts = [x] if carried is None else [carried, x]
+    length = sum(part.shape[2] for part in parts)
+    if back_pad and (state is None or state.ending) and length:
+        parts.append(_fill(parts[-1][:, :, -1:] if x.shape[2] else carried[:, :, -1:], back_pad, replicate))
+    span = join_frames(parts, like=x, edge_pad=edge_pad)
     count = (span.shape[2] - kernel) // stride + 1 if span.shape[2] >= kernel else 0
     if back_pad and state is not None and state.pace is not None:
         most = state.let_out(layer, frames_per_latent, count)
@@ -246,19 +251,42 @@ def sliding_windows(layer: torch.nn.Module, x: torch.Tensor, kernel: int, stride
             count = most
             state.hold_back()  # the rest waits: the layers after this one have not reached the end
     if state is not None:
-        state.write_frames(layer, frames[:, :, count * stride :])
+        rows, columns = edge_pad
+        frames = span[:, :, count * stride : length, rows : span.shape[3] - rows, columns : span.shape[4] - columns]
+        state.write_frames(layer, frames)
     if count == 0:
         return None
     return span[:, :, : (count - 1) * stride + kernel]
 
 
-def join_frames(parts: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+def join_frames(parts: list[torch.Tensor], like: torch.Tensor, edge_pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """``parts`` joined along time, laid out in memory as ``like`` is: a model that keeps its activations
     channels-last (for oneDNN's faster convs) keeps them so through its carries, where ``torch.cat``
-    would follow the first part's layout (a padding of expanded copies has none)."""
-    if not channels_last(like):
-        return torch.cat(parts, dim=2)
-    return torch.cat([part.permute(0, 2, 3, 4, 1) for part in parts], dim=1).permute(0, 4, 1, 2, 3)
+    would follow the first part's layout (a padding of expanded copies has none). With ``edge_pad``
+    (rows, columns), each frame's edges replicated that far, in the same copy."""
+    rows, columns = edge_pad
+    if not rows and not columns:
+        if len(parts) == 1:
+            return parts[0]
+        if not channels_last(like):
+            return torch.cat(parts, dim=2)
+        return torch.cat([part.permute(0, 2, 3, 4, 1) for part in parts], dim=1).permute(0, 4, 1, 2, 3)
+    batch, channels, _, height, width = like.shape
+    layout = torch.channels_last_3d if channels_last(like) else torch.contiguous_format
+    out = torch.empty(batch, channels, sum(part.shape[2] for part in parts), height + 2 * rows,
+                      width + 2 * columns, dtype=like.dtype, device=like.device, memory_format=layout)
+    start = 0
+    for part in parts:
+        out[:, :, start : start + part.shape[2], rows : rows + height, columns : columns + width] = part
+        start += part.shape[2]
+    if rows:
+        inner = out[..., columns : columns + width]
+        inner[..., :rows, :] = inner[..., rows : rows + 1, :]
+        inner[..., rows + height :, :] = inner[..., rows + height - 1 : rows + height, :]
+    if columns:  # every row, the replicated ones too: the corners are the frame's corners
+        out[..., :columns] = out[..., columns : columns + 1]
+        out[..., columns + width :] = out[..., columns + width - 1 : columns + width]
+    return out
 
 
 def channels_last(x: torch.Tensor) -> bool:

@@ -95,8 +95,9 @@ class RightBottomPaddedConv3d(CausalConv3d):
     """Zeros below and right of each frame, added after the stream's carry (which keeps frames on the tile's
     grid)."""
 
-    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        return super()._conv_forward(F.pad(x, (0, 1, 0, 1)), weight, bias)
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *,
+                      edges_done: bool = False) -> torch.Tensor:
+        return super()._conv_forward(F.pad(x, (0, 1, 0, 1)), weight, bias, edges_done=edges_done)
 
 
 class Upsample3D(nn.Module):
