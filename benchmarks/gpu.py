@@ -4,7 +4,9 @@ Random full-width weights in bf16: Wan 2.1 at 81 frames of 832x480 and 1280x720,
 HunyuanVideo at 720p. For each clip:
 
 * FrameStream untiled, tiled (512 px tiles, 64 px overlap), with the carries in host RAM, and compiled
-  (``compile_stages``: a first run that compiles, a second that does not; not in ``--smoke``);
+  (``compile_stages``: a first run that compiles, a second that does not; not in ``--smoke``); untiled also
+  with its frames copied to ordinary memory and handed on at once, against the pinned buffers on a side
+  stream handed on after the next step is queued (``outbound.py``);
 * the host's algorithm (``comfy.ldm.wan.vae``): the whole latent on the device, decoded one latent frame at a
   time through the same layers with their cache, each output concatenated onto the clip so far, then the
   whole clip clamped and copied to the CPU; for LTX-Video and HunyuanVideo the whole clip in one call;
@@ -35,7 +37,7 @@ from decode_vs_diffusers import import_framestream  # noqa: E402
 
 import_framestream()
 from framestream.vae_core import build_vae  # noqa: E402
-from framestream.vae_core.streaming import engine  # noqa: E402
+from framestream.vae_core.streaming import engine, outbound, stream  # noqa: E402
 from framestream.vae_core.streaming.compiled import compile_seconds, compile_stages  # noqa: E402
 from framestream.vae_core.streaming.sinks import CallbackSink  # noqa: E402
 from framestream.vae_core.streaming.state import StreamState  # noqa: E402
@@ -82,6 +84,22 @@ def framestream_decode(vae, z: torch.Tensor, **settings) -> torch.Tensor:
     frames = []
     engine.decode(vae, z, sink=CallbackSink(lambda batch, start, chunk: frames.append(chunk)), **settings)
     return torch.cat(frames)
+
+
+class AtOnce(outbound.Outbound):
+    """Frames copied to ordinary host memory in the decode's thread and handed on at once: the way before
+    outbound.py's pinned buffers on a side stream, to compare against."""
+
+    def __init__(self, device: torch.device) -> None:
+        super().__init__(torch.device("cpu"))
+
+
+def framestream_at_once(vae, z: torch.Tensor) -> torch.Tensor:
+    default, stream.Outbound = stream.Outbound, AtOnce
+    try:
+        return framestream_decode(vae, z)
+    finally:
+        stream.Outbound = default
 
 
 def host_decode(vae, z: torch.Tensor) -> torch.Tensor:
@@ -137,6 +155,7 @@ def bench_clip(clip: Clip, device: torch.device, dtype: torch.dtype, smoke: bool
     tile, overlap = (max(2 * r, 32), r) if smoke else (512, 64)
     runs = {
         "framestream untiled": lambda: framestream_decode(ours, z),
+        "framestream untiled, frames leave at once (no pinned side stream)": lambda: framestream_at_once(ours, z),
         "framestream tiled": lambda: framestream_decode(ours, z, tile=tile, overlap=overlap),
         "framestream carries in host RAM": lambda: framestream_decode(ours, z, carries="cpu"),
         "host algorithm": lambda: host_decode(ours, z),

@@ -90,6 +90,7 @@ class Estimate:
     kernels: int = 0  # the kernels' own buffers, built on first use
     kept: int = 0  # the frames an in-memory sink keeps (the result), in float32
     beside: bool = False  # the writer's and the kept frames are host RAM beside a GPU's work, not in its total
+    arriving: int = 0  # a GPU decode's frames on their way out: two steps' worth in pinned host RAM (outbound.py)
 
     @property
     def total(self) -> int:
@@ -99,7 +100,7 @@ class Estimate:
     @property
     def host(self) -> int:
         """Host RAM the run holds beyond :attr:`total`."""
-        return self.offloaded + (self.writer + self.kept if self.beside else 0)
+        return self.offloaded + self.arriving + (self.writer + self.kept if self.beside else 0)
 
 
 def estimate(request: Request) -> Estimate:

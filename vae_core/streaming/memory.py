@@ -265,7 +265,8 @@ def plan_decode(vae: CausalVideoVAE, latent_shape: tuple[int, ...], settings: Se
     need = estimate(request_for(vae, "decode", height=h * r, width=w * r, per_step=per_step, length=length,
                                 device=device, tile_px=tiles.tile_px, overlap_px=overlap,
                                 offload_carries=tiles.offload_carries))
-    need = dataclasses.replace(need, writer=writer, kept=kept, beside=not on_cpu)
+    arriving = 0 if on_cpu else 2 * need.output  # a step's frames on their way out, beside the last (outbound.py)
+    need = dataclasses.replace(need, writer=writer, kept=kept, beside=not on_cpu, arriving=arriving)
     return WorkPlan("decode", (h * r, w * r), windows, per_step, tiles, overlap, need, output, advance)
 
 

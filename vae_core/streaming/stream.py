@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -29,6 +30,7 @@ from . import group_norm, memory, temporal
 from .counter import Counter
 from .inputs import check_frames, check_latent
 from .model import CausalVideoVAE
+from .outbound import Arriving, Outbound
 from .runtime import OUT_OF_MEMORY
 from .settings import Settings
 from .sinks import Sink
@@ -47,6 +49,14 @@ class Mark:
     buffer: torch.Tensor | None  # what was pushed but not yet read by a step
     carries: dict[int, LayerRecord]  # the stream's committed carries, copied
     held: torch.Tensor | None  # a windowed decode's frames waiting to be cross-faded
+
+
+class InFlight(NamedTuple):
+    """A step's frames on their way out: where they go (``(first global index, frames)`` pieces, from the stitcher)
+    and their copy to the host."""
+
+    pieces: list[tuple[int, torch.Tensor]]
+    arriving: Arriving
 
 
 @dataclass
@@ -258,6 +268,8 @@ class DecodeStream(_Stream):
         self._pooling_given = pooling is not None
         self._planned: list[temporal.TemporalWindow] | None = None  # the steps, when the length was known up front
         self._stitcher = temporal.Stitcher()
+        self._outbound = Outbound(vae.weight_device)
+        self._in_flight: InFlight | None = None  # the last step's frames, not yet handed over
         self._grid: tuple[int, int] | None = None
 
     def push(self, latent: torch.Tensor, last: bool = False) -> torch.Tensor:
@@ -303,6 +315,7 @@ class DecodeStream(_Stream):
             self._gather_statistics()
         while (window := self._next_window(ending=False)) is not None:
             self._decode(window, out)
+        self._hand_over(out)
         return _joined(out)
 
     def _start(self, piece: torch.Tensor, length: int | None) -> None:
@@ -391,14 +404,29 @@ class DecodeStream(_Stream):
         if out is None:
             self.counter.step()
             return
-        frames = to_frames(pixels).cpu()
+        arriving = self._outbound.send(to_frames(pixels))
         del pixels
-        for start, chunk in self._stitcher.add(window, frames):
-            self._output(start, chunk, out, chunk.shape[0])
+        self._hand_over(out)  # the previous step's frames, while a GPU works on this step
+        # a streamed step's frames follow the last ones as they are (placed now, read when handed over); windows
+        # cross-fade their overlaps, which reads them
+        frames = arriving.frames if window.streamed else arriving.wait()
+        self._in_flight = InFlight(self._stitcher.add(window, frames), arriving)
+        if not self._outbound.deferred:
+            self._hand_over(out)
+        del frames  # else this step's frames stay alive through the next step
         self.consumed = window.stop if window.streamed else self._next_window_start()
         self._forget_before(self.consumed)
+
+    def _hand_over(self, out: list[torch.Tensor]) -> None:
+        """The frames of the step that ran last, once they have arrived, to the sink (and the caller)."""
+        if self._in_flight is None:
+            return
+        pieces, arriving = self._in_flight
+        self._in_flight = None
+        frames = arriving.wait()
+        for start, chunk in pieces:
+            self._output(start, chunk, out, chunk.shape[0])
         self.counter.step(frames[-1] if len(frames) else None)
-        del frames  # else this step's frames stay alive through the next step
 
     def _next_window_start(self) -> int:
         """The first latent frame the next window reads (its context and the whole-frame stages' halo included)."""
@@ -431,6 +459,7 @@ class DecodeStream(_Stream):
         out: list[torch.Tensor] = []
         while (window := self._next_window(ending=True)) is not None:
             self._decode(window, out)
+        self._hand_over(out)
         if self._stitcher.written < self._expected():
             raise RuntimeError(f"the {self.vae.family}'s decoder stopped giving frames at {self._stitcher.written} "
                                f"of {self._expected()}")
