@@ -2,8 +2,9 @@
 
 Each (family, size, direction, kind) runs in its own process on 2 threads, the two kinds alternating, and is
 timed around the one call after a warm-up call on a short clip (kernels, the plan's probe). FrameStream runs as
-the ``framestream`` command runs it (a short OpenMP spin, :mod:`launch`; before 2026-12-07, passive waiting);
-diffusers as a Python user runs it (OpenMP's default). The models are the tests' reduced-width oracles (tests/oracle.py), the same random
+the ``framestream`` command runs it (OpenMP's waiting chosen from the load it finds at its start, :mod:`launch`;
+until 2026-12-07 a short spin, before that passive waiting); diffusers as a Python user runs it (OpenMP's
+default). The models are the tests' reduced-width oracles (tests/oracle.py), the same random
 weights for both; the clips are about 33 frames (a latent of 9 frames at 4x time compression) at 128^2 and 256^2.
 
 The loads are started by the benchmark: ``busy1`` / ``busy2`` single-threaded busy loops, ``matmul2`` a torch
@@ -30,7 +31,6 @@ import wait_policy  # noqa: E402  (its matmul load)
 from decode_vs_diffusers import import_framestream  # noqa: E402
 
 import_framestream()
-from framestream.launch import SHORT_SPIN  # noqa: E402
 FRAMES = 33  # pixel frames of each clip (the nearest length the family allows)
 
 
@@ -73,10 +73,13 @@ FAMILIES = {
 
 CHILD = r'''
 import json, sys, time
+spec = json.loads(sys.argv[1])
+if spec["kind"] == "framestream":  # as the framestream command starts: its waiting chosen from the load it finds
+    from framestream.launch import choose_waiting
+    choose_waiting()
 import torch
 torch.set_num_threads(2)
 from oracle import *  # noqa: F403  (the builders named in FAMILIES)
-spec = json.loads(sys.argv[1])
 ref = eval(spec["builder"]).eval().requires_grad_(False)
 z = torch.randn(*spec["latent"], generator=torch.Generator().manual_seed(0))
 x = torch.rand(*spec["video"], generator=torch.Generator().manual_seed(1))  # [T, H, W, 3] in [0, 1]
@@ -119,8 +122,6 @@ def timed(name: str, size: int, direction: str, kind: str) -> float:
     spec = {**dataclasses.asdict(family), "latent": latent, "video": video, "kind": kind, "direction": direction}
     environ = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
     environ["PYTHONPATH"] = os.pathsep.join([os.path.dirname(ROOT), os.path.join(ROOT, "tests")])
-    if kind == "framestream":
-        environ.update(SHORT_SPIN)  # as the framestream command starts
     done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True,
                           cwd=ROOT, timeout=3600, env=environ)
     if done.returncode:

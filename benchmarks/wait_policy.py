@@ -2,7 +2,8 @@
 
 Each decode runs in its own process (2 threads), FrameStream with the OpenMP wait policy the runtime starts
 with by default (``OMP_WAIT_POLICY`` unset: threads spin at barriers) and with ``PASSIVE`` (what the
-``framestream`` command sets, :mod:`launch`), and diffusers' one-call decode of the same weights and latent as a
+``framestream`` command set until 2026-12-07; it now chooses a short spin on a busy machine, :mod:`launch`,
+timed here with ``--spincounts 1000``), and diffusers' one-call decode of the same weights and latent as a
 Python user runs it (the default policy). The kinds alternate; the table gives the fastest of ``--repeats``
 runs, quiet and beside a load the benchmark starts itself: ``--load`` single-threaded busy loops, and with
 ``--matmul T`` one torch process multiplying 512x512 matrices on T threads (a job that also wants every core and

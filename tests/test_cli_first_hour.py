@@ -6,6 +6,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import time
 
 import av
@@ -347,23 +348,42 @@ def test_a_killed_runs_hidden_temporary_is_cleaned_by_the_next_run_into_that_fol
     assert not stale.exists() and live.exists()
 
 
-def test_the_command_starts_with_a_short_openmp_spin_unless_the_user_chose():
+def test_the_command_chooses_a_short_openmp_spin_on_a_busy_machine_unless_the_user_chose():
     """Set before torch loads (the runtime reads it once): threads spinning the default while make a decode
-    several times slower beside another job, sleeping at once costs on a quiet machine (benchmarks/wait_policy.py).
+    several times slower beside another job, a short spin costs on a quiet machine (benchmarks/wait_policy.py).
     GNU OpenMP spins 1000 turns; Intel's, which counts milliseconds, sleeps at once."""
     from framestream import launch
 
     environ = {}
-    launch.prefer_short_spin(environ)
+    launch.choose_waiting(environ, busy=True)
     assert environ == {"GOMP_SPINCOUNT": "1000", "KMP_BLOCKTIME": "0"}
+    environ = {}
+    launch.choose_waiting(environ, busy=False)  # quiet: torch's own spin
+    assert environ == {}
     for chosen in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"OMP_WAIT_POLICY": "PASSIVE"}, {"GOMP_SPINCOUNT": "300000"},
                    {"KMP_BLOCKTIME": "200"}):
-        environ = dict(chosen)
-        launch.prefer_short_spin(environ)
-        assert environ == chosen
+        for busy in (True, False):
+            environ = dict(chosen)
+            launch.choose_waiting(environ, busy=busy)
+            assert environ == chosen
     import tomllib
 
     with open(os.path.join(checkout.ROOT, "pyproject.toml"), "rb") as f:  # both ways in start there
         assert tomllib.load(f)["project"]["scripts"]["framestream"] == "framestream.launch:main"
     with open(os.path.join(checkout.ROOT, "__main__.py")) as f:
         assert "from .launch import main" in f.read()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="reads Linux's /proc/stat")
+def test_a_busy_loop_beside_the_command_counts_as_a_busy_machine():
+    from framestream import launch
+
+    cores = len(os.sched_getaffinity(0))
+    loop = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # running
+        seen = launch.cores_in_use(0.5)
+    finally:
+        loop.kill()
+        loop.wait()
+    assert launch.BUSY_CORES <= seen <= cores + 0.25  # one core's worth at least, never more than there are

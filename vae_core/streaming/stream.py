@@ -417,6 +417,10 @@ class DecodeStream(_Stream):
         self.consumed = window.stop if window.streamed else self._next_window_start()
         self._forget_before(self.consumed)
 
+    def close(self) -> None:
+        self._in_flight = None  # frames on their way out go nowhere now
+        super().close()
+
     def _hand_over(self, out: list[torch.Tensor]) -> None:
         """The frames of the step that ran last, once they have arrived, to the sink (and the caller)."""
         if self._in_flight is None:
