@@ -21,12 +21,16 @@ def test_smoke_runs_every_decode_and_they_agree(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     lines = json.load(open(tmp_path / "gpu.json"))
     timed = {(line["clip"]["family"], line["run"]) for line in lines if "seconds" in line}
-    runs = ("framestream untiled", "framestream tiled", "framestream carries in host RAM", "host algorithm", "diffusers")
+    at_once = "framestream untiled, frames leave at once (no pinned side stream)"
+    runs = ("framestream untiled", at_once, "framestream tiled", "framestream carries in host RAM", "host algorithm",
+            "diffusers")
     assert timed == {(family, run) for family in ("wan", "ltx", "hunyuan") for run in runs}
     diffs = {(line["clip"]["family"], line["run"]): line["max_abs_diff_vs_framestream_untiled"]
              for line in lines if "max_abs_diff_vs_framestream_untiled" in line}
     assert set(diffs) == {key for key in timed if key[1] != "framestream untiled"}
     for (family, name), diff in diffs.items():
+        if name == at_once:
+            assert diff == 0, (family, name, diff)  # the same decode, its frames handed over otherwise
         if name == "framestream carries in host RAM" or (name == "host algorithm" and family != "hunyuan"):
             assert diff <= 1e-4, (family, name, diff)  # the same layers, the same order
         if name == "diffusers" and family != "hunyuan":  # HunyuanVideo's random decoder is chaotic (README)
