@@ -413,7 +413,6 @@ class DecodeStream(_Stream):
         self._in_flight = InFlight(self._stitcher.add(window, frames), arriving)
         if not self._outbound.deferred:
             self._hand_over(out)
-        del frames  # else this step's frames stay alive through the next step
         self.consumed = window.stop if window.streamed else self._next_window_start()
         self._forget_before(self.consumed)
 
